@@ -1,0 +1,268 @@
+//! Seatkeeper's license store: the one place that reads and writes
+//! organizations, products, devices, seats and the ignore list.
+//!
+//! [`LicenseStore`] is the interface; [`sqlite::SqliteStore`] and
+//! [`postgres::PgStore`] implement it, and [`Store`] is whichever one the
+//! database URL names. Every domain rule of PRODUCT.md that touches data lives
+//! behind this interface, and the seat invariant (assignments never exceed
+//! seats) is held by the database's own atomicity in each backend, never by a
+//! read in Rust followed by a write.
+
+#![allow(async_fn_in_trait)]
+
+pub mod keys;
+mod model;
+pub mod postgres;
+pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod validate;
+
+pub use model::*;
+
+use std::str::FromStr;
+
+/// What can go wrong in the store. The web layer turns each variant into a
+/// status code and a short public message; `Database` details are only logged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no organization named {0:?}")]
+    UnknownOrganization(String),
+    #[error("no product with code {0:?}")]
+    UnknownProduct(String),
+    #[error("no device with serial {0:?}")]
+    UnknownDevice(String),
+    #[error("serial {0:?} is not on the ignore list")]
+    NotIgnored(String),
+    #[error("no seats available")]
+    NoSeatsAvailable,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        StoreError::Invalid(message.into())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Seatkeeper stores, as operations in the product's words.
+///
+/// Methods that take an [`OrgId`] act within that organization only: a serial
+/// or product code of another organization is simply not found.
+pub trait LicenseStore {
+    /// Brings the schema up to date. Run at every start; migrations are
+    /// embedded in the binary.
+    async fn migrate(&self) -> Result<()>;
+
+    // --- Operator ---
+
+    /// On a database with no organization at all, creates `default` with a demo
+    /// product and returns its keys; otherwise does nothing. Safe to race.
+    async fn bootstrap(&self) -> Result<Option<NewOrganization>>;
+    async fn create_organization(&self, name: &str) -> Result<NewOrganization>;
+    async fn organizations(&self) -> Result<Vec<OrganizationSummary>>;
+    async fn organization_by_name(&self, name: &str) -> Result<Organization>;
+    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product>;
+    /// Sets the seat count. Lowering it below what is assigned revokes nothing.
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product>;
+
+    // --- Keys ---
+
+    /// The organization whose administration key this is.
+    async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>>;
+    /// The organization whose product key this is.
+    async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>>;
+    async fn settings(&self, org: OrgId) -> Result<Settings>;
+    /// Issues a new product key; the old one stops working at once.
+    async fn rotate_product_key(&self, org: OrgId) -> Result<String>;
+    /// Issues a new administration key; the old one stops working at once.
+    async fn rotate_admin_key(&self, org: OrgId) -> Result<String>;
+
+    // --- Products ---
+
+    /// The organization's products, ordered by name.
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>>;
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product>;
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product>;
+    /// The devices holding a seat of the product, by serial.
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>>;
+
+    // --- Devices ---
+
+    /// Devices by serial; `query` keeps those whose serial contains it
+    /// (ignoring ASCII case).
+    async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>>;
+    async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail>;
+    /// Removes the device and frees every seat it held.
+    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()>;
+    /// Removes the device (if known) and puts its serial on the ignore list.
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()>;
+    async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>>;
+    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()>;
+
+    // --- Seats ---
+
+    /// An admin gives the device a seat of the product, if one is free. Clears
+    /// an earlier revoke.
+    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned>;
+    /// An admin takes the product's seat from the device. Auto-assign will not
+    /// hand it back until an admin assigns it again or the device is deleted.
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()>;
+
+    /// A device checks in for a product: it is recorded (or its last seen
+    /// updated) and learns whether it holds a seat, getting one from
+    /// auto-assign when the rules allow.
+    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
+}
+
+/// The store a database URL names: `sqlite:…` or `postgres://…`.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password, so only the backend is shown.
+        f.write_str(match self {
+            Store::Sqlite(_) => "Store::Sqlite",
+            Store::Postgres(_) => "Store::Postgres",
+        })
+    }
+}
+
+impl Store {
+    /// Connects to the database the URL names (creating a SQLite file and its
+    /// folder when missing) and runs the migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let store = if url.starts_with("sqlite:") {
+            Store::Sqlite(sqlite::SqliteStore::open(url).await?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Store::Postgres(postgres::PgStore::open(url).await?)
+        } else {
+            return Err(StoreError::invalid(
+                "the database URL must start with sqlite: or postgres:// (for example sqlite://data/seatkeeper.db)",
+            ));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Forwards each operation to the backend in use.
+macro_rules! dispatch {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl LicenseStore for Store {
+    async fn migrate(&self) -> Result<()> {
+        dispatch!(self, migrate())
+    }
+    async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
+        dispatch!(self, bootstrap())
+    }
+    async fn create_organization(&self, name: &str) -> Result<NewOrganization> {
+        dispatch!(self, create_organization(name))
+    }
+    async fn organizations(&self) -> Result<Vec<OrganizationSummary>> {
+        dispatch!(self, organizations())
+    }
+    async fn organization_by_name(&self, name: &str) -> Result<Organization> {
+        dispatch!(self, organization_by_name(name))
+    }
+    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product> {
+        dispatch!(self, add_product(org, product))
+    }
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
+        dispatch!(self, set_seats(org, code, seats))
+    }
+    async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
+        dispatch!(self, authenticate_admin(admin_key))
+    }
+    async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>> {
+        dispatch!(self, authenticate_product(product_key))
+    }
+    async fn settings(&self, org: OrgId) -> Result<Settings> {
+        dispatch!(self, settings(org))
+    }
+    async fn rotate_product_key(&self, org: OrgId) -> Result<String> {
+        dispatch!(self, rotate_product_key(org))
+    }
+    async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
+        dispatch!(self, rotate_admin_key(org))
+    }
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
+        dispatch!(self, products(org))
+    }
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        dispatch!(self, product(org, code))
+    }
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
+        dispatch!(self, set_auto_assign(org, code, auto_assign))
+    }
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        dispatch!(self, holders(org, code, page))
+    }
+    async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
+        dispatch!(self, devices(org, query, page))
+    }
+    async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
+        dispatch!(self, device(org, serial))
+    }
+    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
+        dispatch!(self, delete_device(org, serial))
+    }
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
+        dispatch!(self, ignore_device(org, serial))
+    }
+    async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
+        dispatch!(self, ignored(org, page))
+    }
+    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()> {
+        dispatch!(self, unignore(org, serial))
+    }
+    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned> {
+        dispatch!(self, assign(org, serial, code))
+    }
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()> {
+        dispatch!(self, unassign(org, serial, code))
+    }
+    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+        dispatch!(self, check_in(org, code, serial))
+    }
+}
+
+/// The organization and demo product a fresh database starts with, so that a
+/// newcomer can sign in and check a device in at once.
+pub const DEFAULT_ORGANIZATION: &str = "default";
+
+pub(crate) fn demo_product() -> NewProduct {
+    NewProduct { code: "demo".into(), name: "Demo App".into(), seats: 5, auto_assign: true }
+}
+
+/// Parses a `sqlite:` URL's options; shared by the backend and its tests.
+pub(crate) fn sqlite_options(url: &str) -> Result<sqlx::sqlite::SqliteConnectOptions> {
+    sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(StoreError::from)
+}

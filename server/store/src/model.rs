@@ -1,0 +1,201 @@
+//! The things the store hands out, in the product's words.
+//!
+//! These are plain data: no SQL and no secrets beyond the keys an operator or
+//! admin is meant to see at that moment.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Every timestamp Seatkeeper records: UTC, millisecond precision on both databases.
+pub type Timestamp = DateTime<Utc>;
+
+/// The current time, truncated to the millisecond so that both backends store
+/// and return exactly the same value.
+pub fn now() -> Timestamp {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// An organization's row id. Only the store makes these, after resolving a key
+/// or a name, so holding one means the organization exists (or did a moment ago).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrgId(pub(crate) i64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+}
+
+/// What `org list` shows of each organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrganizationSummary {
+    pub name: String,
+    pub products: i64,
+    pub devices: i64,
+    pub created_at: Timestamp,
+}
+
+/// A newly created organization with both of its keys, shown in full once.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewOrganization {
+    pub name: String,
+    pub admin_key: String,
+    pub product_key: String,
+}
+
+/// What the operator gives to create a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub code: String,
+    pub name: String,
+    pub seats: i64,
+    pub auto_assign: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub code: String,
+    pub name: String,
+    pub seats: i64,
+    pub assigned: i64,
+    pub available: i64,
+    pub auto_assign: bool,
+}
+
+impl Product {
+    pub(crate) fn new(code: String, name: String, seats: i64, assigned: i64, auto_assign: bool) -> Self {
+        Product { code, name, seats, assigned, available: (seats - assigned).max(0), auto_assign }
+    }
+
+    /// More seats are assigned than the organization owns: the operator lowered
+    /// the seat count and nothing is revoked automatically.
+    pub fn over_allocated(&self) -> bool {
+        self.assigned > self.seats
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub serial: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub seats_assigned: i64,
+}
+
+/// One product of the organization as seen from one device: the Device
+/// screen's *Assigned Licenses* list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLicense {
+    pub product: String,
+    pub name: String,
+    pub assigned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: Device,
+    pub licenses: Vec<DeviceLicense>,
+}
+
+/// A device holding a seat of one product: a row of the Product screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub serial: String,
+    pub assigned_at: Timestamp,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredSerial {
+    pub serial: String,
+    pub ignored_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub organization_name: String,
+    pub product_key: String,
+}
+
+/// Why a check-in was answered "not licensed".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Denial {
+    AutoAssignDisabled,
+    NoSeatsAvailable,
+    RevokedByAdmin,
+    DeviceIgnored,
+}
+
+/// The answer to a device's check-in. An ignored device is not recorded, so
+/// it has no first or last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckIn {
+    pub product: String,
+    pub serial: String,
+    pub licensed: bool,
+    pub reason: Option<Denial>,
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+}
+
+/// What an admin's assign did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assigned {
+    Newly,
+    Already,
+}
+
+/// One page of a list ordered by serial. `next` is the serial to continue
+/// after, `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Where a page of a serial-ordered list starts and how long it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Continue after this serial (exclusive).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    pub fn first(limit: u32) -> Self {
+        PageRequest { after: None, limit }
+    }
+
+    /// The serial to continue after; every serial is greater than "", so the
+    /// first page needs no separate query.
+    pub(crate) fn after_serial(&self) -> &str {
+        self.after.as_deref().unwrap_or("")
+    }
+
+    /// The limit, clamped to what one query may return. One row more than this
+    /// is fetched to learn whether another page follows.
+    pub(crate) fn clamped_limit(&self) -> i64 {
+        i64::from(self.limit.clamp(1, Self::MAX_LIMIT))
+    }
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows: the extra row only says that
+    /// there is more.
+    pub(crate) fn from_rows(mut rows: Vec<T>, limit: i64, serial: impl Fn(&T) -> &str) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| serial(last).to_owned())
+        } else {
+            None
+        };
+        Page { items: rows, next }
+    }
+}

@@ -1,0 +1,598 @@
+//! The PostgreSQL backend, for fleets that run several server processes on one
+//! database.
+//!
+//! Transactions run at READ COMMITTED and hold the seat invariant with row
+//! locks taken in one fixed order, device row first, then product rows by id:
+//! - every transaction that changes a device's seats first locks the device's
+//!   row (the check-in's upsert does so by itself; admin actions use
+//!   `select … for update`), so two decisions about one device never overlap;
+//! - a seat is taken by `update products set assigned = assigned + 1 where … and
+//!   assigned < seats`, which waits for the product's row lock and re-checks the
+//!   condition on the newest row before it counts, so concurrent check-ins in any
+//!   number of processes can never take more seats than there are.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::Transaction;
+
+use crate::keys::{self, KeyKind};
+use crate::validate;
+use crate::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+type Tx = Transaction<'static, sqlx::Postgres>;
+
+/// A product's row as the seat decisions need it.
+struct ProductRow {
+    id: i64,
+    product: Product,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// The pool, for tests that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {
+        let key = keys::generate(kind);
+        let done = match kind {
+            KeyKind::Admin => sqlx::query("update organizations set admin_key_hash = $1 where id = $2")
+                .bind(keys::digest(&key))
+                .bind(org.0),
+            KeyKind::Product => {
+                sqlx::query("update organizations set product_key_hash = $1, product_key = $2 where id = $3")
+                    .bind(keys::digest(&key))
+                    .bind(&key)
+                    .bind(org.0)
+            }
+        }
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::UnknownOrganization(format!("#{}", org.0)));
+        }
+        Ok(key)
+    }
+}
+
+async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
+    let row: Option<(i64, String, String, i64, i64, bool)> = sqlx::query_as(
+        "select id, code, name, seats, assigned, auto_assign from products where org_id = $1 and code = $2",
+    )
+    .bind(org.0)
+    .bind(code)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
+        id,
+        product: Product::new(code, name, seats, assigned, auto_assign),
+    })
+    .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+}
+
+/// The device's id, with its row locked until the transaction ends.
+async fn lock_device(conn: &mut PgConnection, org: OrgId, serial: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("select id from devices where org_id = $1 and serial = $2 for update")
+        .bind(org.0)
+        .bind(serial)
+        .fetch_optional(conn)
+        .await?)
+}
+
+async fn locked_device(conn: &mut PgConnection, org: OrgId, serial: &str) -> Result<i64> {
+    lock_device(conn, org, serial).await?.ok_or_else(|| StoreError::UnknownDevice(serial.to_owned()))
+}
+
+/// Takes a free seat of the product for the device, if there is one. The caller
+/// holds the device's row lock and has checked that it holds no seat of it.
+async fn take_seat(conn: &mut PgConnection, product_id: i64, device_id: i64, now: Timestamp) -> Result<bool> {
+    let taken = sqlx::query("update products set assigned = assigned + 1 where id = $1 and assigned < seats")
+        .bind(product_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if taken {
+        sqlx::query("insert into assignments (product_id, device_id, assigned_at) values ($1, $2, $3)")
+            .bind(product_id)
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(taken)
+}
+
+/// Deletes a device whose row the caller has locked, freeing every seat it held.
+async fn delete_locked_device(conn: &mut PgConnection, device_id: i64) -> Result<()> {
+    // Product rows are locked in id order, so two deletes sharing products
+    // cannot deadlock.
+    let products: Vec<i64> = sqlx::query_scalar(
+        "select id from products
+         where id in (select product_id from assignments where device_id = $1)
+         order by id for update",
+    )
+    .bind(device_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query("update products set assigned = assigned - 1 where id = any($1)")
+        .bind(&products)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("delete from devices where id = $1").bind(device_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn insert_organization(conn: &mut PgConnection, name: &str, now: Timestamp) -> Result<Option<(OrgId, NewOrganization)>> {
+    let admin_key = keys::generate(KeyKind::Admin);
+    let product_key = keys::generate(KeyKind::Product);
+    let id: Option<i64> = sqlx::query_scalar(
+        "insert into organizations (name, admin_key_hash, product_key, product_key_hash, created_at)
+         values ($1, $2, $3, $4, $5) on conflict (name) do nothing returning id",
+    )
+    .bind(name)
+    .bind(keys::digest(&admin_key))
+    .bind(&product_key)
+    .bind(keys::digest(&product_key))
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(id.map(|id| (OrgId(id), NewOrganization { name: name.to_owned(), admin_key, product_key })))
+}
+
+async fn insert_product(conn: &mut PgConnection, org: OrgId, product: &NewProduct, now: Timestamp) -> Result<Product> {
+    validate::product_code(&product.code)?;
+    validate::name("product name", &product.name)?;
+    validate::seats(product.seats)?;
+    let inserted = sqlx::query(
+        "insert into products (org_id, code, name, seats, auto_assign, created_at)
+         values ($1, $2, $3, $4, $5, $6) on conflict (org_id, code) do nothing",
+    )
+    .bind(org.0)
+    .bind(&product.code)
+    .bind(&product.name)
+    .bind(product.seats)
+    .bind(product.auto_assign)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("a product with code {:?} already exists", product.code)));
+    }
+    Ok(Product::new(product.code.clone(), product.name.clone(), product.seats, 0, product.auto_assign))
+}
+
+fn device_from((serial, first_seen, last_seen, seats_assigned): (String, Timestamp, Timestamp, i64)) -> Device {
+    Device { serial, first_seen, last_seen, seats_assigned }
+}
+
+impl LicenseStore for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
+        let mut tx = self.begin().await?;
+        // Serializes concurrent first starts of several processes.
+        sqlx::query("select pg_advisory_xact_lock(7372501)").execute(&mut *tx).await?;
+        let any: Option<i64> = sqlx::query_scalar("select id from organizations limit 1").fetch_optional(&mut *tx).await?;
+        if any.is_some() {
+            return Ok(None);
+        }
+        let now = now();
+        let Some((id, org)) = insert_organization(&mut tx, DEFAULT_ORGANIZATION, now).await? else {
+            return Ok(None);
+        };
+        insert_product(&mut tx, id, &demo_product(), now).await?;
+        tx.commit().await?;
+        Ok(Some(org))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_organization(&self, name: &str) -> Result<NewOrganization> {
+        validate::name("organization name", name)?;
+        let mut conn = self.pool.acquire().await?;
+        match insert_organization(&mut conn, name, now()).await? {
+            Some((_, org)) => Ok(org),
+            None => Err(StoreError::Conflict(format!("an organization named {name:?} already exists"))),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn organizations(&self) -> Result<Vec<OrganizationSummary>> {
+        let rows: Vec<(String, i64, i64, Timestamp)> = sqlx::query_as(
+            "select o.name,
+                    (select count(*) from products p where p.org_id = o.id),
+                    (select count(*) from devices d where d.org_id = o.id),
+                    o.created_at
+             from organizations o order by o.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, products, devices, created_at)| OrganizationSummary { name, products, devices, created_at })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn organization_by_name(&self, name: &str) -> Result<Organization> {
+        let id: Option<i64> = sqlx::query_scalar("select id from organizations where name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        id.map(|id| Organization { id: OrgId(id), name: name.to_owned() })
+            .ok_or_else(|| StoreError::UnknownOrganization(name.to_owned()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product> {
+        let mut conn = self.pool.acquire().await?;
+        insert_product(&mut conn, org, product, now()).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
+        validate::seats(seats)?;
+        let row: Option<(String, String, i64, i64, bool)> = sqlx::query_as(
+            "update products set seats = $1 where org_id = $2 and code = $3
+             returning code, name, seats, assigned, auto_assign",
+        )
+        .bind(seats)
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
+            .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
+        if !keys::well_formed(KeyKind::Admin, admin_key) {
+            return Ok(None);
+        }
+        let row: Option<(i64, String)> = sqlx::query_as("select id, name from organizations where admin_key_hash = $1")
+            .bind(keys::digest(admin_key))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(id, name)| Organization { id: OrgId(id), name }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>> {
+        if !keys::well_formed(KeyKind::Product, product_key) {
+            return Ok(None);
+        }
+        let id: Option<i64> = sqlx::query_scalar("select id from organizations where product_key_hash = $1")
+            .bind(keys::digest(product_key))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.map(OrgId))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn settings(&self, org: OrgId) -> Result<Settings> {
+        let (organization_name, product_key): (String, String) =
+            sqlx::query_as("select name, product_key from organizations where id = $1")
+                .bind(org.0)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::UnknownOrganization(format!("#{}", org.0)))?;
+        Ok(Settings { organization_name, product_key })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_product_key(&self, org: OrgId) -> Result<String> {
+        self.rotate_key(org, KeyKind::Product).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
+        self.rotate_key(org, KeyKind::Admin).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
+        let rows: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
+            "select code, name, seats, assigned, auto_assign from products where org_id = $1 order by name, code",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(fetch_product(&mut conn, org, code).await?.product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
+        let row: Option<(String, String, i64, i64, bool)> = sqlx::query_as(
+            "update products set auto_assign = $1 where org_id = $2 and code = $3
+             returning code, name, seats, assigned, auto_assign",
+        )
+        .bind(auto_assign)
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
+            .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        let mut conn = self.pool.acquire().await?;
+        let product = fetch_product(&mut conn, org, code).await?;
+        let limit = page.clamped_limit();
+        let rows: Vec<(String, Timestamp, Timestamp, Timestamp)> = sqlx::query_as(
+            "select d.serial, a.assigned_at, d.first_seen, d.last_seen
+             from assignments a join devices d on d.id = a.device_id
+             where a.product_id = $1 and d.serial > $2
+             order by d.serial limit $3",
+        )
+        .bind(product.id)
+        .bind(page.after_serial())
+        .bind(limit + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let holders = rows
+            .into_iter()
+            .map(|(serial, assigned_at, first_seen, last_seen)| Holder { serial, assigned_at, first_seen, last_seen })
+            .collect();
+        Ok(Page::from_rows(holders, limit, |h| &h.serial))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
+        let limit = page.clamped_limit();
+        let rows: Vec<(String, Timestamp, Timestamp, i64)> = sqlx::query_as(
+            "select d.serial, d.first_seen, d.last_seen,
+                    (select count(*) from assignments a where a.device_id = d.id)
+             from devices d
+             where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
+             order by d.serial limit $4",
+        )
+        .bind(org.0)
+        .bind(page.after_serial())
+        .bind(validate::contains_pattern(query.unwrap_or_default()))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Page::from_rows(rows.into_iter().map(device_from).collect(), limit, |d| &d.serial))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
+        let mut conn = self.pool.acquire().await?;
+        let row: Option<(i64, String, Timestamp, Timestamp)> =
+            sqlx::query_as("select id, serial, first_seen, last_seen from devices where org_id = $1 and serial = $2")
+                .bind(org.0)
+                .bind(serial)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((id, serial, first_seen, last_seen)) = row else {
+            return Err(StoreError::UnknownDevice(serial.to_owned()));
+        };
+        let licenses: Vec<(String, String, bool)> = sqlx::query_as(
+            "select p.code, p.name,
+                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = $1)
+             from products p where p.org_id = $2 order by p.name, p.code",
+        )
+        .bind(id)
+        .bind(org.0)
+        .fetch_all(&mut *conn)
+        .await?;
+        let seats_assigned = licenses.iter().filter(|(_, _, assigned)| *assigned).count() as i64;
+        Ok(DeviceDetail {
+            device: device_from((serial, first_seen, last_seen, seats_assigned)),
+            licenses: licenses
+                .into_iter()
+                .map(|(product, name, assigned)| DeviceLicense { product, name, assigned })
+                .collect(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let device = locked_device(&mut tx, org, serial).await?;
+        delete_locked_device(&mut tx, device).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
+        validate::serial(serial)?;
+        let mut tx = self.begin().await?;
+        // On the list first: a check-in that starts from now on sees it.
+        sqlx::query(
+            "insert into ignored_serials (org_id, serial, ignored_at) values ($1, $2, $3) on conflict do nothing",
+        )
+        .bind(org.0)
+        .bind(serial)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        if let Some(device) = lock_device(&mut tx, org, serial).await? {
+            delete_locked_device(&mut tx, device).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
+        let limit = page.clamped_limit();
+        let rows: Vec<(String, Timestamp)> = sqlx::query_as(
+            "select serial, ignored_at from ignored_serials
+             where org_id = $1 and serial > $2 order by serial limit $3",
+        )
+        .bind(org.0)
+        .bind(page.after_serial())
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.into_iter().map(|(serial, ignored_at)| IgnoredSerial { serial, ignored_at }).collect();
+        Ok(Page::from_rows(items, limit, |i| &i.serial))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()> {
+        let done = sqlx::query("delete from ignored_serials where org_id = $1 and serial = $2")
+            .bind(org.0)
+            .bind(serial)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotIgnored(serial.to_owned()));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned> {
+        let mut tx = self.begin().await?;
+        let device = locked_device(&mut tx, org, serial).await?;
+        let product = fetch_product(&mut tx, org, code).await?;
+        let held: Option<i32> = sqlx::query_scalar("select 1 from assignments where product_id = $1 and device_id = $2")
+            .bind(product.id)
+            .bind(device)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = if held.is_some() {
+            Assigned::Already
+        } else if take_seat(&mut tx, product.id, device, now()).await? {
+            Assigned::Newly
+        } else {
+            return Err(StoreError::NoSeatsAvailable);
+        };
+        sqlx::query("delete from revocations where device_id = $1 and product_id = $2")
+            .bind(device)
+            .bind(product.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let device = locked_device(&mut tx, org, serial).await?;
+        let product = fetch_product(&mut tx, org, code).await?;
+        let freed = sqlx::query("delete from assignments where product_id = $1 and device_id = $2")
+            .bind(product.id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if freed == 1 {
+            sqlx::query("update products set assigned = assigned - 1 where id = $1")
+                .bind(product.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "insert into revocations (device_id, product_id, revoked_at) values ($1, $2, $3)
+             on conflict (device_id, product_id) do update set revoked_at = excluded.revoked_at",
+        )
+        .bind(device)
+        .bind(product.id)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+        validate::serial(serial)?;
+        let now = now();
+        let mut tx = self.begin().await?;
+        let product = fetch_product(&mut tx, org, code).await?;
+        let answer = |licensed, reason, seen: Option<(Timestamp, Timestamp)>| CheckIn {
+            product: code.to_owned(),
+            serial: serial.to_owned(),
+            licensed,
+            reason,
+            first_seen: seen.map(|(first, _)| first),
+            last_seen: seen.map(|(_, last)| last),
+        };
+
+        // Recording the device takes its row lock (see the module comment), but
+        // only if its serial is not on the ignore list.
+        let recorded: Option<(i64, Timestamp, Timestamp)> = sqlx::query_as(
+            "insert into devices (org_id, serial, first_seen, last_seen)
+             select $1, $2, $3, $3
+             where not exists (select 1 from ignored_serials where org_id = $1 and serial = $2)
+             on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+             returning id, first_seen, last_seen",
+        )
+        .bind(org.0)
+        .bind(serial)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((device, first_seen, last_seen)) = recorded else {
+            return Ok(answer(false, Some(Denial::DeviceIgnored), None));
+        };
+        let seen = Some((first_seen, last_seen));
+
+        let (held, revoked): (bool, bool) = sqlx::query_as(
+            "select exists (select 1 from assignments where product_id = $1 and device_id = $2),
+                    exists (select 1 from revocations where product_id = $1 and device_id = $2)",
+        )
+        .bind(product.id)
+        .bind(device)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let reply = if held {
+            answer(true, None, seen)
+        } else if revoked {
+            answer(false, Some(Denial::RevokedByAdmin), seen)
+        } else if !product.product.auto_assign {
+            answer(false, Some(Denial::AutoAssignDisabled), seen)
+        } else if take_seat(&mut tx, product.id, device, now).await? {
+            answer(true, None, seen)
+        } else {
+            answer(false, Some(Denial::NoSeatsAvailable), seen)
+        };
+        tx.commit().await?;
+        Ok(reply)
+    }
+}

@@ -1,0 +1,633 @@
+//! The SQLite backend: Seatkeeper's embedded default.
+//!
+//! SQLite lets one writer in at a time. Many pooled connections racing for the
+//! write lock with deferred transactions fail with SQLITE_BUSY under load, so
+//! every write here goes through one connection and starts with
+//! `BEGIN IMMEDIATE`: the write lock is taken before anything is read, and a
+//! writer in another process (the operator command line) is waited for through
+//! the busy timeout. Reads use their own pool and, with WAL, never wait for the
+//! writer. Within a write transaction nothing else can write, so the seat check
+//! and the seat taking cannot be interleaved with another decision.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::DateTime;
+use sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Transaction;
+
+use crate::keys::{self, KeyKind};
+use crate::validate;
+use crate::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// One connection: every write transaction queues here.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+type Tx = Transaction<'static, sqlx::Sqlite>;
+
+fn millis(at: Timestamp) -> i64 {
+    at.timestamp_millis()
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = sqlite_options(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the device hears "licensed".
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            create_parent_folder(options.get_filename())?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await?;
+        let readers = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?
+        };
+        Ok(SqliteStore { writer, readers })
+    }
+
+    async fn write(&self) -> Result<Tx> {
+        Ok(self.writer.begin_with("begin immediate").await?)
+    }
+
+    async fn org_product(&self, tx: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductRow> {
+        fetch_product(tx, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+    }
+
+    async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {
+        let key = keys::generate(kind);
+        let sql = match kind {
+            KeyKind::Admin => "update organizations set admin_key_hash = ? where id = ?",
+            KeyKind::Product => "update organizations set product_key_hash = ?, product_key = ? where id = ?",
+        };
+        let mut query = sqlx::query(sql).bind(keys::digest(&key));
+        if kind == KeyKind::Product {
+            query = query.bind(&key);
+        }
+        let done = query.bind(org.0).execute(&self.writer).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::UnknownOrganization(format!("#{}", org.0)));
+        }
+        Ok(key)
+    }
+}
+
+fn create_parent_folder(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A product's row as the seat decisions need it.
+struct ProductRow {
+    id: i64,
+    product: Product,
+}
+
+async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
+    let row: Option<(i64, String, String, i64, i64, bool)> = sqlx::query_as(
+        "select id, code, name, seats, assigned, auto_assign from products where org_id = ? and code = ?",
+    )
+    .bind(org.0)
+    .bind(code)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
+        id,
+        product: Product::new(code, name, seats, assigned, auto_assign),
+    }))
+}
+
+async fn device_id(conn: &mut SqliteConnection, org: OrgId, serial: &str) -> Result<i64> {
+    sqlx::query_scalar("select id from devices where org_id = ? and serial = ?")
+        .bind(org.0)
+        .bind(serial)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::UnknownDevice(serial.to_owned()))
+}
+
+/// Takes a free seat of the product for the device, if there is one. The caller
+/// holds the write lock and has checked that the device holds no seat of it.
+async fn take_seat(conn: &mut SqliteConnection, product_id: i64, device_id: i64, now: Timestamp) -> Result<bool> {
+    let taken = sqlx::query("update products set assigned = assigned + 1 where id = ? and assigned < seats")
+        .bind(product_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if taken {
+        sqlx::query("insert into assignments (product_id, device_id, assigned_at) values (?, ?, ?)")
+            .bind(product_id)
+            .bind(device_id)
+            .bind(millis(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(taken)
+}
+
+/// Frees every seat the device holds (before the device itself is deleted).
+async fn free_all_seats(conn: &mut SqliteConnection, device_id: i64) -> Result<()> {
+    sqlx::query(
+        "update products set assigned = assigned - 1
+         where id in (select product_id from assignments where device_id = ?)",
+    )
+    .bind(device_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("delete from assignments where device_id = ?").bind(device_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn insert_organization(conn: &mut SqliteConnection, name: &str, now: Timestamp) -> Result<NewOrganization> {
+    let admin_key = keys::generate(KeyKind::Admin);
+    let product_key = keys::generate(KeyKind::Product);
+    let inserted = sqlx::query(
+        "insert into organizations (name, admin_key_hash, product_key, product_key_hash, created_at)
+         values (?, ?, ?, ?, ?) on conflict (name) do nothing",
+    )
+    .bind(name)
+    .bind(keys::digest(&admin_key))
+    .bind(&product_key)
+    .bind(keys::digest(&product_key))
+    .bind(millis(now))
+    .execute(conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("an organization named {name:?} already exists")));
+    }
+    Ok(NewOrganization { name: name.to_owned(), admin_key, product_key })
+}
+
+async fn insert_product(conn: &mut SqliteConnection, org: OrgId, product: &NewProduct, now: Timestamp) -> Result<Product> {
+    validate::product_code(&product.code)?;
+    validate::name("product name", &product.name)?;
+    validate::seats(product.seats)?;
+    let inserted = sqlx::query(
+        "insert into products (org_id, code, name, seats, auto_assign, created_at)
+         values (?, ?, ?, ?, ?, ?) on conflict (org_id, code) do nothing",
+    )
+    .bind(org.0)
+    .bind(&product.code)
+    .bind(&product.name)
+    .bind(product.seats)
+    .bind(product.auto_assign)
+    .bind(millis(now))
+    .execute(conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("a product with code {:?} already exists", product.code)));
+    }
+    Ok(Product::new(product.code.clone(), product.name.clone(), product.seats, 0, product.auto_assign))
+}
+
+fn device_from((serial, first_seen, last_seen, seats_assigned): (String, i64, i64, i64)) -> Device {
+    Device { serial, first_seen: timestamp(first_seen), last_seen: timestamp(last_seen), seats_assigned }
+}
+
+impl LicenseStore for SqliteStore {
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
+        let mut tx = self.write().await?;
+        let any: Option<i64> = sqlx::query_scalar("select id from organizations limit 1").fetch_optional(&mut *tx).await?;
+        if any.is_some() {
+            return Ok(None);
+        }
+        let now = now();
+        let org = insert_organization(&mut tx, DEFAULT_ORGANIZATION, now).await?;
+        let id: i64 = sqlx::query_scalar("select id from organizations where name = ?")
+            .bind(DEFAULT_ORGANIZATION)
+            .fetch_one(&mut *tx)
+            .await?;
+        insert_product(&mut tx, OrgId(id), &demo_product(), now).await?;
+        tx.commit().await?;
+        Ok(Some(org))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_organization(&self, name: &str) -> Result<NewOrganization> {
+        validate::name("organization name", name)?;
+        let mut conn = self.writer.acquire().await?;
+        insert_organization(&mut conn, name, now()).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn organizations(&self) -> Result<Vec<OrganizationSummary>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "select o.name,
+                    (select count(*) from products p where p.org_id = o.id),
+                    (select count(*) from devices d where d.org_id = o.id),
+                    o.created_at
+             from organizations o order by o.name",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, products, devices, created_at)| OrganizationSummary {
+                name,
+                products,
+                devices,
+                created_at: timestamp(created_at),
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn organization_by_name(&self, name: &str) -> Result<Organization> {
+        let id: Option<i64> = sqlx::query_scalar("select id from organizations where name = ?")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        id.map(|id| Organization { id: OrgId(id), name: name.to_owned() })
+            .ok_or_else(|| StoreError::UnknownOrganization(name.to_owned()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product> {
+        let mut conn = self.writer.acquire().await?;
+        insert_product(&mut conn, org, product, now()).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
+        validate::seats(seats)?;
+        let mut tx = self.write().await?;
+        let done = sqlx::query("update products set seats = ? where org_id = ? and code = ?")
+            .bind(seats)
+            .bind(org.0)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::UnknownProduct(code.to_owned()));
+        }
+        let product = self.org_product(&mut tx, org, code).await?.product;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
+        if !keys::well_formed(KeyKind::Admin, admin_key) {
+            return Ok(None);
+        }
+        let row: Option<(i64, String)> = sqlx::query_as("select id, name from organizations where admin_key_hash = ?")
+            .bind(keys::digest(admin_key))
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(|(id, name)| Organization { id: OrgId(id), name }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>> {
+        if !keys::well_formed(KeyKind::Product, product_key) {
+            return Ok(None);
+        }
+        let id: Option<i64> = sqlx::query_scalar("select id from organizations where product_key_hash = ?")
+            .bind(keys::digest(product_key))
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(id.map(OrgId))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn settings(&self, org: OrgId) -> Result<Settings> {
+        let (organization_name, product_key): (String, String) =
+            sqlx::query_as("select name, product_key from organizations where id = ?")
+                .bind(org.0)
+                .fetch_optional(&self.readers)
+                .await?
+                .ok_or_else(|| StoreError::UnknownOrganization(format!("#{}", org.0)))?;
+        Ok(Settings { organization_name, product_key })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_product_key(&self, org: OrgId) -> Result<String> {
+        self.rotate_key(org, KeyKind::Product).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
+        self.rotate_key(org, KeyKind::Admin).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
+        let rows: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
+            "select code, name, seats, assigned, auto_assign from products where org_id = ? order by name, code",
+        )
+        .bind(org.0)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        let mut conn = self.readers.acquire().await?;
+        Ok(self.org_product(&mut conn, org, code).await?.product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
+        let mut tx = self.write().await?;
+        sqlx::query("update products set auto_assign = ? where org_id = ? and code = ?")
+            .bind(auto_assign)
+            .bind(org.0)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        let product = self.org_product(&mut tx, org, code).await?.product;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        let mut conn = self.readers.acquire().await?;
+        let product = self.org_product(&mut conn, org, code).await?;
+        let limit = page.clamped_limit();
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "select d.serial, a.assigned_at, d.first_seen, d.last_seen
+             from assignments a join devices d on d.id = a.device_id
+             where a.product_id = ? and d.serial > ?
+             order by d.serial limit ?",
+        )
+        .bind(product.id)
+        .bind(page.after_serial())
+        .bind(limit + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let holders = rows
+            .into_iter()
+            .map(|(serial, assigned_at, first_seen, last_seen)| Holder {
+                serial,
+                assigned_at: timestamp(assigned_at),
+                first_seen: timestamp(first_seen),
+                last_seen: timestamp(last_seen),
+            })
+            .collect();
+        Ok(Page::from_rows(holders, limit, |h| &h.serial))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
+        let limit = page.clamped_limit();
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "select d.serial, d.first_seen, d.last_seen,
+                    (select count(*) from assignments a where a.device_id = d.id)
+             from devices d
+             where d.org_id = ? and d.serial > ? and d.serial like ? escape '\\'
+             order by d.serial limit ?",
+        )
+        .bind(org.0)
+        .bind(page.after_serial())
+        .bind(validate::contains_pattern(query.unwrap_or_default()))
+        .bind(limit + 1)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(Page::from_rows(rows.into_iter().map(device_from).collect(), limit, |d| &d.serial))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
+        let mut conn = self.readers.acquire().await?;
+        let row: Option<(i64, String, i64, i64)> =
+            sqlx::query_as("select id, serial, first_seen, last_seen from devices where org_id = ? and serial = ?")
+                .bind(org.0)
+                .bind(serial)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((id, serial, first_seen, last_seen)) = row else {
+            return Err(StoreError::UnknownDevice(serial.to_owned()));
+        };
+        let licenses: Vec<(String, String, bool)> = sqlx::query_as(
+            "select p.code, p.name,
+                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = ?)
+             from products p where p.org_id = ? order by p.name, p.code",
+        )
+        .bind(id)
+        .bind(org.0)
+        .fetch_all(&mut *conn)
+        .await?;
+        let seats_assigned = licenses.iter().filter(|(_, _, assigned)| *assigned).count() as i64;
+        Ok(DeviceDetail {
+            device: device_from((serial, first_seen, last_seen, seats_assigned)),
+            licenses: licenses
+                .into_iter()
+                .map(|(product, name, assigned)| DeviceLicense { product, name, assigned })
+                .collect(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        let id = device_id(&mut tx, org, serial).await?;
+        free_all_seats(&mut tx, id).await?;
+        sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
+        validate::serial(serial)?;
+        let mut tx = self.write().await?;
+        match device_id(&mut tx, org, serial).await {
+            Ok(id) => {
+                free_all_seats(&mut tx, id).await?;
+                sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
+            }
+            Err(StoreError::UnknownDevice(_)) => {}
+            Err(e) => return Err(e),
+        }
+        sqlx::query("insert into ignored_serials (org_id, serial, ignored_at) values (?, ?, ?) on conflict do nothing")
+            .bind(org.0)
+            .bind(serial)
+            .bind(millis(now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
+        let limit = page.clamped_limit();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "select serial, ignored_at from ignored_serials
+             where org_id = ? and serial > ? order by serial limit ?",
+        )
+        .bind(org.0)
+        .bind(page.after_serial())
+        .bind(limit + 1)
+        .fetch_all(&self.readers)
+        .await?;
+        let items =
+            rows.into_iter().map(|(serial, at)| IgnoredSerial { serial, ignored_at: timestamp(at) }).collect();
+        Ok(Page::from_rows(items, limit, |i| &i.serial))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()> {
+        let done = sqlx::query("delete from ignored_serials where org_id = ? and serial = ?")
+            .bind(org.0)
+            .bind(serial)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotIgnored(serial.to_owned()));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned> {
+        let mut tx = self.write().await?;
+        let device = device_id(&mut tx, org, serial).await?;
+        let product = self.org_product(&mut tx, org, code).await?;
+        let held: Option<i64> = sqlx::query_scalar("select 1 from assignments where product_id = ? and device_id = ?")
+            .bind(product.id)
+            .bind(device)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = if held.is_some() {
+            Assigned::Already
+        } else if take_seat(&mut tx, product.id, device, now()).await? {
+            Assigned::Newly
+        } else {
+            return Err(StoreError::NoSeatsAvailable);
+        };
+        sqlx::query("delete from revocations where device_id = ? and product_id = ?")
+            .bind(device)
+            .bind(product.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        let device = device_id(&mut tx, org, serial).await?;
+        let product = self.org_product(&mut tx, org, code).await?;
+        let freed = sqlx::query("delete from assignments where product_id = ? and device_id = ?")
+            .bind(product.id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if freed == 1 {
+            sqlx::query("update products set assigned = assigned - 1 where id = ?")
+                .bind(product.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("insert or replace into revocations (device_id, product_id, revoked_at) values (?, ?, ?)")
+            .bind(device)
+            .bind(product.id)
+            .bind(millis(now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+        validate::serial(serial)?;
+        let now = now();
+        let mut tx = self.write().await?;
+        let product = self.org_product(&mut tx, org, code).await?;
+        let answer = |licensed, reason, seen: Option<(i64, i64)>| CheckIn {
+            product: code.to_owned(),
+            serial: serial.to_owned(),
+            licensed,
+            reason,
+            first_seen: seen.map(|(first, _)| timestamp(first)),
+            last_seen: seen.map(|(_, last)| timestamp(last)),
+        };
+
+        let ignored: Option<i64> = sqlx::query_scalar("select 1 from ignored_serials where org_id = ? and serial = ?")
+            .bind(org.0)
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if ignored.is_some() {
+            return Ok(answer(false, Some(Denial::DeviceIgnored), None));
+        }
+
+        let (device, first_seen, last_seen): (i64, i64, i64) = sqlx::query_as(
+            "insert into devices (org_id, serial, first_seen, last_seen) values (?, ?, ?, ?)
+             on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+             returning id, first_seen, last_seen",
+        )
+        .bind(org.0)
+        .bind(serial)
+        .bind(millis(now))
+        .bind(millis(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        let seen = Some((first_seen, last_seen));
+
+        let (held, revoked): (bool, bool) = sqlx::query_as(
+            "select exists (select 1 from assignments where product_id = ?1 and device_id = ?2),
+                    exists (select 1 from revocations where product_id = ?1 and device_id = ?2)",
+        )
+        .bind(product.id)
+        .bind(device)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let reply = if held {
+            answer(true, None, seen)
+        } else if revoked {
+            answer(false, Some(Denial::RevokedByAdmin), seen)
+        } else if !product.product.auto_assign {
+            answer(false, Some(Denial::AutoAssignDisabled), seen)
+        } else if take_seat(&mut tx, product.id, device, now).await? {
+            answer(true, None, seen)
+        } else {
+            answer(false, Some(Denial::NoSeatsAvailable), seen)
+        };
+        tx.commit().await?;
+        Ok(reply)
+    }
+}
+

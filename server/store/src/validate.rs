@@ -1,0 +1,116 @@
+//! The shapes PRODUCT.md allows for what users and devices type: serials,
+//! product codes, names and seat counts. The store checks them itself so that
+//! no caller can put a malformed value in the database.
+
+use crate::StoreError;
+
+pub const SERIAL_MAX_CHARS: usize = 128;
+pub const CODE_MAX_CHARS: usize = 64;
+pub const NAME_MAX_CHARS: usize = 200;
+
+/// A device serial: 1 to 128 characters, none of them a control character.
+/// Serials are compared exactly: no trimming, no case folding.
+pub fn serial(serial: &str) -> Result<(), StoreError> {
+    let count = serial.chars().count();
+    if count == 0 {
+        return Err(StoreError::invalid("serial must not be empty"));
+    }
+    if count > SERIAL_MAX_CHARS {
+        return Err(StoreError::invalid(format!("serial must be at most {SERIAL_MAX_CHARS} characters")));
+    }
+    if serial.chars().any(char::is_control) {
+        return Err(StoreError::invalid("serial must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Whether `code` could name a product: `[a-z0-9][a-z0-9-_.]{0,63}`.
+pub fn is_product_code(code: &str) -> bool {
+    let mut bytes = code.bytes();
+    let Some(first) = bytes.next() else { return false };
+    code.len() <= CODE_MAX_CHARS
+        && matches!(first, b'a'..=b'z' | b'0'..=b'9')
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+}
+
+pub fn product_code(code: &str) -> Result<(), StoreError> {
+    if is_product_code(code) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(
+            "product code must be 1-64 characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit",
+        ))
+    }
+}
+
+/// A display name (of a product or an organization): 1 to 200 characters,
+/// not blank, no control characters.
+pub fn name(what: &str, name: &str) -> Result<(), StoreError> {
+    if name.trim().is_empty() {
+        return Err(StoreError::invalid(format!("{what} must not be empty")));
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(StoreError::invalid(format!("{what} must be at most {NAME_MAX_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(StoreError::invalid(format!("{what} must not contain control characters")));
+    }
+    Ok(())
+}
+
+pub fn seats(seats: i64) -> Result<(), StoreError> {
+    if (0..=i64::from(i32::MAX)).contains(&seats) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid("seats must be a whole number from 0 to 2147483647"))
+    }
+}
+
+/// A LIKE pattern matching serials that contain `query`, with LIKE's own
+/// wildcards escaped by `\`.
+pub(crate) fn contains_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_follow_the_product_rules() {
+        assert!(serial("A").is_ok());
+        assert!(serial(&"x".repeat(128)).is_ok());
+        assert!(serial(&"é".repeat(128)).is_ok(), "the limit counts characters, not bytes");
+        assert!(serial("  spaced serial / with ünïcode 🔑 ").is_ok());
+        assert!(serial("").is_err());
+        assert!(serial(&"x".repeat(129)).is_err());
+        assert!(serial("tab\there").is_err());
+        assert!(serial("nul\0").is_err());
+        assert!(serial("del\u{7f}").is_err());
+        assert!(serial("c1\u{85}").is_err());
+    }
+
+    #[test]
+    fn product_codes_follow_the_product_rules() {
+        for ok in ["a", "0", "pro-2024_x.y", &"a".repeat(64)] {
+            assert!(is_product_code(ok), "{ok:?}");
+        }
+        for bad in ["", "-a", ".a", "_a", "A", "a b", "a/b", "é", &"a".repeat(65)] {
+            assert!(!is_product_code(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn like_wildcards_in_a_search_are_literal() {
+        assert_eq!(contains_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+}

@@ -1,0 +1,456 @@
+//! The store's behaviour, written once and run on both backends: every domain
+//! rule of PRODUCT.md, tenant isolation and the seat invariant under a race.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use store::*;
+
+/// Runs each story on SQLite and on PostgreSQL.
+macro_rules! stories {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $story() {
+                    let db = store::testing::TestDatabase::sqlite();
+                    super::$story(db.open().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $story() {
+                    let Some(db) = store::testing::TestDatabase::postgres().await else { return };
+                    super::$story(db.open().await).await;
+                }
+            )*
+        }
+    };
+}
+
+stories!(
+    first_check_in_records_the_device_and_auto_assigns_a_seat,
+    a_known_device_keeps_first_seen_and_moves_last_seen,
+    auto_assign_off_leaves_new_devices_unlicensed,
+    a_full_product_answers_no_seats_available,
+    revoked_seat_is_not_reassigned_by_auto_assign,
+    assign_without_a_free_seat_fails_and_changes_nothing,
+    unassign_of_a_seat_not_held_still_blocks_auto_assign,
+    deleting_a_device_frees_its_seats_and_it_returns_as_new,
+    an_ignored_device_is_not_recorded_until_unignored,
+    lowering_seats_below_assigned_revokes_nothing_and_gives_no_new_seat,
+    organizations_never_see_or_change_each_others_data,
+    keys_identify_their_organization_and_rotation_retires_the_old_key,
+    device_list_pages_by_serial_and_searches_by_substring,
+    the_product_screen_lists_its_holders_in_pages,
+    bad_input_is_refused_and_records_nothing,
+    operator_conflicts_are_reported_not_overwritten,
+    bootstrap_creates_the_default_organization_only_once,
+    many_concurrent_check_ins_never_take_more_seats_than_exist,
+    concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
+);
+
+async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
+    store.create_organization(org).await.expect("create organization");
+    let id = store.organization_by_name(org).await.expect("find organization").id;
+    let product = NewProduct { code: code.into(), name: format!("{code} app"), seats, auto_assign };
+    store.add_product(id, &product).await.expect("add product");
+    id
+}
+
+/// Every assignment counted by walking the holders list, which must agree with
+/// the product's own counter.
+async fn holders_of(store: &Store, org: OrgId, code: &str) -> Vec<String> {
+    let mut serials = Vec::new();
+    let mut page = PageRequest::first(7);
+    loop {
+        let got = store.holders(org, code, &page).await.expect("holders");
+        serials.extend(got.items.into_iter().map(|h| h.serial));
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    let product = store.product(org, code).await.expect("product");
+    assert_eq!(product.assigned, serials.len() as i64, "the seat counter agrees with the assignments");
+    serials
+}
+
+async fn first_check_in_records_the_device_and_auto_assigns_a_seat(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert!(answer.licensed);
+    assert_eq!(answer.reason, None);
+    assert_eq!((answer.product.as_str(), answer.serial.as_str()), ("editor", "SN-1"));
+    assert_eq!(answer.first_seen, answer.last_seen);
+    assert!(answer.first_seen.is_some());
+
+    let device = store.device(org, "SN-1").await.unwrap();
+    assert_eq!(device.device.seats_assigned, 1);
+    assert_eq!(device.licenses, vec![DeviceLicense { product: "editor".into(), name: "editor app".into(), assigned: true }]);
+    let product = store.product(org, "editor").await.unwrap();
+    assert_eq!((product.seats, product.assigned, product.available), (2, 1, 1));
+
+    // The same device again keeps its one seat.
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 1);
+}
+
+async fn a_known_device_keeps_first_seen_and_moves_last_seen(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    let first = store.check_in(org, "editor", "SN-1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let second = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert_eq!(second.first_seen, first.first_seen);
+    assert!(second.last_seen > first.last_seen, "{second:?} after {first:?}");
+    let device = store.device(org, "SN-1").await.unwrap().device;
+    assert_eq!((Some(device.first_seen), Some(device.last_seen)), (second.first_seen, second.last_seen));
+    assert_eq!(device.last_seen.timestamp_subsec_nanos() % 1_000_000, 0, "stored to the millisecond");
+}
+
+async fn auto_assign_off_leaves_new_devices_unlicensed(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 5, false).await;
+    let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert!(!answer.licensed);
+    assert_eq!(answer.reason, Some(Denial::AutoAssignDisabled));
+    assert!(answer.first_seen.is_some(), "the device is still recorded");
+    assert_eq!(store.device(org, "SN-1").await.unwrap().device.seats_assigned, 0);
+
+    // An admin assigns by hand; the device is then licensed.
+    assert_eq!(store.assign(org, "SN-1", "editor").await.unwrap(), Assigned::Newly);
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+
+    // Switching auto-assign on takes effect at once.
+    let product = store.set_auto_assign(org, "editor", true).await.unwrap();
+    assert!(product.auto_assign);
+    assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed);
+}
+
+async fn a_full_product_answers_no_seats_available(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 1, true).await;
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+    let answer = store.check_in(org, "editor", "SN-2").await.unwrap();
+    assert!(!answer.licensed);
+    assert_eq!(answer.reason, Some(Denial::NoSeatsAvailable));
+    assert_eq!(holders_of(&store, org, "editor").await, ["SN-1"]);
+
+    // A freed seat goes to the next device that asks.
+    store.delete_device(org, "SN-1").await.unwrap();
+    assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed);
+}
+
+async fn revoked_seat_is_not_reassigned_by_auto_assign(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 3, true).await;
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+    store.unassign(org, "SN-1", "editor").await.unwrap();
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0, "the seat is freed at once");
+
+    let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert!(!answer.licensed);
+    assert_eq!(answer.reason, Some(Denial::RevokedByAdmin));
+    assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed, "the seat went to another device");
+
+    // The admin's decision holds until an admin assigns again.
+    store.assign(org, "SN-1", "editor").await.unwrap();
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+    assert_eq!(holders_of(&store, org, "editor").await, ["SN-1", "SN-2"]);
+}
+
+async fn assign_without_a_free_seat_fails_and_changes_nothing(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 1, false).await;
+    store.check_in(org, "editor", "SN-1").await.unwrap();
+    store.check_in(org, "editor", "SN-2").await.unwrap();
+    assert_eq!(store.assign(org, "SN-1", "editor").await.unwrap(), Assigned::Newly);
+    assert_eq!(store.assign(org, "SN-1", "editor").await.unwrap(), Assigned::Already);
+    assert!(matches!(store.assign(org, "SN-2", "editor").await, Err(StoreError::NoSeatsAvailable)));
+    assert_eq!(holders_of(&store, org, "editor").await, ["SN-1"]);
+    assert_eq!(store.device(org, "SN-2").await.unwrap().device.seats_assigned, 0);
+
+    assert!(matches!(store.assign(org, "SN-9", "editor").await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.assign(org, "SN-1", "nope").await, Err(StoreError::UnknownProduct(_))));
+    assert!(matches!(store.unassign(org, "SN-9", "editor").await, Err(StoreError::UnknownDevice(_))));
+}
+
+async fn unassign_of_a_seat_not_held_still_blocks_auto_assign(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 3, false).await;
+    store.check_in(org, "editor", "SN-1").await.unwrap();
+    store.unassign(org, "SN-1", "editor").await.unwrap();
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
+    store.set_auto_assign(org, "editor", true).await.unwrap();
+    let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert_eq!(answer.reason, Some(Denial::RevokedByAdmin));
+}
+
+async fn deleting_a_device_frees_its_seats_and_it_returns_as_new(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    let viewer = NewProduct { code: "viewer".into(), name: "Viewer".into(), seats: 1, auto_assign: true };
+    store.add_product(org, &viewer).await.unwrap();
+    let first = store.check_in(org, "editor", "SN-1").await.unwrap();
+    store.check_in(org, "viewer", "SN-1").await.unwrap();
+    store.unassign(org, "SN-1", "editor").await.unwrap();
+    store.assign(org, "SN-1", "editor").await.unwrap();
+    assert_eq!(store.device(org, "SN-1").await.unwrap().device.seats_assigned, 2);
+
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    store.delete_device(org, "SN-1").await.unwrap();
+    assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
+    assert_eq!(store.product(org, "viewer").await.unwrap().assigned, 0);
+    assert!(matches!(store.delete_device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
+
+    let again = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert!(again.licensed, "a deleted device's revokes are forgotten with it");
+    assert!(again.first_seen > first.first_seen, "it reappears as a new device");
+}
+
+async fn an_ignored_device_is_not_recorded_until_unignored(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    store.check_in(org, "editor", "SN-1").await.unwrap();
+    store.ignore_device(org, "SN-1").await.unwrap();
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0, "its seat is freed");
+    assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
+
+    let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert_eq!(
+        (answer.licensed, answer.reason, answer.first_seen, answer.last_seen),
+        (false, Some(Denial::DeviceIgnored), None, None)
+    );
+    assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))), "not recorded");
+
+    // A serial never seen can be ignored ahead of time; ignoring twice is harmless.
+    store.ignore_device(org, "SN-2").await.unwrap();
+    store.ignore_device(org, "SN-2").await.unwrap();
+    let listed: Vec<String> = store.ignored(org, &PageRequest::first(10)).await.unwrap().items.into_iter().map(|i| i.serial).collect();
+    assert_eq!(listed, ["SN-1", "SN-2"]);
+
+    store.unignore(org, "SN-1").await.unwrap();
+    assert!(matches!(store.unignore(org, "SN-1").await, Err(StoreError::NotIgnored(_))));
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+}
+
+async fn lowering_seats_below_assigned_revokes_nothing_and_gives_no_new_seat(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 3, true).await;
+    for serial in ["SN-1", "SN-2", "SN-3"] {
+        assert!(store.check_in(org, "editor", serial).await.unwrap().licensed);
+    }
+    let product = store.set_seats(org, "editor", 1).await.unwrap();
+    assert_eq!((product.seats, product.assigned, product.available), (1, 3, 0));
+    assert!(product.over_allocated());
+    assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed, "held seats stay held");
+    assert_eq!(store.check_in(org, "editor", "SN-4").await.unwrap().reason, Some(Denial::NoSeatsAvailable));
+
+    store.delete_device(org, "SN-1").await.unwrap();
+    store.delete_device(org, "SN-2").await.unwrap();
+    assert_eq!(store.check_in(org, "editor", "SN-4").await.unwrap().reason, Some(Denial::NoSeatsAvailable), "still at the limit");
+    store.delete_device(org, "SN-3").await.unwrap();
+    assert!(store.check_in(org, "editor", "SN-4").await.unwrap().licensed, "below the limit again");
+}
+
+async fn organizations_never_see_or_change_each_others_data(store: Store) {
+    let acme = org_with_product(&store, "acme", "editor", 2, true).await;
+    let globex = org_with_product(&store, "globex", "editor", 2, true).await;
+    store.check_in(acme, "editor", "SHARED").await.unwrap();
+    store.check_in(acme, "editor", "ACME-ONLY").await.unwrap();
+
+    // The same serial in another organization is another device.
+    let theirs = store.check_in(globex, "editor", "SHARED").await.unwrap();
+    assert!(theirs.licensed);
+    assert_eq!(holders_of(&store, globex, "editor").await, ["SHARED"]);
+    assert!(matches!(store.device(globex, "ACME-ONLY").await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.delete_device(globex, "ACME-ONLY").await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.unassign(globex, "ACME-ONLY", "editor").await, Err(StoreError::UnknownDevice(_))));
+    let globex_devices = store.devices(globex, None, &PageRequest::first(50)).await.unwrap();
+    assert_eq!(globex_devices.items.iter().map(|d| d.serial.as_str()).collect::<Vec<_>>(), ["SHARED"]);
+
+    store.ignore_device(globex, "ACME-ONLY").await.unwrap();
+    assert!(store.check_in(acme, "editor", "ACME-ONLY").await.unwrap().licensed, "another org's ignore list");
+    store.set_auto_assign(globex, "editor", false).await.unwrap();
+    assert!(store.product(acme, "editor").await.unwrap().auto_assign);
+    assert_eq!(holders_of(&store, acme, "editor").await, ["ACME-ONLY", "SHARED"]);
+}
+
+async fn keys_identify_their_organization_and_rotation_retires_the_old_key(store: Store) {
+    let acme = store.create_organization("acme").await.unwrap();
+    let globex = store.create_organization("globex").await.unwrap();
+    assert!(acme.admin_key.starts_with("sk_admin_") && acme.product_key.starts_with("sk_prod_"));
+    let acme_id = store.authenticate_admin(&acme.admin_key).await.unwrap().expect("admin key").id;
+    assert_eq!(store.authenticate_product(&acme.product_key).await.unwrap(), Some(acme_id));
+    assert_ne!(store.authenticate_product(&globex.product_key).await.unwrap(), Some(acme_id));
+    assert_eq!(store.authenticate_admin(&acme.product_key).await.unwrap(), None, "a product key is no admin key");
+    assert_eq!(store.authenticate_product(&acme.admin_key).await.unwrap(), None, "an admin key is no product key");
+    assert_eq!(store.authenticate_admin("sk_admin_0000").await.unwrap(), None);
+    assert_eq!(store.settings(acme_id).await.unwrap(), Settings { organization_name: "acme".into(), product_key: acme.product_key.clone() });
+
+    let new_product_key = store.rotate_product_key(acme_id).await.unwrap();
+    assert_eq!(store.authenticate_product(&acme.product_key).await.unwrap(), None);
+    assert_eq!(store.authenticate_product(&new_product_key).await.unwrap(), Some(acme_id));
+    assert_eq!(store.settings(acme_id).await.unwrap().product_key, new_product_key);
+
+    let new_admin_key = store.rotate_admin_key(acme_id).await.unwrap();
+    assert_eq!(store.authenticate_admin(&acme.admin_key).await.unwrap(), None);
+    assert_eq!(store.authenticate_admin(&new_admin_key).await.unwrap().map(|o| o.name), Some("acme".into()));
+    assert!(store.authenticate_admin(&globex.admin_key).await.unwrap().is_some(), "others keep their keys");
+}
+
+async fn device_list_pages_by_serial_and_searches_by_substring(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 3, true).await;
+    let serials: Vec<String> = (0..25).map(|i| format!("LAPTOP-{i:02}")).chain(["desk_1".into(), "DESK%2".into()]).collect();
+    for serial in &serials {
+        store.check_in(org, "editor", serial).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(10);
+    loop {
+        let got = store.devices(org, None, &page).await.unwrap();
+        assert!(got.items.len() <= 10);
+        seen.extend(got.items.into_iter().map(|d| d.serial));
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    let mut sorted = serials.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "every device once, in serial order");
+
+    let found = store.devices(org, Some("laptop-1"), &PageRequest::first(50)).await.unwrap();
+    assert_eq!(found.items.len(), 10, "search ignores ASCII case");
+    assert_eq!(found.next, None);
+    let found = store.devices(org, Some("%"), &PageRequest::first(50)).await.unwrap();
+    assert_eq!(found.items.iter().map(|d| d.serial.as_str()).collect::<Vec<_>>(), ["DESK%2"], "wildcards are literal");
+    let found = store.devices(org, Some("_"), &PageRequest::first(50)).await.unwrap();
+    assert_eq!(found.items.iter().map(|d| d.serial.as_str()).collect::<Vec<_>>(), ["desk_1"]);
+    let seats: i64 = store.devices(org, None, &PageRequest::first(100)).await.unwrap().items.iter().map(|d| d.seats_assigned).sum();
+    assert_eq!(seats, 3);
+}
+
+async fn the_product_screen_lists_its_holders_in_pages(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 20, true).await;
+    for i in 0..15 {
+        store.check_in(org, "editor", &format!("SN-{i:02}")).await.unwrap();
+    }
+    store.unassign(org, "SN-03", "editor").await.unwrap();
+    let holders = holders_of(&store, org, "editor").await;
+    assert_eq!(holders.len(), 14);
+    assert!(!holders.contains(&"SN-03".to_string()));
+    assert!(matches!(store.holders(org, "nope", &PageRequest::first(5)).await, Err(StoreError::UnknownProduct(_))));
+}
+
+async fn bad_input_is_refused_and_records_nothing(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    let long = "x".repeat(129);
+    for serial in ["", "tab\tinside", "new\nline", "nul\0", long.as_str()] {
+        assert!(matches!(store.check_in(org, "editor", serial).await, Err(StoreError::Invalid(_))), "{serial:?}");
+    }
+    assert!(matches!(store.check_in(org, "missing", "SN-1").await, Err(StoreError::UnknownProduct(_))));
+    assert!(store.devices(org, None, &PageRequest::first(10)).await.unwrap().items.is_empty(), "nothing recorded");
+
+    // SQL meta-characters and unicode are only data.
+    for serial in ["'; drop table devices; --", "ünïcødé 🔑", &"é".repeat(128), " spaced "] {
+        assert!(store.check_in(org, "editor", serial).await.unwrap().first_seen.is_some());
+        assert_eq!(store.device(org, serial).await.unwrap().device.serial, serial);
+    }
+
+    for code in ["", "Upper", "-lead", "has space", &"a".repeat(65)] {
+        let product = NewProduct { code: code.into(), name: "X".into(), seats: 1, auto_assign: false };
+        assert!(matches!(store.add_product(org, &product).await, Err(StoreError::Invalid(_))), "{code:?}");
+    }
+    let negative = NewProduct { code: "neg".into(), name: "Neg".into(), seats: -1, auto_assign: false };
+    assert!(matches!(store.add_product(org, &negative).await, Err(StoreError::Invalid(_))));
+    let blank = NewProduct { code: "blank".into(), name: "  ".into(), seats: 1, auto_assign: false };
+    assert!(matches!(store.add_product(org, &blank).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.set_seats(org, "editor", -5).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.create_organization("").await, Err(StoreError::Invalid(_))));
+    assert_eq!(store.products(org).await.unwrap().len(), 1);
+    assert_eq!(store.product(org, "editor").await.unwrap().seats, 2);
+}
+
+async fn operator_conflicts_are_reported_not_overwritten(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    assert!(matches!(store.create_organization("acme").await, Err(StoreError::Conflict(_))));
+    let again = NewProduct { code: "editor".into(), name: "Other".into(), seats: 9, auto_assign: false };
+    assert!(matches!(store.add_product(org, &again).await, Err(StoreError::Conflict(_))));
+    let product = store.product(org, "editor").await.unwrap();
+    assert_eq!((product.name.as_str(), product.seats), ("editor app", 2));
+    assert!(matches!(store.organization_by_name("nobody").await, Err(StoreError::UnknownOrganization(_))));
+    assert!(matches!(store.set_seats(org, "nope", 3).await, Err(StoreError::UnknownProduct(_))));
+
+    let listed = store.organizations().await.unwrap();
+    assert_eq!(listed.iter().map(|o| (o.name.as_str(), o.products)).collect::<Vec<_>>(), [("acme", 1)]);
+}
+
+async fn bootstrap_creates_the_default_organization_only_once(store: Store) {
+    let created = store.bootstrap().await.unwrap().expect("an empty database gets the default organization");
+    assert_eq!(created.name, "default");
+    let org = store.authenticate_admin(&created.admin_key).await.unwrap().expect("its admin key works").id;
+    assert_eq!(store.authenticate_product(&created.product_key).await.unwrap(), Some(org));
+    let demo = store.products(org).await.unwrap();
+    assert_eq!(demo.len(), 1);
+    assert!(demo[0].auto_assign && demo[0].seats > 0);
+    assert!(store.check_in(org, &demo[0].code, "NEWCOMER-1").await.unwrap().licensed);
+    assert!(store.bootstrap().await.unwrap().is_none(), "never twice");
+}
+
+async fn many_concurrent_check_ins_never_take_more_seats_than_exist(store: Store) {
+    const SEATS: i64 = 7;
+    const DEVICES: usize = 120;
+    let org = org_with_product(&store, "acme", "editor", SEATS, true).await;
+    let tasks: Vec<_> = (0..DEVICES)
+        .map(|i| {
+            let store = store.clone();
+            // Every device checks in twice, so a device also races itself.
+            tokio::spawn(async move {
+                let serial = format!("RACE-{:03}", i / 2 % (DEVICES / 2));
+                store.check_in(org, "editor", &serial).await
+            })
+        })
+        .collect();
+    let mut licensed = HashSet::new();
+    for task in tasks {
+        let answer = task.await.expect("no panic").expect("no check-in fails");
+        if answer.licensed {
+            licensed.insert(answer.serial);
+        } else {
+            assert_eq!(answer.reason, Some(Denial::NoSeatsAvailable));
+        }
+    }
+    let holders: HashSet<String> = holders_of(&store, org, "editor").await.into_iter().collect();
+    assert_eq!(holders.len() as i64, SEATS, "every seat taken, none twice");
+    assert_eq!(licensed, holders, "every device told licensed holds a seat");
+}
+
+async fn concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact(store: Store) {
+    const SEATS: i64 = 5;
+    let org = org_with_product(&store, "acme", "editor", SEATS, true).await;
+    for i in 0..10 {
+        store.check_in(org, "editor", &format!("ADMIN-{i}")).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        for i in 0..10 {
+            let store = store.clone();
+            let serial = format!("ADMIN-{i}");
+            tasks.push(tokio::spawn(async move {
+                let done = match (round + i) % 4 {
+                    0 => store.unassign(org, &serial, "editor").await.map(drop),
+                    1 => store.assign(org, &serial, "editor").await.map(drop),
+                    2 => store.check_in(org, "editor", &format!("NEW-{round}-{i}")).await.map(drop),
+                    _ => store.delete_device(org, &serial).await,
+                };
+                // A device deleted by an earlier action, or a full product, is an
+                // answer, not a failure.
+                match done {
+                    Err(StoreError::UnknownDevice(_) | StoreError::NoSeatsAvailable) => Ok(()),
+                    other => other,
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("no panic").expect("no action fails unexpectedly");
+    }
+    let holders = holders_of(&store, org, "editor").await;
+    assert!(holders.len() as i64 <= SEATS, "{} holders for {SEATS} seats", holders.len());
+}
