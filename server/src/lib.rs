@@ -1,1 +1,77 @@
+//! The Seatkeeper server as a library: the router (pages, server functions,
+//! the JSON APIs and static files) and the serve loop. `main.rs` only parses
+//! the command line, opens the store and binds; tests build the same router on
+//! a throwaway database.
+//!
+//! Where a check-in goes: [`api::checkin::check_in`] authenticates the product
+//! key and reads the body, then calls `store::LicenseStore::check_in`, which runs
+//! one transaction in `server/store/src/sqlite.rs` or `postgres.rs`.
 
+pub mod api;
+pub mod cli;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use leptos::context::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use store::Store;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+/// What every request handler may reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub store: Store,
+}
+
+impl AppState {
+    pub fn new(store: Store, addr: SocketAddr) -> Self {
+        AppState { leptos_options: leptos_options(addr), store }
+    }
+}
+
+/// Leptos' settings. The site folder (the hydration bundle and the CSS) is
+/// `LEPTOS_SITE_ROOT`, by default `target/site` where the build writes it.
+pub fn leptos_options(addr: SocketAddr) -> LeptosOptions {
+    let env_or = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    LeptosOptions::builder()
+        .output_name("seatkeeper")
+        .site_root(env_or("LEPTOS_SITE_ROOT", "target/site"))
+        .site_pkg_dir(env_or("LEPTOS_SITE_PKG_DIR", "pkg"))
+        .site_addr(addr)
+        .build()
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let pages = generate_route_list(app::App);
+    let store = state.store.clone();
+    Router::new()
+        .nest("/api/v1", api::routes())
+        .leptos_routes_with_context(
+            &state,
+            pages,
+            move || provide_context(store.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || app::shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

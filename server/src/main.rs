@@ -1,1 +1,92 @@
-fn main(){}
+//! `seatkeeper`: serves (the default) or runs an operator command.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use seatkeeper::cli::{self, Cli, Command};
+use seatkeeper::{AppState, serve};
+use store::{LicenseStore, Store};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        None | Some(Command::Serve) => match run_server(&cli).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(command) => run_operator(&cli.database_url, cli.json, command).await,
+    }
+}
+
+async fn run_server(cli: &Cli) -> anyhow::Result<()> {
+    let store = Store::open(&cli.database_url).await.context("opening the store")?;
+    if let Some(org) = store.bootstrap().await.context("creating the default organization")? {
+        println!("First start on an empty database.\n{}\n", cli::organization_summary(&org).human);
+    }
+    let listener =
+        tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
+    serve(listener, AppState::new(store, addr), shutdown_signal()).await.context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_operator(database_url: &str, json: bool, command: Command) -> ExitCode {
+    let result = match Store::open(database_url).await {
+        Ok(store) => cli::run(&store, command).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(output) if json => {
+            println!("{}", serde_json::to_string_pretty(&output.json).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(output) => {
+            println!("{}", output.human);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            if json {
+                let body = serde_json::json!({"error": {"code": cli::error_code(&error), "message": error.to_string()}});
+                println!("{body}");
+            }
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

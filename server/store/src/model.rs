@@ -15,6 +15,38 @@ pub fn now() -> Timestamp {
     Utc::now().trunc_subsecs(3)
 }
 
+/// Timestamps in JSON: RFC 3339 in UTC, always with milliseconds
+/// (`2026-11-28T19:48:08.123Z`).
+pub mod rfc3339 {
+    use super::Timestamp;
+    use chrono::SecondsFormat;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        Timestamp::deserialize(deserializer)
+    }
+
+    pub mod option {
+        use super::Timestamp;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(at: &Option<Timestamp>, serializer: S) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => super::serialize(at, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Timestamp>, D::Error> {
+            Option::<Timestamp>::deserialize(deserializer)
+        }
+    }
+}
+
 /// An organization's row id. Only the store makes these, after resolving a key
 /// or a name, so holding one means the organization exists (or did a moment ago).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +64,7 @@ pub struct OrganizationSummary {
     pub name: String,
     pub products: i64,
     pub devices: i64,
+    #[serde(with = "rfc3339")]
     pub created_at: Timestamp,
 }
 
@@ -77,7 +110,9 @@ impl Product {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     pub serial: String,
+    #[serde(with = "rfc3339")]
     pub first_seen: Timestamp,
+    #[serde(with = "rfc3339")]
     pub last_seen: Timestamp,
     pub seats_assigned: i64,
 }
@@ -102,14 +137,18 @@ pub struct DeviceDetail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     pub serial: String,
+    #[serde(with = "rfc3339")]
     pub assigned_at: Timestamp,
+    #[serde(with = "rfc3339")]
     pub first_seen: Timestamp,
+    #[serde(with = "rfc3339")]
     pub last_seen: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredSerial {
     pub serial: String,
+    #[serde(with = "rfc3339")]
     pub ignored_at: Timestamp,
 }
 
@@ -137,7 +176,9 @@ pub struct CheckIn {
     pub serial: String,
     pub licensed: bool,
     pub reason: Option<Denial>,
+    #[serde(with = "rfc3339::option")]
     pub first_seen: Option<Timestamp>,
+    #[serde(with = "rfc3339::option")]
     pub last_seen: Option<Timestamp>,
 }
 

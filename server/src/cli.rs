@@ -1,0 +1,241 @@
+//! The `seatkeeper` command line: `serve` (the default) and the operator's
+//! commands, which work on the same database as running servers. Each operator
+//! command prints a short summary for people, or JSON with `--json`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use store::{LicenseStore, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/seatkeeper.db";
+
+#[derive(Parser)]
+#[command(name = "seatkeeper", version, about = "Seatkeeper, the license seat server")]
+pub struct Cli {
+    /// Where the data lives: sqlite://path/to/file.db or postgres://user@host/db.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
+    pub database_url: String,
+
+    /// The address to serve on.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000", global = true)]
+    pub addr: SocketAddr,
+
+    /// Print JSON instead of a summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the web pages and the APIs (the default).
+    Serve,
+    /// Organizations: the vendor's customers.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Products and their seats.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// An organization's API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization and print its two API keys (shown only now).
+    Create { name: String },
+    /// List organizations.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ProductCommand {
+    /// Add a product with its seats to an organization.
+    Add {
+        #[arg(long)]
+        org: String,
+        /// Stable id used by apps: [a-z0-9][a-z0-9-_.]{0,63}.
+        #[arg(long)]
+        code: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        seats: i64,
+        /// Give a free seat to every new device that checks in.
+        #[arg(long)]
+        auto_assign: bool,
+    },
+    /// Change how many seats an organization owns. Lowering it revokes nothing.
+    SetSeats {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        seats: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Issue a new key; the old one stops working at once.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args)]
+pub struct RotateArgs {
+    #[arg(long)]
+    org: String,
+    /// Rotate the administration API key.
+    #[arg(long, conflicts_with = "product", required_unless_present = "product")]
+    admin: bool,
+    /// Rotate the product API key.
+    #[arg(long)]
+    product: bool,
+}
+
+/// What an operator command prints: a summary for people and JSON for scripts.
+pub struct Output {
+    pub human: String,
+    pub json: serde_json::Value,
+}
+
+/// A created organization as JSON. The keys appear under both their short
+/// names and PRODUCT.md's long ones.
+#[derive(Serialize)]
+struct CreatedOrganization<'a> {
+    name: &'a str,
+    organization: &'a str,
+    admin_key: &'a str,
+    product_key: &'a str,
+    admin_api_key: &'a str,
+    product_api_key: &'a str,
+}
+
+#[derive(Serialize)]
+struct ProductOfOrg<'a> {
+    organization: &'a str,
+    #[serde(flatten)]
+    product: &'a Product,
+}
+
+#[derive(Serialize)]
+struct RotatedKey<'a> {
+    organization: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_api_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product_api_key: Option<&'a str>,
+}
+
+fn json(value: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// The summary printed for a new organization, by `org create` and by the
+/// first start of a server on an empty database.
+pub fn organization_summary(org: &NewOrganization) -> Output {
+    let human = format!(
+        "Organization {name:?} created.\n  \
+         Administration API key: {admin}\n  \
+         Product API key:        {product}\n\
+         The administration key is shown only now: keep it safe.",
+        name = org.name,
+        admin = org.admin_key,
+        product = org.product_key,
+    );
+    let json = json(CreatedOrganization {
+        name: &org.name,
+        organization: &org.name,
+        admin_key: &org.admin_key,
+        product_key: &org.product_key,
+        admin_api_key: &org.admin_key,
+        product_api_key: &org.product_key,
+    });
+    Output { human, json }
+}
+
+fn product_summary(verb: &str, org: &str, product: &Product) -> Output {
+    let mut human = format!(
+        "Product {code:?} ({name}) {verb} for {org:?}: {seats} seats, {assigned} assigned, auto-assign {auto}.",
+        code = product.code,
+        name = product.name,
+        seats = product.seats,
+        assigned = product.assigned,
+        auto = if product.auto_assign { "on" } else { "off" },
+    );
+    if product.over_allocated() {
+        let _ = write!(human, "\nOver-allocated: no seat is revoked; no new seat is given until assignments drop below {}.", product.seats);
+    }
+    Output { human, json: json(ProductOfOrg { organization: org, product }) }
+}
+
+fn organizations_summary(orgs: &[OrganizationSummary]) -> Output {
+    let mut human = String::new();
+    if orgs.is_empty() {
+        human.push_str("No organizations yet. Create one with: seatkeeper org create <name>");
+    }
+    for org in orgs {
+        let _ = writeln!(human, "{}\t{} products\t{} devices\tcreated {}", org.name, org.products, org.devices, org.created_at.to_rfc3339());
+    }
+    Output { human: human.trim_end().to_owned(), json: json(orgs) }
+}
+
+/// Runs one operator command against the store.
+pub async fn run(store: &Store, command: Command) -> Result<Output, StoreError> {
+    match command {
+        Command::Serve => unreachable!("serve is handled by main"),
+        Command::Org(OrgCommand::Create { name }) => Ok(organization_summary(&store.create_organization(&name).await?)),
+        Command::Org(OrgCommand::List) => Ok(organizations_summary(&store.organizations().await?)),
+        Command::Product(ProductCommand::Add { org, code, name, seats, auto_assign }) => {
+            let id = store.organization_by_name(&org).await?.id;
+            let product = store.add_product(id, &NewProduct { code, name, seats, auto_assign }).await?;
+            Ok(product_summary("added", &org, &product))
+        }
+        Command::Product(ProductCommand::SetSeats { org, code, seats }) => {
+            let id = store.organization_by_name(&org).await?.id;
+            let product = store.set_seats(id, &code, seats).await?;
+            Ok(product_summary("updated", &org, &product))
+        }
+        Command::Keys(KeysCommand::Rotate(RotateArgs { org, admin, product: _ })) => {
+            let id = store.organization_by_name(&org).await?.id;
+            let (label, key) = if admin {
+                ("Administration API key", store.rotate_admin_key(id).await?)
+            } else {
+                ("Product API key", store.rotate_product_key(id).await?)
+            };
+            let human = format!("New {label} for {org:?}: {key}\nThe old key no longer works.");
+            let key = Some(key.as_str());
+            let rotated = if admin {
+                RotatedKey { organization: &org, admin_key: key, admin_api_key: key, product_key: None, product_api_key: None }
+            } else {
+                RotatedKey { organization: &org, admin_key: None, admin_api_key: None, product_key: key, product_api_key: key }
+            };
+            Ok(Output { human, json: json(rotated) })
+        }
+    }
+}
+
+/// The stable machine-readable name of a store error, as the APIs use it.
+pub fn error_code(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::UnknownOrganization(_) => "unknown_organization",
+        StoreError::UnknownProduct(_) => "unknown_product",
+        StoreError::UnknownDevice(_) => "unknown_device",
+        StoreError::NotIgnored(_) => "not_ignored",
+        StoreError::NoSeatsAvailable => "no_seats_available",
+        StoreError::Conflict(_) => "conflict",
+        StoreError::Invalid(_) => "invalid_request",
+        StoreError::Database(_) | StoreError::Migrate(_) => "database_error",
+    }
+}
