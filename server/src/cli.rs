@@ -65,7 +65,7 @@ pub enum ProductCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         seats: i64,
         /// Give a free seat to every new device that checks in.
         #[arg(long)]
@@ -77,7 +77,7 @@ pub enum ProductCommand {
         org: String,
         #[arg(long)]
         code: String,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         seats: i64,
     },
 }

@@ -186,6 +186,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             ));
         }
         let bytes = read_body(request.into_body()).await?;
+        // serde would also take a struct from an array (`["editor", "SN-1"]`);
+        // the API speaks only in objects.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid_request("the body must be a JSON object"));
+        }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))

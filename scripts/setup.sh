@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building Seatkeeper needs, each piece only when it is missing:
+# the wasm32 target, cargo-leptos 0.3.5, wasm-bindgen-cli at the version in
+# Cargo.lock, and wasm-opt (Debian's binaryen). Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        say "need root to install Debian packages: $*"; exit 1
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then
+        apt-get update -qq >/dev/null
+        export APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# rust-toolchain.toml pins the toolchain; make sure it also has the WASM target.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(cargo leptos --version 2>/dev/null || true)" != "cargo-leptos 0.3.5" ]; then
+    say "installing cargo-leptos 0.3.5 (about 15 minutes, once per machine)"
+    cargo +stable install cargo-leptos --version 0.3.5 --locked 2>/dev/null \
+        || cargo install cargo-leptos --version 0.3.5 --locked
+fi
+
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wasm_bindgen_version" ]; then
+    say "installing wasm-bindgen-cli $wasm_bindgen_version (the version in Cargo.lock)"
+    cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
+fi
+
+if ! command -v wasm-opt >/dev/null; then
+    say "installing wasm-opt (binaryen)"
+    apt_install binaryen
+fi

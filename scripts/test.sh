@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of Seatkeeper: the release build of the server and the
+# hydration bundle, then the store, API and CLI tests on SQLite and PostgreSQL.
+#
+# PostgreSQL: SEATKEEPER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+# A local cluster is started when one is installed and down. Without a server the
+# PostgreSQL halves are skipped loudly, unless SEATKEEPER_REQUIRE_POSTGRES=1 (CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+scripts/setup.sh
+
+pg_url=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+if [[ $pg_url == *@127.0.0.1:5432/* ]] && command -v pg_ctlcluster >/dev/null && command -v pg_isready >/dev/null; then
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        say "starting the local PostgreSQL cluster"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+        for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+fi
+
+say "building the release server and the hydration bundle"
+cargo leptos build --release
+
+say "running the tests"
+cargo test --locked -p seatkeeper-store -p seatkeeper -p app -- --color never

@@ -1,0 +1,231 @@
+//! The operator's command line, run as the real `seatkeeper` binary, alone and
+//! beside a running server on the same database.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use store::testing::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_seatkeeper");
+
+fn seatkeeper(db: &TestDatabase, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("DATABASE_URL", &db.url).env("RUST_LOG", "warn").output().expect("run seatkeeper")
+}
+
+/// Runs a command that must succeed with `--json` and returns its JSON.
+fn json_of(db: &TestDatabase, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let output = seatkeeper(db, &args);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e})"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn sqlite_operator_commands_manage_organizations_products_and_keys() {
+    operator_commands_manage_organizations_products_and_keys(TestDatabase::sqlite());
+}
+
+#[tokio::test]
+async fn postgres_operator_commands_manage_organizations_products_and_keys() {
+    if let Some(db) = TestDatabase::postgres().await {
+        operator_commands_manage_organizations_products_and_keys(db);
+    }
+}
+
+fn operator_commands_manage_organizations_products_and_keys(db: TestDatabase) {
+    let created = json_of(&db, &["org", "create", "Acme Corp"]);
+    assert_eq!(created["name"], "Acme Corp");
+    let admin_key = created["admin_key"].as_str().unwrap();
+    let product_key = created["product_key"].as_str().unwrap();
+    assert!(admin_key.starts_with("sk_admin_") && product_key.starts_with("sk_prod_"));
+
+    let human = seatkeeper(&db, &["org", "create", "Globex"]);
+    assert!(human.status.success());
+    let text = stdout(&human);
+    assert!(text.contains("Globex") && text.contains("sk_admin_") && text.contains("sk_prod_"), "{text}");
+
+    let product = json_of(&db, &["product", "add", "--org", "Acme Corp", "--code", "editor", "--name", "Editor Pro", "--seats", "3", "--auto-assign"]);
+    assert_eq!(
+        product,
+        json!({"organization": "Acme Corp", "code": "editor", "name": "Editor Pro", "seats": 3, "assigned": 0, "available": 3, "auto_assign": true})
+    );
+    let manual = json_of(&db, &["product", "add", "--org", "Acme Corp", "--code", "viewer", "--name", "Viewer", "--seats", "0"]);
+    assert_eq!(manual["auto_assign"], false);
+
+    let seats = json_of(&db, &["product", "set-seats", "--org", "Acme Corp", "--code", "editor", "--seats", "10"]);
+    assert_eq!((&seats["seats"], &seats["available"]), (&json!(10), &json!(10)));
+
+    let listed = json_of(&db, &["org", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!((&listed[0]["name"], &listed[0]["products"]), (&json!("Acme Corp"), &json!(2)));
+    assert!(stdout(&seatkeeper(&db, &["org", "list"])).contains("Globex"));
+
+    let rotated = json_of(&db, &["keys", "rotate", "--org", "Acme Corp", "--product"]);
+    let new_product_key = rotated["product_key"].as_str().unwrap();
+    assert!(new_product_key.starts_with("sk_prod_") && new_product_key != product_key);
+    assert!(rotated.get("admin_key").is_none());
+    let rotated = json_of(&db, &["keys", "rotate", "--org", "Acme Corp", "--admin"]);
+    assert!(rotated["admin_key"].as_str().unwrap().starts_with("sk_admin_"));
+}
+
+#[test]
+fn operator_mistakes_fail_clearly_and_change_nothing() {
+    let db = TestDatabase::sqlite();
+    json_of(&db, &["org", "create", "acme"]);
+    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "2"]);
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["org", "create", "acme"], "already exists"),
+        (&["product", "add", "--org", "nobody", "--code", "x", "--name", "X", "--seats", "1"], "no organization named \"nobody\""),
+        (&["product", "add", "--org", "acme", "--code", "Bad Code", "--name", "X", "--seats", "1"], "product code"),
+        (&["product", "add", "--org", "acme", "--code", "editor", "--name", "Again", "--seats", "1"], "already exists"),
+        (&["product", "set-seats", "--org", "acme", "--code", "editor", "--seats", "-3"], "seats"),
+        (&["product", "set-seats", "--org", "acme", "--code", "nope", "--seats", "3"], "no product"),
+        (&["keys", "rotate", "--org", "nobody", "--admin"], "no organization"),
+    ];
+    for (args, message) in cases {
+        let output = seatkeeper(&db, args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let output = seatkeeper(&db, &["product", "set-seats", "--org", "acme", "--code", "nope", "--seats", "3", "--json"]);
+    let error: Value = serde_json::from_slice(&output.stdout).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "unknown_product");
+
+    for usage in [&["keys", "rotate", "--org", "acme"][..], &["keys", "rotate", "--org", "acme", "--admin", "--product"], &["product", "add", "--org", "acme"], &["fly"]] {
+        assert_eq!(seatkeeper(&db, usage).status.code(), Some(2), "{usage:?} is a usage error");
+    }
+    let product = json_of(&db, &["product", "set-seats", "--org", "acme", "--code", "editor", "--seats", "2"]);
+    assert_eq!((&product["name"], &product["seats"]), (&json!("Editor"), &json!(2)), "nothing changed");
+    let bad_url = Command::new(BIN).args(["org", "list"]).env("DATABASE_URL", "mysql://nowhere").output().unwrap();
+    assert_eq!(bad_url.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("sqlite:"));
+}
+
+/// A `seatkeeper serve` process on a random port.
+struct Server {
+    child: Child,
+    base: String,
+    printed: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Server {
+    fn start(db: &TestDatabase) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| line.find("http://").map(|at| line[at..].split_whitespace().next().unwrap_or_default().to_owned()))
+            .expect("the server says where it listens");
+        // Keep reading the log so the server never writes into a full pipe.
+        std::thread::spawn(move || log.for_each(drop));
+        // The server prints its summary before it listens; a thread collects it.
+        let mut pipe = child.stdout.take().unwrap();
+        let printed = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        });
+        Server { child, base, printed: Some(printed) }
+    }
+
+    /// What the server printed on stdout, once it has stopped.
+    fn printed(&mut self) -> String {
+        self.printed.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM and returns what it printed.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "the server stops cleanly on SIGTERM: {status}");
+                return self.printed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("the server did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn check_in(base: &str, key: &str, product: &str, serial: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/checkin"))
+        .bearer_auth(key)
+        .json(&json!({"product": product, "serial": serial}))
+        .send()
+        .await
+        .expect("the server answers");
+    (response.status().as_u16(), response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn sqlite_a_running_server_honours_operator_changes_at_once() {
+    a_running_server_honours_operator_changes_at_once(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_running_server_honours_operator_changes_at_once() {
+    if let Some(db) = TestDatabase::postgres().await {
+        a_running_server_honours_operator_changes_at_once(db).await;
+    }
+}
+
+async fn a_running_server_honours_operator_changes_at_once(db: TestDatabase) {
+    let server = Server::start(&db);
+    let default = json_of(&db, &["org", "list"]);
+    assert_eq!(default[0]["name"], "default", "the first start creates the default organization");
+
+    let acme = json_of(&db, &["org", "create", "acme"]);
+    let key = acme["product_key"].as_str().unwrap().to_owned();
+    let (status, body) = check_in(&server.base, &key, "editor", "SN-1").await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("unknown_product")));
+
+    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "1", "--auto-assign"]);
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.1["licensed"], true);
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-2").await.1["reason"], "no_seats_available");
+
+    json_of(&db, &["product", "set-seats", "--org", "acme", "--code", "editor", "--seats", "2"]);
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-2").await.1["licensed"], true);
+
+    let rotated = json_of(&db, &["keys", "rotate", "--org", "acme", "--product"]);
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.0, 401);
+    let key = rotated["product_key"].as_str().unwrap().to_owned();
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.0, 200);
+
+    let printed = server.stop();
+    assert!(printed.contains("sk_admin_") && printed.contains("sk_prod_"), "first start prints the default keys: {printed:?}");
+    let demo_key = printed.split_whitespace().find(|w| w.starts_with("sk_prod_")).unwrap().to_owned();
+
+    let again = Server::start(&db);
+    let (status, body) = check_in(&again.base, &demo_key, "demo", "NEWCOMER").await;
+    assert_eq!((status, &body["licensed"]), (200, &json!(true)), "the demo product and its key work");
+    assert_eq!(check_in(&again.base, &key, "editor", "SN-2").await.1["licensed"], true, "nothing was lost");
+    let printed = again.stop();
+    assert!(!printed.contains("sk_"), "keys are printed only on the very first start: {printed:?}");
+}
