@@ -435,6 +435,8 @@ async fn unknown_api_routes_answer_json_404(app: TestApp) {
     let acme = app.org("acme", &[("editor", 2, true)]).await;
     app.call(Method::GET, "/api/v1/nope", None, None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
     app.admin(Method::GET, "/nope", &acme.admin_key).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((health.status, &health.body[..]), (StatusCode::OK, &b"ok"[..]));
     let page = app.call(Method::GET, "/", None, None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&page.body).contains("<h1>Seatkeeper</h1>"));

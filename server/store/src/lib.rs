@@ -254,6 +254,33 @@ impl LicenseStore for Store {
     }
 }
 
+/// The check-in rule for a known device, before any seat is taken: the one
+/// place both backends learn what PRODUCT.md says a check-in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeatRule {
+    /// It holds a seat: licensed.
+    Holds,
+    /// Not licensed, for this reason.
+    Denied(Denial),
+    /// Auto-assign may give it a free seat; without one, `NoSeatsAvailable`.
+    TakeFreeSeat,
+}
+
+impl SeatRule {
+    pub(crate) fn for_device(holds_seat: bool, revoked_by_admin: bool, auto_assign: bool) -> SeatRule {
+        if holds_seat {
+            SeatRule::Holds
+        } else if revoked_by_admin {
+            // An admin's revoke sticks until an admin assigns again.
+            SeatRule::Denied(Denial::RevokedByAdmin)
+        } else if !auto_assign {
+            SeatRule::Denied(Denial::AutoAssignDisabled)
+        } else {
+            SeatRule::TakeFreeSeat
+        }
+    }
+}
+
 /// The organization and demo product a fresh database starts with, so that a
 /// newcomer can sign in and check a device in at once.
 pub const DEFAULT_ORGANIZATION: &str = "default";

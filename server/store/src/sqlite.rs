@@ -615,17 +615,13 @@ impl LicenseStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
 
-        let reply = if held {
-            answer(true, None, seen)
-        } else if revoked {
-            answer(false, Some(Denial::RevokedByAdmin), seen)
-        } else if !product.product.auto_assign {
-            answer(false, Some(Denial::AutoAssignDisabled), seen)
-        } else if take_seat(&mut tx, product.id, device, now).await? {
-            answer(true, None, seen)
-        } else {
-            answer(false, Some(Denial::NoSeatsAvailable), seen)
+        let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
+            SeatRule::Holds => None,
+            SeatRule::Denied(denial) => Some(denial),
+            SeatRule::TakeFreeSeat if take_seat(&mut tx, product.id, device, now).await? => None,
+            SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
         };
+        let reply = answer(denial.is_none(), denial, seen);
         tx.commit().await?;
         Ok(reply)
     }
