@@ -25,4 +25,11 @@ say "building the release server and the hydration bundle"
 cargo leptos build --release
 
 say "running the tests"
-cargo test --locked -p seatkeeper-store -p seatkeeper -p app -- --color never
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked -p seatkeeper-store -p seatkeeper -p app --lib --bins --tests -- --color never 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+exit "$status"
