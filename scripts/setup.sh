@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building Seatkeeper needs, each piece only when it is missing:
 # the wasm32 target, cargo-leptos 0.3.5, wasm-bindgen-cli at the version in
-# Cargo.lock, and wasm-opt (Debian's binaryen). Safe to run again and again.
+# Cargo.lock, and wasm-opt (npm's binaryen). Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -36,7 +37,11 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wasm_bind
     cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
 fi
 
-if ! command -v wasm-opt >/dev/null; then
-    say "installing wasm-opt (binaryen)"
-    apt_install binaryen
+# wasm-opt from npm's binaryen 132 (Debian's 108 writes bundles browsers refuse),
+# in a folder of its own that scripts/env.sh puts first on PATH.
+if [ "$("$SEATKEEPER_TOOLS/node_modules/.bin/wasm-opt" --version 2>/dev/null || true)" != "wasm-opt version $BINARYEN_VERSION (version_$BINARYEN_VERSION)" ]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    say "installing wasm-opt (npm binaryen $BINARYEN_VERSION)"
+    mkdir -p "$SEATKEEPER_TOOLS"
+    npm install --silent --no-audit --no-fund --prefix "$SEATKEEPER_TOOLS" "binaryen@$BINARYEN_VERSION.0.0" >/dev/null
 fi

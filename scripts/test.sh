@@ -7,6 +7,7 @@
 # PostgreSQL halves are skipped loudly, unless SEATKEEPER_REQUIRE_POSTGRES=1 (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

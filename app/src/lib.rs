@@ -1,12 +1,24 @@
 //! Seatkeeper's pages, shared by the server (which renders them) and the
-//! browser (which hydrates them).
+//! browser (which hydrates them). One screen, one file: each holds its page,
+//! the data it shows and the server functions behind its forms.
+
+pub mod auth;
+pub mod device;
+pub mod devices;
+pub mod licenses;
+pub mod product;
+pub mod settings;
+pub mod ui;
+
+#[cfg(feature = "ssr")]
+pub mod server;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::{
-    StaticSegment,
-    components::{Route, Router, Routes},
-};
+use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
+use leptos_router::{SsrMode, path};
+
+use auth::{AuthActions, current_org};
 
 /// The HTML document around every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -29,32 +41,59 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    AuthActions::provide();
 
     view! {
         <Stylesheet id="leptos" href="/pkg/seatkeeper.css"/>
         <Title text="Seatkeeper"/>
         <Router>
-            <main>
-                <Routes fallback=NotFound>
-                    <Route path=StaticSegment("") view=Home/>
-                </Routes>
-            </main>
+            <Routes fallback=NotFound>
+                // Async: the server sends each page complete, so it reads (and
+                // its forms work) before, or without, any JavaScript.
+                <ParentRoute path=path!("") view=SignedIn ssr=SsrMode::Async>
+                    <Route path=path!("") view=licenses::LicensesPage ssr=SsrMode::Async/>
+                    <Route path=path!("products/:code") view=product::ProductPage ssr=SsrMode::Async/>
+                    <Route path=path!("devices") view=devices::DevicesPage ssr=SsrMode::Async/>
+                    <Route path=path!("devices/:serial") view=device::DevicePage ssr=SsrMode::Async/>
+                    <Route path=path!("settings") view=settings::SettingsPage ssr=SsrMode::Async/>
+                </ParentRoute>
+            </Routes>
         </Router>
     }
 }
 
-/// Until the admin screens exist: what this server is and where its APIs are.
+/// Every screen's frame: the header once signed in, then the page. A page
+/// whose data says the session is gone shows the sign-in dialog in its place,
+/// so a deep link works after signing in.
 #[component]
-fn Home() -> impl IntoView {
+fn SignedIn() -> impl IntoView {
+    let auth = AuthActions::get();
+    let org = Resource::new(move || auth.version(), |_| current_org());
     view! {
-        <section class="placeholder">
-            <h1>"Seatkeeper"</h1>
-            <p>"License seats for your organization's devices."</p>
-            <p>
-                "Devices check in at " <code>"POST /api/v1/checkin"</code>
-                "; scripts manage seats through " <code>"/api/v1/admin"</code> "."
-            </p>
-        </section>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                org.await.ok().flatten().map(|name| view! { <Header org=name/> })
+            })}
+        </Transition>
+        <main><Outlet/></main>
+    }
+}
+
+#[component]
+fn Header(org: String) -> impl IntoView {
+    let auth = AuthActions::get();
+    view! {
+        <header class="top">
+            <nav aria-label="Screens">
+                <A href="/" exact=true>"Licenses"</A>
+                <A href="/devices">"Devices"</A>
+            </nav>
+            <span class="org" title="Organization">{org}</span>
+            <ActionForm action=auth.sign_out attr:class="inline">
+                <button type="submit" class="link">"Sign out"</button>
+            </ActionForm>
+            <A href="/settings" attr:class="cog" attr:aria-label="Settings" attr:title="Settings">"⚙"</A>
+        </header>
     }
 }
 
@@ -65,9 +104,9 @@ fn NotFound() -> impl IntoView {
         response.set_status(http::StatusCode::NOT_FOUND);
     }
     view! {
-        <section class="placeholder">
+        <main class="narrow">
             <h1>"Page not found"</h1>
-            <p><a href="/">"Back to Seatkeeper"</a></p>
-        </section>
+            <p><a href="/">"Back to your licenses"</a></p>
+        </main>
     }
 }

@@ -167,7 +167,8 @@ pub fn organization_summary(org: &NewOrganization) -> Output {
 
 fn product_summary(verb: &str, org: &str, product: &Product) -> Output {
     let mut human = format!(
-        "Product {code:?} ({name}) {verb} for {org:?}: {seats} seats, {assigned} assigned, auto-assign {auto}.",
+        "Product {code:?} ({name}) {verb} for {org:?}: {seats} seat{s}, {assigned} assigned, auto-assign {auto}.",
+        s = if product.seats == 1 { "" } else { "s" },
         code = product.code,
         name = product.name,
         seats = product.seats,

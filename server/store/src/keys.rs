@@ -1,6 +1,6 @@
 //! API keys: how they look, how they are made and how they are stored.
 //!
-//! A key is `sk_admin_` or `sk_prod_` followed by 48 hex digits (192 bits from
+//! A key is `sk_admin_`, `sk_prod_` or `sk_session_` followed by 48 hex digits (192 bits from
 //! the operating system's generator), so a leaked one is recognisable at a
 //! glance. The store keeps only a SHA-256 digest of an administration key and
 //! looks every key up by its digest: a lookup never compares secret bytes, so
@@ -11,12 +11,15 @@ use sha2::{Digest, Sha256};
 
 pub const ADMIN_PREFIX: &str = "sk_admin_";
 pub const PRODUCT_PREFIX: &str = "sk_prod_";
+pub const SESSION_PREFIX: &str = "sk_session_";
 const RANDOM_BYTES: usize = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Admin,
     Product,
+    /// A browser session's id, held in its cookie.
+    Session,
 }
 
 impl KeyKind {
@@ -24,6 +27,7 @@ impl KeyKind {
         match self {
             KeyKind::Admin => ADMIN_PREFIX,
             KeyKind::Product => PRODUCT_PREFIX,
+            KeyKind::Session => SESSION_PREFIX,
         }
     }
 }

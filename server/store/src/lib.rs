@@ -84,8 +84,19 @@ pub trait LicenseStore {
     async fn settings(&self, org: OrgId) -> Result<Settings>;
     /// Issues a new product key; the old one stops working at once.
     async fn rotate_product_key(&self, org: OrgId) -> Result<String>;
-    /// Issues a new administration key; the old one stops working at once.
+    /// Issues a new administration key; the old one stops working at once,
+    /// and so does every browser session it signed in.
     async fn rotate_admin_key(&self, org: OrgId) -> Result<String>;
+
+    // --- Browser sessions ---
+
+    /// Signs a browser in for the organization; returns the session id for its
+    /// cookie. Only a digest of the id is stored.
+    async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String>;
+    /// The organization of a live (unexpired, not ended) session.
+    async fn session(&self, session_id: &str) -> Result<Option<Organization>>;
+    /// Signs the browser out.
+    async fn end_session(&self, session_id: &str) -> Result<()>;
 
     // --- Products ---
 
@@ -213,6 +224,15 @@ impl LicenseStore for Store {
     async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
         dispatch!(self, rotate_admin_key(org))
     }
+    async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String> {
+        dispatch!(self, create_session(org, lifetime))
+    }
+    async fn session(&self, session_id: &str) -> Result<Option<Organization>> {
+        dispatch!(self, session(session_id))
+    }
+    async fn end_session(&self, session_id: &str) -> Result<()> {
+        dispatch!(self, end_session(session_id))
+    }
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         dispatch!(self, products(org))
     }
@@ -284,6 +304,11 @@ impl SeatRule {
 /// The organization and demo product a fresh database starts with, so that a
 /// newcomer can sign in and check a device in at once.
 pub const DEFAULT_ORGANIZATION: &str = "default";
+
+/// When a session signed in now for `lifetime` expires.
+pub(crate) fn expiry(now: Timestamp, lifetime: std::time::Duration) -> Timestamp {
+    chrono::Duration::from_std(lifetime).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
+}
 
 pub(crate) fn demo_product() -> NewProduct {
     NewProduct { code: "demo".into(), name: "Demo App".into(), seats: 5, auto_assign: true }

@@ -56,22 +56,27 @@ impl PgStore {
 
     async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {
         let key = keys::generate(kind);
+        let mut tx = self.begin().await?;
         let done = match kind {
-            KeyKind::Admin => sqlx::query("update organizations set admin_key_hash = $1 where id = $2")
-                .bind(keys::digest(&key))
-                .bind(org.0),
             KeyKind::Product => {
                 sqlx::query("update organizations set product_key_hash = $1, product_key = $2 where id = $3")
                     .bind(keys::digest(&key))
                     .bind(&key)
                     .bind(org.0)
             }
+            _ => sqlx::query("update organizations set admin_key_hash = $1 where id = $2")
+                .bind(keys::digest(&key))
+                .bind(org.0),
         }
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::UnknownOrganization(format!("#{}", org.0)));
         }
+        if kind == KeyKind::Admin {
+            sqlx::query("delete from sessions where org_id = $1").bind(org.0).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(key)
     }
 }
@@ -314,6 +319,46 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
         self.rotate_key(org, KeyKind::Admin).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_session(&self, org: OrgId, lifetime: Duration) -> Result<String> {
+        let session_id = keys::generate(KeyKind::Session);
+        let now = now();
+        sqlx::query("delete from sessions where expires_at <= $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("insert into sessions (token_hash, org_id, created_at, expires_at) values ($1, $2, $3, $4)")
+            .bind(keys::digest(&session_id))
+            .bind(org.0)
+            .bind(now)
+            .bind(expiry(now, lifetime))
+            .execute(&self.pool)
+            .await?;
+        Ok(session_id)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn session(&self, session_id: &str) -> Result<Option<Organization>> {
+        if !keys::well_formed(KeyKind::Session, session_id) {
+            return Ok(None);
+        }
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "select o.id, o.name from sessions s join organizations o on o.id = s.org_id
+             where s.token_hash = $1 and s.expires_at > $2",
+        )
+        .bind(keys::digest(session_id))
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, name)| Organization { id: OrgId(id), name }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn end_session(&self, session_id: &str) -> Result<()> {
+        sqlx::query("delete from sessions where token_hash = $1")
+            .bind(keys::digest(session_id))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all)]

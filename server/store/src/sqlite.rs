@@ -76,18 +76,23 @@ impl SqliteStore {
 
     async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {
         let key = keys::generate(kind);
-        let sql = match kind {
-            KeyKind::Admin => "update organizations set admin_key_hash = ? where id = ?",
-            KeyKind::Product => "update organizations set product_key_hash = ?, product_key = ? where id = ?",
-        };
-        let mut query = sqlx::query(sql).bind(keys::digest(&key));
-        if kind == KeyKind::Product {
-            query = query.bind(&key);
+        let mut tx = self.write().await?;
+        let done = match kind {
+            KeyKind::Product => sqlx::query("update organizations set product_key_hash = ?, product_key = ? where id = ?")
+                .bind(keys::digest(&key))
+                .bind(&key),
+            _ => sqlx::query("update organizations set admin_key_hash = ? where id = ?").bind(keys::digest(&key)),
         }
-        let done = query.bind(org.0).execute(&self.writer).await?;
+        .bind(org.0)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::UnknownOrganization(format!("#{}", org.0)));
         }
+        if kind == KeyKind::Admin {
+            sqlx::query("delete from sessions where org_id = ?").bind(org.0).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(key)
     }
 }
@@ -340,6 +345,48 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
         self.rotate_key(org, KeyKind::Admin).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_session(&self, org: OrgId, lifetime: Duration) -> Result<String> {
+        let session_id = keys::generate(KeyKind::Session);
+        let now = now();
+        let mut tx = self.write().await?;
+        sqlx::query("delete from sessions where expires_at <= ?").bind(millis(now)).execute(&mut *tx).await?;
+        sqlx::query("insert into sessions (token_hash, org_id, created_at, expires_at) values (?, ?, ?, ?)")
+            .bind(keys::digest(&session_id))
+            .bind(org.0)
+            .bind(millis(now))
+            .bind(millis(expiry(now, lifetime)))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(session_id)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn session(&self, session_id: &str) -> Result<Option<Organization>> {
+        if !keys::well_formed(KeyKind::Session, session_id) {
+            return Ok(None);
+        }
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "select o.id, o.name from sessions s join organizations o on o.id = s.org_id
+             where s.token_hash = ? and s.expires_at > ?",
+        )
+        .bind(keys::digest(session_id))
+        .bind(millis(now()))
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|(id, name)| Organization { id: OrgId(id), name }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn end_session(&self, session_id: &str) -> Result<()> {
+        sqlx::query("delete from sessions where token_hash = ?")
+            .bind(keys::digest(session_id))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all)]

@@ -50,6 +50,7 @@ stories!(
     bootstrap_creates_the_default_organization_only_once,
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
+    browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation,
 );
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
@@ -453,4 +454,33 @@ async fn concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact(store:
     }
     let holders = holders_of(&store, org, "editor").await;
     assert!(holders.len() as i64 <= SEATS, "{} holders for {SEATS} seats", holders.len());
+}
+
+async fn browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation(store: Store) {
+    let acme = org_with_product(&store, "acme", "editor", 1, true).await;
+    let globex = org_with_product(&store, "globex", "editor", 1, true).await;
+    let hour = Duration::from_secs(3600);
+    let session = store.create_session(acme, hour).await.unwrap();
+    assert!(session.starts_with("sk_session_"));
+    assert_eq!(store.session(&session).await.unwrap().map(|o| o.name), Some("acme".into()));
+    assert_eq!(store.session("sk_session_nope").await.unwrap(), None);
+    assert_eq!(store.session("").await.unwrap(), None);
+
+    store.end_session(&session).await.unwrap();
+    assert_eq!(store.session(&session).await.unwrap(), None, "signed out");
+
+    let short = store.create_session(acme, Duration::from_millis(30)).await.unwrap();
+    assert!(store.session(&short).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(store.session(&short).await.unwrap(), None, "expired");
+
+    let first = store.create_session(acme, hour).await.unwrap();
+    let second = store.create_session(acme, hour).await.unwrap();
+    let theirs = store.create_session(globex, hour).await.unwrap();
+    store.rotate_product_key(acme).await.unwrap();
+    assert!(store.session(&first).await.unwrap().is_some(), "a product key rotation keeps sessions");
+    store.rotate_admin_key(acme).await.unwrap();
+    assert_eq!(store.session(&first).await.unwrap(), None);
+    assert_eq!(store.session(&second).await.unwrap(), None);
+    assert_eq!(store.session(&theirs).await.unwrap().map(|o| o.name), Some("globex".into()), "other organizations keep theirs");
 }

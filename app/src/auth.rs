@@ -1,0 +1,108 @@
+//! Signing in with the administration API key, and out again.
+//!
+//! A valid key starts a server-side session; the browser holds only the
+//! session's random id in an HttpOnly, SameSite=Strict cookie, never the key.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_location;
+
+use crate::ui::{ActionError, UiError};
+
+/// The signed-in organization's name, or `None` when signed out.
+#[server]
+pub async fn current_org() -> Result<Option<String>, UiError> {
+    Ok(crate::server::session_org().await?.map(|org| org.name))
+}
+
+#[server]
+pub async fn sign_in(key: String, next: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    let result = async {
+        let store = store()?;
+        let org = store.authenticate_admin(key.trim()).await?.ok_or_else(|| UiError::new("invalid_key"))?;
+        let session = store.create_session(org.id, SESSION_LIFETIME).await?;
+        set_cookie(SESSION_COOKIE, Some(&session), SESSION_LIFETIME);
+        Ok(())
+    }
+    .await;
+    if result.is_ok() {
+        leptos_axum::redirect(&same_site_path(&next));
+    }
+    finish_form("sign-in", result)
+}
+
+#[server]
+pub async fn sign_out() -> Result<(), UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    if let Some(session) = cookie(SESSION_COOKIE) {
+        store()?.end_session(&session).await?;
+    }
+    set_cookie(SESSION_COOKIE, None, std::time::Duration::ZERO);
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// The actions that change who is signed in; pages refetch when they run.
+#[derive(Clone, Copy)]
+pub struct AuthActions {
+    pub sign_in: ServerAction<SignIn>,
+    pub sign_out: ServerAction<SignOut>,
+}
+
+impl AuthActions {
+    pub fn provide() -> Self {
+        let actions = AuthActions { sign_in: ServerAction::new(), sign_out: ServerAction::new() };
+        provide_context(actions);
+        actions
+    }
+
+    pub fn get() -> Self {
+        expect_context()
+    }
+
+    /// Changes whenever someone signs in or out.
+    pub fn version(&self) -> (usize, usize) {
+        (self.sign_in.version().get(), self.sign_out.version().get())
+    }
+}
+
+/// The "Enter API key" dialog, shown in place of any page while signed out;
+/// after signing in, the page that was asked for is shown.
+#[component]
+pub fn SignInForm() -> impl IntoView {
+    let actions = AuthActions::get();
+    let location = use_location();
+    let next = move || {
+        let search = location.search.get();
+        let search: String = search
+            .trim_start_matches('?')
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("error=") && !p.starts_with("form="))
+            .collect::<Vec<_>>()
+            .join("&");
+        if search.is_empty() { location.pathname.get() } else { format!("{}?{search}", location.pathname.get()) }
+    };
+    view! {
+        <section class="sign-in" aria-labelledby="sign-in-title">
+            <h1 id="sign-in-title">"Seatkeeper"</h1>
+            <p>"Enter the administration API key your vendor gave you to manage your organization's license seats."</p>
+            <ActionForm action=actions.sign_in attr:class="stack">
+                <label for="admin-key">"Administration API key"</label>
+                <input
+                    id="admin-key"
+                    type="password"
+                    name="key"
+                    required
+                    autocomplete="off"
+                    spellcheck="false"
+                    placeholder="sk_admin_…"
+                />
+                <input type="hidden" name="next" value=next />
+                <ActionError value=actions.sign_in.value() form="sign-in" />
+                <button type="submit" class="primary">"Sign in"</button>
+            </ActionForm>
+        </section>
+    }
+}

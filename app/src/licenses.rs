@@ -1,0 +1,155 @@
+//! The Licenses screen: every product with its seats, what is assigned and
+//! available, and the auto-assign switch.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthActions;
+use crate::ui::{ActionError, Failure, UiError, submit_on_change, use_hydrated};
+
+/// A product as the screens show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub code: String,
+    pub name: String,
+    pub seats: i64,
+    pub assigned: i64,
+    pub available: i64,
+    pub auto_assign: bool,
+    pub over_allocated: bool,
+}
+
+#[cfg(feature = "ssr")]
+impl From<store::Product> for ProductView {
+    fn from(p: store::Product) -> Self {
+        ProductView {
+            over_allocated: p.over_allocated(),
+            code: p.code,
+            name: p.name,
+            seats: p.seats,
+            assigned: p.assigned,
+            available: p.available,
+            auto_assign: p.auto_assign,
+        }
+    }
+}
+
+#[server]
+pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    respond(async {
+        let org = require_org().await?;
+        Ok(store()?.products(org.id).await?.into_iter().map(ProductView::from).collect())
+    }
+    .await)
+}
+
+/// `auto_assign` is the checkbox: present ("on") when checked.
+#[server]
+pub async fn set_auto_assign(code: String, auto_assign: Option<String>) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    let result = async {
+        let org = require_org().await?;
+        store()?.set_auto_assign(org.id, &code, auto_assign.is_some()).await?;
+        Ok(())
+    }
+    .await;
+    finish_form(&format!("auto-assign-{code}"), result)
+}
+
+#[component]
+pub fn LicensesPage() -> impl IntoView {
+    let auth = AuthActions::get();
+    let products = Resource::new(move || auth.version(), |_| list_products());
+    let hydrated = use_hydrated();
+    let saved = Callback::new(move |()| products.refetch());
+
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading products…"</p> }>
+            {move || Suspend::new(async move {
+                match products.await {
+                    Err(error) => view! { <Failure error/> }.into_any(),
+                    Ok(list) if list.is_empty() => view! {
+                        <h1>"Licenses"</h1>
+                        <p class="muted">"Your organization has no products yet. Your vendor adds them."</p>
+                    }.into_any(),
+                    Ok(list) => view! {
+                        <h1>"Licenses"</h1>
+                        <div class="table-wrap">
+                            <table>
+                                <thead>
+                                    <tr>
+                                        <th scope="col">"Product"</th>
+                                        <th scope="col" class="num">"Seats"</th>
+                                        <th scope="col" class="num">"Assigned"</th>
+                                        <th scope="col" class="num">"Available"</th>
+                                        <th scope="col">"Auto-assign"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {list.into_iter().map(|product| view! {
+                                        <ProductRow product hydrated saved />
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ProductRow(product: ProductView, hydrated: ReadSignal<bool>, saved: Callback<()>) -> impl IntoView {
+    let switch = ServerAction::<SetAutoAssign>::new();
+    let on = RwSignal::new(product.auto_assign);
+    Effect::new(move |_| match &*switch.value().read() {
+        Some(Ok(())) => saved.run(()),
+        Some(Err(_)) => on.set(product.auto_assign),
+        None => {}
+    });
+    let percent = if product.seats > 0 { (product.assigned * 100 / product.seats).min(100) } else { 100 };
+    let bar = format!("width: {percent}%");
+    let label = format!("Auto-assign {}", product.name);
+    let form_id = format!("auto-assign-{}", product.code);
+    view! {
+        <tr class:over=product.over_allocated>
+            <th scope="row">
+                <A href=format!("/products/{}", product.code)>{product.name.clone()}</A>
+                <div class="meter" aria-hidden="true"><span style=bar></span></div>
+                {product.over_allocated.then(|| view! {
+                    <span class="badge danger">"Over-allocated"</span>
+                })}
+            </th>
+            <td class="num">{product.seats}</td>
+            <td class="num">{product.assigned}</td>
+            <td class="num">{product.available}</td>
+            <td>
+                <ActionForm action=switch attr:class="inline">
+                    <input type="hidden" name="code" value=product.code.clone() />
+                    <label class="switch">
+                        <input
+                            type="checkbox"
+                            role="switch"
+                            name="auto_assign"
+                            aria-label=label
+                            checked=product.auto_assign
+                            prop:checked=on
+                            on:change=move |ev| {
+                                on.set(event_target_checked(&ev));
+                                submit_on_change(ev);
+                            }
+                        />
+                        <span>{move || if on.get() { "On" } else { "Off" }}</span>
+                    </label>
+                    <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
+                    <ActionError value=switch.value() form=form_id />
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,159 @@
+//! The Product screen: the devices holding a seat of one product, each with a
+//! revoke (×) that frees the seat at once.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthActions;
+use crate::licenses::ProductView;
+use crate::ui::{ActionError, Failure, Moment, UiError, When};
+
+pub const HOLDERS_PER_PAGE: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderView {
+    pub serial: String,
+    pub assigned: Moment,
+    pub last_seen: Moment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductScreen {
+    pub product: ProductView,
+    pub holders: Vec<HolderView>,
+    /// The serial to continue after, for the next page.
+    pub next: Option<String>,
+}
+
+#[server]
+pub async fn load_product(code: String, after: Option<String>) -> Result<ProductScreen, UiError> {
+    use crate::server::*;
+    use store::{LicenseStore, PageRequest};
+    respond(async {
+        let org = require_org().await?;
+        let store = store()?;
+        let product = store.product(org.id, &code).await?;
+        let page = store.holders(org.id, &code, &PageRequest { after, limit: HOLDERS_PER_PAGE }).await?;
+        let now = store::now();
+        Ok(ProductScreen {
+            product: product.into(),
+            holders: page
+                .items
+                .into_iter()
+                .map(|h| HolderView { serial: h.serial, assigned: moment(h.assigned_at, now), last_seen: moment(h.last_seen, now) })
+                .collect(),
+            next: page.next,
+        })
+    }
+    .await)
+}
+
+#[server]
+pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    let result = async {
+        let org = require_org().await?;
+        store()?.unassign(org.id, &serial, &code).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("revoke", result)
+}
+
+/// A serial as a path segment.
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[component]
+pub fn ProductPage() -> impl IntoView {
+    let auth = AuthActions::get();
+    let params = use_params_map();
+    let query = use_query_map();
+    let revoke = ServerAction::<RevokeSeat>::new();
+    let screen = Resource::new(
+        move || (params.read().get("code").unwrap_or_default(), query.read().get("after"), auth.version(), revoke.version().get()),
+        |(code, after, _, _)| load_product(code, after),
+    );
+
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match screen.await {
+                    Err(error) => view! {
+                        <Failure error/>
+                        <p><A href="/">"Back to Licenses"</A></p>
+                    }.into_any(),
+                    Ok(ProductScreen { product, holders, next }) => {
+                        let code = product.code.clone();
+                        view! {
+                            <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
+                            <h1>{product.name.clone()}</h1>
+                            <p class="summary">
+                                {product.assigned}" of "{product.seats}" seats assigned, "{product.available}" available"
+                                {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
+                            </p>
+                            <ActionError value=revoke.value() form="revoke" />
+                            {if holders.is_empty() {
+                                view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <div class="table-wrap">
+                                        <table>
+                                            <thead>
+                                                <tr>
+                                                    <th scope="col">"Serial number"</th>
+                                                    <th scope="col">"Assigned"</th>
+                                                    <th scope="col">"Last seen"</th>
+                                                    <th scope="col"><span class="visually-hidden">"Revoke"</span></th>
+                                                </tr>
+                                            </thead>
+                                            <tbody>
+                                                {holders.into_iter().map(|holder| {
+                                                    let label = format!("Revoke {}", holder.serial);
+                                                    let href = format!("/devices/{}", encode_segment(&holder.serial));
+                                                    let code = code.clone();
+                                                    let serial = holder.serial.clone();
+                                                    view! {
+                                                        <tr>
+                                                            <th scope="row">
+                                                                <A href=href>{holder.serial}</A>
+                                                            </th>
+                                                            <td><When moment=holder.assigned /></td>
+                                                            <td><When moment=holder.last_seen /></td>
+                                                            <td class="actions">
+                                                                <ActionForm action=revoke attr:class="inline">
+                                                                    <input type="hidden" name="code" value=code />
+                                                                    <input type="hidden" name="serial" value=serial />
+                                                                    <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
+                                                                </ActionForm>
+                                                            </td>
+                                                        </tr>
+                                                    }
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                    </div>
+                                    {next.map(|after| view! {
+                                        <p class="pager"><A href=format!("?after={}", encode_segment(&after))>"More devices →"</A></p>
+                                    })}
+                                }.into_any()
+                            }}
+                        }.into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}

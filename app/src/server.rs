@@ -1,0 +1,166 @@
+//! Server-only helpers for the server functions: the store, the signed-in
+//! organization, and finishing a form post made without JavaScript.
+//!
+//! Every server function is a public endpoint, so each one starts with
+//! [`require_org`]: the page gate in the browser is a convenience, not the
+//! access control.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use leptos::prelude::*;
+use leptos_axum::ResponseOptions;
+use store::{Organization, Store, StoreError};
+
+use crate::ui::{Moment, UiError};
+
+pub const SESSION_COOKIE: &str = "seatkeeper_session";
+/// Flash cookie carrying a just-rotated administration key to the next page
+/// when JavaScript is off; read once, then cleared.
+pub const NEW_ADMIN_KEY_COOKIE: &str = "seatkeeper_new_admin_key";
+pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 60 * 60);
+
+pub fn store() -> Result<Store, UiError> {
+    use_context::<Store>().ok_or_else(|| UiError::new("internal"))
+}
+
+impl From<StoreError> for UiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UnknownProduct(_) => UiError::new("unknown_product"),
+            StoreError::UnknownDevice(_) => UiError::new("unknown_device"),
+            StoreError::NotIgnored(_) => UiError::new("not_ignored"),
+            StoreError::NoSeatsAvailable => UiError::new("no_seats_available"),
+            StoreError::UnknownOrganization(_) => UiError::new("signed_out"),
+            StoreError::Invalid(message) | StoreError::Conflict(message) => {
+                UiError { code: "invalid_request".into(), message }
+            }
+            error @ (StoreError::Database(_) | StoreError::Migrate(_)) => {
+                tracing::error!(%error, "store failure in a server function");
+                UiError::new("internal")
+            }
+        }
+    }
+}
+
+fn request() -> Option<Parts> {
+    use_context::<Parts>()
+}
+
+pub fn cookie(name: &str) -> Option<String> {
+    let parts = request()?;
+    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+        line.split(';').find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_owned())
+        })
+    })
+}
+
+/// Sets (or, with no value, clears) an HttpOnly, SameSite=Strict cookie.
+pub fn set_cookie(name: &str, value: Option<&str>, max_age: std::time::Duration) {
+    let Some(response) = use_context::<ResponseOptions>() else { return };
+    let cookie = match value {
+        Some(value) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", max_age.as_secs()),
+        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    };
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.append_header(header::SET_COOKIE, value);
+    }
+}
+
+/// The organization this browser is signed in for, if any.
+pub async fn session_org() -> Result<Option<Organization>, UiError> {
+    let Some(session) = cookie(SESSION_COOKIE) else { return Ok(None) };
+    use store::LicenseStore;
+    Ok(store()?.session(&session).await?)
+}
+
+/// The signed-in organization, or the `signed_out` error.
+pub async fn require_org() -> Result<Organization, UiError> {
+    session_org().await?.ok_or_else(|| UiError::new("signed_out"))
+}
+
+/// Ends a server function that loads a page's data: a failure answers with
+/// the status that fits it.
+pub fn respond<T>(result: Result<T, UiError>) -> Result<T, UiError> {
+    // While a page renders on the server it calls these functions directly;
+    // the page itself answers 200 with the error (or the sign-in dialog) in it.
+    let called_over_http = request().is_some_and(|parts| parts.uri.path().starts_with("/api/"));
+    if let (Err(error), Some(response), true) = (&result, use_context::<ResponseOptions>(), called_over_http) {
+        response.set_status(status_of(error));
+    }
+    result
+}
+
+/// Whether this request is a plain HTML form post (JavaScript off).
+fn plain_form_post() -> bool {
+    request().is_some_and(|parts| {
+        parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
+    })
+}
+
+/// Ends a server function that a form posts to. With JavaScript the result
+/// goes back to the page as it is. Without, the browser is sent back to the
+/// page it came from, with `?error=code&form=id` on failure and without them
+/// on success, so the re-rendered page shows the error next to its form.
+pub fn finish_form<T>(form: &str, result: Result<T, UiError>) -> Result<T, UiError> {
+    let result = respond(result);
+    if plain_form_post() {
+        let back = request()
+            .and_then(|parts| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
+            .map(|referer| same_site_path(&referer))
+            .unwrap_or_else(|| "/".to_owned());
+        let (path, query) = back.split_once('?').unwrap_or((&back, ""));
+        let mut pairs: Vec<&str> =
+            query.split('&').filter(|p| !p.is_empty() && !p.starts_with("error=") && !p.starts_with("form=")).collect();
+        let error_pairs;
+        if let Err(error) = &result {
+            error_pairs = [format!("error={}", error.code), format!("form={form}")];
+            pairs.extend(error_pairs.iter().map(String::as_str));
+        }
+        let location = if pairs.is_empty() { path.to_owned() } else { format!("{path}?{}", pairs.join("&")) };
+        leptos_axum::redirect(&location);
+    }
+    result
+}
+
+/// The HTTP status a failed action answers with (a plain form post is
+/// redirected instead).
+fn status_of(error: &UiError) -> http::StatusCode {
+    use http::StatusCode;
+    match error.code.as_str() {
+        "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
+        "no_seats_available" => StatusCode::CONFLICT,
+        "unknown_product" | "unknown_device" | "not_ignored" => StatusCode::NOT_FOUND,
+        "invalid_request" | "bad_request" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The path and query of a URL, so a redirect never leaves this site.
+pub fn same_site_path(url: &str) -> String {
+    let without_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
+    let path = if url.contains("://") {
+        without_scheme.find('/').map(|at| &without_scheme[at..]).unwrap_or("/")
+    } else {
+        url
+    };
+    if path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\") {
+        path.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+pub fn moment(at: DateTime<Utc>, now: DateTime<Utc>) -> Moment {
+    let seconds = (now - at).num_seconds().max(0);
+    let ago = match seconds {
+        0..=59 => "just now".to_owned(),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        86_400..=2_591_999 => format!("{} days ago", seconds / 86_400),
+        _ => at.format("%Y-%m-%d").to_string(),
+    };
+    Moment { utc: at.to_rfc3339_opts(SecondsFormat::Millis, true), ago }
+}

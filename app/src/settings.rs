@@ -1,0 +1,191 @@
+//! The Settings screen (the cog): the product API key to copy into the apps,
+//! key rotation, signing out, and the ignore list.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthActions;
+use crate::ui::{ActionError, Failure, Moment, UiError, When, use_hydrated};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredView {
+    pub serial: String,
+    pub ignored: Moment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsScreen {
+    pub organization: String,
+    pub product_key: String,
+    pub ignored: Vec<IgnoredView>,
+    pub more_ignored: bool,
+    /// An administration key rotated by a form post without JavaScript, shown
+    /// once on the page that follows.
+    pub new_admin_key: Option<String>,
+}
+
+#[server]
+pub async fn load_settings() -> Result<SettingsScreen, UiError> {
+    use crate::server::*;
+    use store::{LicenseStore, PageRequest};
+    respond(async {
+        let org = require_org().await?;
+        let store = store()?;
+        let settings = store.settings(org.id).await?;
+        let ignored = store.ignored(org.id, &PageRequest::first(PageRequest::MAX_LIMIT)).await?;
+        let new_admin_key = cookie(NEW_ADMIN_KEY_COOKIE).filter(|key| key.starts_with(store::keys::ADMIN_PREFIX));
+        if new_admin_key.is_some() {
+            set_cookie(NEW_ADMIN_KEY_COOKIE, None, std::time::Duration::ZERO);
+        }
+        let now = store::now();
+        Ok(SettingsScreen {
+            organization: settings.organization_name,
+            product_key: settings.product_key,
+            ignored: ignored.items.into_iter().map(|i| IgnoredView { serial: i.serial, ignored: moment(i.ignored_at, now) }).collect(),
+            more_ignored: ignored.next.is_some(),
+            new_admin_key,
+        })
+    }
+    .await)
+}
+
+#[server]
+pub async fn rotate_product_key() -> Result<(), UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    let result = async {
+        let org = require_org().await?;
+        store()?.rotate_product_key(org.id).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("rotate-product-key", result)
+}
+
+/// Issues a new administration key and returns it (shown once). Every other
+/// session of the organization ends; this browser stays signed in.
+#[server]
+pub async fn rotate_admin_key() -> Result<String, UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    let result = async {
+        let org = require_org().await?;
+        let store = store()?;
+        let key = store.rotate_admin_key(org.id).await?;
+        let session = store.create_session(org.id, SESSION_LIFETIME).await?;
+        set_cookie(SESSION_COOKIE, Some(&session), SESSION_LIFETIME);
+        // Without JavaScript the page that follows shows it, once.
+        set_cookie(NEW_ADMIN_KEY_COOKIE, Some(&key), std::time::Duration::from_secs(120));
+        Ok(key)
+    }
+    .await;
+    finish_form("rotate-admin-key", result)
+}
+
+#[server]
+pub async fn unignore(serial: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::LicenseStore;
+    let result = async {
+        let org = require_org().await?;
+        Ok(store()?.unignore(org.id, &serial).await?)
+    }
+    .await;
+    finish_form("ignore-list", result)
+}
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let auth = AuthActions::get();
+    let rotate_product = ServerAction::<RotateProductKey>::new();
+    let rotate_admin = ServerAction::<RotateAdminKey>::new();
+    let unignore = ServerAction::<Unignore>::new();
+    let screen = Resource::new(
+        move || (auth.version(), rotate_product.version().get(), rotate_admin.version().get(), unignore.version().get()),
+        |_| load_settings(),
+    );
+    let hydrated = use_hydrated();
+    let copied = RwSignal::new(false);
+
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match screen.await {
+                    Err(error) => view! { <Failure error/> }.into_any(),
+                    Ok(settings) => {
+                        let key = settings.product_key.clone();
+                        let copy = move |_| {
+                            if let Some(window) = web_sys::window() {
+                                let _ = window.navigator().clipboard().write_text(&key);
+                                copied.set(true);
+                            }
+                        };
+                        let new_admin_key = settings.new_admin_key.clone().or_else(|| match rotate_admin.value().get() {
+                            Some(Ok(key)) => Some(key),
+                            _ => None,
+                        });
+                        view! {
+                            <h1>"Settings"</h1>
+                            <section class="card" aria-labelledby="product-key-title">
+                                <h2 id="product-key-title">"Product API key"</h2>
+                                <p>"Enter this key in your apps' settings: it tells the license server that an installation belongs to " {settings.organization.clone()} "."</p>
+                                <div class="key-row">
+                                    <label for="product-key" class="visually-hidden">"Product API key"</label>
+                                    <input id="product-key" class="key" readonly value=settings.product_key.clone() />
+                                    <button type="button" on:click=copy hidden=move || !hydrated.get()>
+                                        {move || if copied.get() { "Copied" } else { "Copy" }}
+                                    </button>
+                                </div>
+                                <ActionForm action=rotate_product attr:class="stack">
+                                    <p class="warning">"Rotating issues a new product key and the old one stops working at once: every installed app must be updated with the new key."</p>
+                                    <ActionError value=rotate_product.value() form="rotate-product-key" />
+                                    <button type="submit" class="danger">"Rotate product key"</button>
+                                </ActionForm>
+                            </section>
+                            <section class="card" aria-labelledby="admin-key-title">
+                                <h2 id="admin-key-title">"Administration API key"</h2>
+                                <p>"This browser is signed in to " {settings.organization.clone()} " with the administration key."</p>
+                                {new_admin_key.map(|key| view! {
+                                    <div class="notice" role="status">
+                                        <p>"Your new administration API key is shown only now. Store it safely:"</p>
+                                        <label for="new-admin-key" class="visually-hidden">"New administration API key"</label>
+                                        <input id="new-admin-key" class="key" readonly value=key />
+                                    </div>
+                                })}
+                                <ActionForm action=rotate_admin attr:class="stack">
+                                    <p class="warning">"Rotating issues a new administration key: the old one stops working, other signed-in browsers are signed out, and scripts using it must be updated."</p>
+                                    <ActionError value=rotate_admin.value() form="rotate-admin-key" />
+                                    <button type="submit" class="danger">"Rotate administration key"</button>
+                                </ActionForm>
+                                <p class="muted">"Sign out of this browser with " <strong>"Sign out"</strong> " at the top of the page."</p>
+                            </section>
+                            <section class="card" aria-labelledby="ignored-title">
+                                <h2 id="ignored-title">"Ignored devices"</h2>
+                                <ActionError value=unignore.value() form="ignore-list" />
+                                {if settings.ignored.is_empty() {
+                                    view! { <p class="muted">"No device is ignored."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul class="ignored">
+                                            {settings.ignored.into_iter().map(|ignored| view! {
+                                                <li>
+                                                    <span class="serial">{ignored.serial.clone()}</span>
+                                                    " " <span class="muted">"ignored " <When moment=ignored.ignored /></span>
+                                                    <ActionForm action=unignore attr:class="inline">
+                                                        <input type="hidden" name="serial" value=ignored.serial.clone() />
+                                                        <button type="submit" class="small" aria-label=format!("Un-ignore {}", ignored.serial)>"Un-ignore"</button>
+                                                    </ActionForm>
+                                                </li>
+                                            }).collect_view()}
+                                        </ul>
+                                        {settings.more_ignored.then(|| view! { <p class="muted">"Only the first 1,000 ignored serials are shown."</p> })}
+                                    }.into_any()
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}

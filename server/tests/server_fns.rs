@@ -1,0 +1,194 @@
+//! The screens' server functions, called as the browser calls them, through
+//! the real router: each one authenticates by itself, and a session of one
+//! organization can neither see nor change another's data.
+
+mod common;
+
+use app::auth::{CurrentOrg, SignIn, SignOut};
+use app::device::{LoadDevice, SetLicense};
+use app::devices::{DeleteDevice, IgnoreDevice, ListDevices};
+use app::licenses::{ListProducts, SetAutoAssign};
+use app::product::{LoadProduct, RevokeSeat};
+use app::settings::{LoadSettings, RotateAdminKey, RotateProductKey, Unignore};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::{Reply, TestApp};
+use leptos::server_fn::ServerFn;
+use serde_json::Value;
+
+on_both_backends!(
+    every_server_function_refuses_without_a_session,
+    a_session_of_one_organization_changes_nothing_of_another,
+    sign_in_sets_a_strict_http_only_session_cookie_that_is_not_the_key,
+    rotating_the_admin_key_ends_other_sessions_but_keeps_this_one,
+    forms_posted_without_javascript_come_back_to_their_page,
+);
+
+/// Every server function behind a page or a form, with arguments naming data
+/// of the organization "acme".
+fn protected_calls() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (ListProducts::PATH, ""),
+        (SetAutoAssign::PATH, "code=editor&auto_assign=on"),
+        (LoadProduct::PATH, "code=editor"),
+        (RevokeSeat::PATH, "code=editor&serial=ACME-1"),
+        (ListDevices::PATH, ""),
+        (DeleteDevice::PATH, "serial=ACME-1"),
+        (LoadDevice::PATH, "serial=ACME-1"),
+        (SetLicense::PATH, "serial=ACME-1&product=editor"),
+        (LoadSettings::PATH, ""),
+        (RotateProductKey::PATH, ""),
+        (RotateAdminKey::PATH, ""),
+        (Unignore::PATH, "serial=IGNORED-1"),
+        // Last: ignoring a serial never seen puts it on the caller's own list.
+        (IgnoreDevice::PATH, "serial=ACME-1"),
+    ]
+}
+
+async fn call(app: &TestApp, path: &str, form: &str, session: Option<&str>) -> Reply {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json");
+    if let Some(session) = session {
+        request = request.header(header::COOKIE, format!("seatkeeper_session={session}"));
+    }
+    app.send(request.body(Body::from(form.to_owned())).unwrap()).await
+}
+
+fn error_code(reply: &Reply) -> String {
+    reply.json()["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Signs in and returns the session id from the cookie.
+async fn sign_in(app: &TestApp, admin_key: &str) -> String {
+    let reply = call(app, SignIn::PATH, &format!("key={admin_key}&next=%2F"), None).await;
+    assert!(reply.status.is_success() || reply.status.is_redirection(), "{:?}", reply.status);
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    cookie.split(';').next().unwrap().trim_start_matches("seatkeeper_session=").to_owned()
+}
+
+/// acme with a device holding a seat and an ignored serial; globex with its own product.
+async fn two_organizations(app: &TestApp) -> (common::Org, common::Org) {
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    let globex = app.org("globex", &[("viewer", 2, true)]).await;
+    app.check_in(&acme.product_key, "editor", "ACME-1").await;
+    app.admin(Method::POST, "/devices/IGNORED-1/ignore", &acme.admin_key).await;
+    (acme, globex)
+}
+
+async fn acme_is_untouched(app: &TestApp, acme: &common::Org) {
+    let device = app.admin(Method::GET, "/devices/ACME-1", &acme.admin_key).await;
+    assert_eq!(device.status, StatusCode::OK, "acme's device still exists");
+    assert_eq!(device.json()["seats_assigned"], 1);
+    assert_eq!(app.admin(Method::GET, "/products/editor", &acme.admin_key).await.json()["auto_assign"], true);
+    assert_eq!(app.admin(Method::GET, "/ignored", &acme.admin_key).await.json()["items"][0]["serial"], "IGNORED-1");
+    let settings = app.admin(Method::GET, "/settings", &acme.admin_key).await;
+    assert_eq!(settings.json()["product_key"], acme.product_key.as_str(), "acme's keys are unchanged");
+}
+
+async fn every_server_function_refuses_without_a_session(app: TestApp) {
+    let (acme, _) = two_organizations(&app).await;
+    for session in [None, Some("sk_session_forged"), Some(acme.admin_key.as_str())] {
+        for (path, form) in protected_calls() {
+            let reply = call(&app, path, form, session).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} with {session:?}");
+            assert_eq!(error_code(&reply), "signed_out", "{path}");
+        }
+    }
+    assert_eq!(call(&app, CurrentOrg::PATH, "", None).await.json(), Value::Null);
+    acme_is_untouched(&app, &acme).await;
+}
+
+async fn a_session_of_one_organization_changes_nothing_of_another(app: TestApp) {
+    let (acme, globex) = two_organizations(&app).await;
+    let session = sign_in(&app, &globex.admin_key).await;
+    assert_eq!(call(&app, CurrentOrg::PATH, "", Some(&session)).await.json(), "globex");
+    for (path, form) in protected_calls() {
+        if [RotateProductKey::PATH, RotateAdminKey::PATH].contains(&path) {
+            continue; // they act on the session's own organization, tested below
+        }
+        let reply = call(&app, path, form, Some(&session)).await;
+        if reply.status.is_success() {
+            let body = String::from_utf8_lossy(&reply.body);
+            assert!(!body.contains("ACME-1") && !body.contains("editor"), "{path} showed acme's data: {body}");
+        } else {
+            assert!(["unknown_product", "unknown_device", "not_ignored"].contains(&error_code(&reply).as_str()), "{path}: {}", error_code(&reply));
+        }
+    }
+    // Rotations change globex's keys, never acme's.
+    assert!(call(&app, RotateProductKey::PATH, "", Some(&session)).await.status.is_success());
+    acme_is_untouched(&app, &acme).await;
+    let theirs = app.admin(Method::GET, "/settings", &globex.admin_key).await.json();
+    assert_ne!(theirs["product_key"], globex.product_key.as_str());
+}
+
+async fn sign_in_sets_a_strict_http_only_session_cookie_that_is_not_the_key(app: TestApp) {
+    let (acme, _) = two_organizations(&app).await;
+    let wrong = call(&app, SignIn::PATH, "key=sk_admin_wrong&next=%2F", None).await;
+    assert_eq!((wrong.status, error_code(&wrong).as_str()), (StatusCode::UNAUTHORIZED, "invalid_key"));
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+    let product_key = call(&app, SignIn::PATH, &format!("key={}&next=%2F", acme.product_key), None).await;
+    assert_eq!(error_code(&product_key), "invalid_key", "a product key does not sign in");
+
+    let reply = call(&app, SignIn::PATH, &format!("key={}&next=%2Fdevices", acme.admin_key), None).await;
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.contains(&acme.admin_key), "the cookie never holds the key");
+    assert!(cookie.starts_with("seatkeeper_session=sk_session_"));
+    let session = cookie.split(';').next().unwrap().trim_start_matches("seatkeeper_session=");
+    assert_eq!(call(&app, ListProducts::PATH, "", Some(session)).await.json()[0]["code"], "editor");
+
+    let out = call(&app, SignOut::PATH, "", Some(session)).await;
+    assert!(out.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    let after = call(&app, ListProducts::PATH, "", Some(session)).await;
+    assert_eq!(error_code(&after), "signed_out", "the session ended on the server, not only in the browser");
+}
+
+async fn rotating_the_admin_key_ends_other_sessions_but_keeps_this_one(app: TestApp) {
+    let (acme, _) = two_organizations(&app).await;
+    let other = sign_in(&app, &acme.admin_key).await;
+    let this = sign_in(&app, &acme.admin_key).await;
+    let reply = call(&app, RotateAdminKey::PATH, "", Some(&this)).await;
+    let new_key = reply.json().as_str().unwrap().to_owned();
+    assert!(new_key.starts_with("sk_admin_"));
+    let this = reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("seatkeeper_session=").map(|rest| rest.split(';').next().unwrap().to_owned()))
+        .expect("this browser gets a new session");
+    assert_eq!(error_code(&call(&app, ListProducts::PATH, "", Some(&other)).await), "signed_out");
+    assert!(call(&app, ListProducts::PATH, "", Some(&this)).await.status.is_success());
+    assert_eq!(app.admin(Method::GET, "/settings", &new_key).await.status, StatusCode::OK);
+    assert_eq!(app.admin(Method::GET, "/settings", &acme.admin_key).await.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
+    let acme = app.org("acme", &[("viewer", 1, false)]).await;
+    app.check_in(&acme.product_key, "viewer", "SN-1").await;
+    app.check_in(&acme.product_key, "viewer", "SN-2").await;
+    let session = sign_in(&app, &acme.admin_key).await;
+    let form_post = |form: &str, referer: &str| {
+        Request::post(SetLicense::PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .header(header::REFERER, referer)
+            .header(header::COOKIE, format!("seatkeeper_session={session}"))
+            .body(Body::from(form.to_owned()))
+            .unwrap()
+    };
+    let ok = app.send(form_post("serial=SN-1&product=viewer&assigned=on", "http://127.0.0.1:3000/devices/SN-1?error=x&form=y")).await;
+    assert_eq!(ok.status, StatusCode::FOUND);
+    assert_eq!(ok.headers[header::LOCATION], "/devices/SN-1", "back to the page, without an old error");
+
+    let full = app.send(form_post("serial=SN-2&product=viewer&assigned=on", "http://127.0.0.1:3000/devices/SN-2")).await;
+    assert_eq!(full.status, StatusCode::FOUND);
+    assert_eq!(full.headers[header::LOCATION], "/devices/SN-2?error=no_seats_available&form=license-viewer");
+    assert_eq!(app.admin(Method::GET, "/devices/SN-2", &acme.admin_key).await.json()["seats_assigned"], 0);
+
+    let elsewhere = app.send(form_post("serial=SN-1&product=viewer", "https://evil.example/phish")).await;
+    assert_eq!(elsewhere.headers[header::LOCATION], "/phish", "never redirected off this site");
+}
