@@ -8,8 +8,7 @@ use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthActions;
-use crate::product::encode_segment;
-use crate::ui::{ActionError, Failure, Moment, UiError, When};
+use crate::ui::{ActionError, Failure, Moment, UiError, When, encode_segment};
 
 pub const DEVICES_PER_PAGE: u32 = 50;
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthActions;
 use crate::licenses::ProductView;
-use crate::ui::{ActionError, Failure, Moment, UiError, When};
+use crate::ui::{ActionError, Failure, Moment, UiError, When, encode_segment};
 
 pub const HOLDERS_PER_PAGE: u32 = 100;
 
@@ -61,19 +61,6 @@ pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
     }
     .await;
     finish_form("revoke", result)
-}
-
-/// A serial as a path segment.
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[component]

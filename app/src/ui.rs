@@ -129,3 +129,16 @@ pub fn Failure(error: UiError) -> impl IntoView {
         view! { <p class="error" role="alert">{error.message}</p> }.into_any()
     }
 }
+
+/// A serial (or any text) as one URL path segment or query value.
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

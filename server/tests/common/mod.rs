@@ -124,14 +124,4 @@ impl TestApp {
 }
 
 /// A path segment percent-encoded the way a client library would.
-pub fn encode(segment: &str) -> String {
-    let mut out = String::new();
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+pub use app::ui::encode_segment as encode;
