@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building Seatkeeper needs, each piece only when it is missing:
-# the wasm32 target, cargo-leptos 0.3.5, wasm-bindgen-cli at the version in
-# Cargo.lock, and wasm-opt (npm's binaryen). Safe to run again and again.
+# Installs what building and testing Seatkeeper needs, each piece only when it
+# is missing: the wasm32 target, cargo-leptos 0.3.5, wasm-bindgen-cli at the
+# version in Cargo.lock, wasm-opt (npm's binaryen), and with --browser-tests
+# Debian's Chromium and npm's playwright-core. Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -37,11 +38,24 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wasm_bind
     cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
 fi
 
+command -v npm >/dev/null || apt_install nodejs npm
+
 # wasm-opt from npm's binaryen 132 (Debian's 108 writes bundles browsers refuse),
 # in a folder of its own that scripts/env.sh puts first on PATH.
 if [ "$("$SEATKEEPER_TOOLS/node_modules/.bin/wasm-opt" --version 2>/dev/null || true)" != "wasm-opt version $BINARYEN_VERSION (version_$BINARYEN_VERSION)" ]; then
-    command -v npm >/dev/null || apt_install nodejs npm
     say "installing wasm-opt (npm binaryen $BINARYEN_VERSION)"
     mkdir -p "$SEATKEEPER_TOOLS"
     npm install --silent --no-audit --no-fund --prefix "$SEATKEEPER_TOOLS" "binaryen@$BINARYEN_VERSION.0.0" >/dev/null
+fi
+
+# With --browser-tests: Debian's Chromium and npm's playwright-core (which
+# cannot download browsers here, and does not need to).
+[ "${1:-}" = "--browser-tests" ] || exit 0
+if [ ! -x /usr/bin/chromium ]; then
+    say "installing Chromium for the browser tests"
+    apt_install chromium
+fi
+if [ ! -d end2end/node_modules/playwright-core ]; then
+    say "installing playwright-core for the browser tests"
+    (cd end2end && npm ci --silent --no-audit --no-fund)
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Seatkeeper: the release build of the server and the
-# hydration bundle, then the store, API and CLI tests on SQLite and PostgreSQL.
+# hydration bundle, the store, API, server-function and CLI tests on SQLite and
+# PostgreSQL, then the browser tests in Chromium.
 #
 # PostgreSQL: SEATKEEPER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 # A local cluster is started when one is installed and down. Without a server the
@@ -11,7 +12,7 @@ source scripts/env.sh
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-scripts/setup.sh
+scripts/setup.sh --browser-tests
 
 pg_url=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 if [[ $pg_url == *@127.0.0.1:5432/* ]] && command -v pg_ctlcluster >/dev/null && command -v pg_isready >/dev/null; then
@@ -25,12 +26,20 @@ fi
 say "building the release server and the hydration bundle"
 cargo leptos build --release
 
-say "running the tests"
+say "running the store, API and CLI tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --locked -p seatkeeper-store -p seatkeeper -p app --lib --bins --tests -- --color never 2>&1 | tee "$log" || status=$?
-# One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+
+say "running the browser tests (end2end/, Chromium)"
+(cd end2end && npm test) 2>&1 | tee -a "$log" || status=$?
+
+# One closing line for the whole run, summed over cargo's test binaries and
+# node's test runner.
+awk '/^test result:/ { passed += $4; failed += $6; skipped += $8 }
+     /^# pass /     { passed += $3 }
+     /^# fail /     { failed += $3 }
+     /^# skipped /  { skipped += $3 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$log"
 exit "$status"

@@ -1,0 +1,90 @@
+// The same screens with JavaScript turned off: every form posts to its server
+// function and the page comes back re-rendered, errors included.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { admin, checkIn, launchBrowser, screenshot, seed, startServer } from '../harness.mjs';
+
+let server;
+let keys;
+let browser;
+let page;
+
+before(async () => {
+  server = await startServer();
+  keys = await seed(server);
+  ({ browser, page } = await launchBrowser({ javaScriptEnabled: false }));
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('signing in works without JavaScript, and a wrong key says so', async () => {
+  await page.goto(`${server.baseURL}/devices`);
+  await page.getByLabel('Administration API key').fill('sk_admin_nope');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  assert.match(await page.getByRole('alert').textContent(), /not valid/);
+  await page.getByLabel('Administration API key').fill(keys.adminKey);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/devices', 'back to the page asked for');
+});
+
+test('auto-assign switches with its Save button', async () => {
+  await page.goto(server.baseURL);
+  const row = page.getByRole('row', { name: /Viewer/ });
+  await row.getByRole('switch', { name: 'Auto-assign Viewer' }).check();
+  await row.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Licenses' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/viewer')).auto_assign, true);
+  assert.equal(await page.getByRole('switch', { name: 'Auto-assign Viewer' }).isChecked(), true);
+  await screenshot(page, 'no-js-licenses');
+});
+
+test('a license that cannot be assigned says why, next to it', async () => {
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'FILLER')).licensed, true, 'takes the one Viewer seat');
+  await page.goto(`${server.baseURL}/devices/LAPTOP-001`);
+  await page.getByRole('checkbox', { name: 'Assigned Viewer' }).check();
+  await page.getByRole('listitem').filter({ hasText: 'Viewer' }).getByRole('button', { name: 'Save' }).click();
+  assert.match(await page.getByRole('alert').textContent(), /No seats available/);
+  assert.equal(await page.getByRole('checkbox', { name: 'Assigned Viewer' }).isChecked(), false);
+  await screenshot(page, 'no-js-device-no-seats');
+
+  await page.getByRole('checkbox', { name: 'Assigned Editor Pro' }).uncheck();
+  await page.getByRole('listitem').filter({ hasText: 'Editor Pro' }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'LAPTOP-001' }).waitFor();
+  assert.equal(await page.getByRole('alert').count(), 0, 'no stale error');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 0);
+});
+
+test('revoking, deleting and ignoring work as plain forms', async () => {
+  await page.goto(`${server.baseURL}/products/editor`);
+  await page.getByRole('button', { name: 'Revoke LAPTOP-002' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor')).assigned, 0);
+
+  await page.goto(`${server.baseURL}/devices`);
+  await page.getByRole('button', { name: 'Delete LAPTOP-002' }).click();
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  await page.getByRole('button', { name: 'Ignore DESK-7' }).click();
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  const serials = (await admin(server.baseURL, keys.adminKey, '/devices')).items.map((d) => d.serial);
+  assert.deepEqual(serials, ['FILLER', 'LAPTOP-001']);
+});
+
+test('the admin key rotates and is shown once, and signing out works', async () => {
+  await page.goto(`${server.baseURL}/settings`);
+  await page.getByRole('button', { name: 'Rotate administration key' }).click();
+  const fresh = await page.getByRole('textbox', { name: 'New administration API key' }).inputValue();
+  assert.match(fresh, /^sk_admin_/);
+  assert.equal((await admin(server.baseURL, fresh, '/settings')).organization_name, 'Acme Corp');
+  await page.reload();
+  assert.equal(await page.getByRole('textbox', { name: 'New administration API key' }).count(), 0, 'shown only once');
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Administration API key').waitFor();
+  await page.goto(`${server.baseURL}/settings`);
+  await page.getByLabel('Administration API key').waitFor();
+});

@@ -1,0 +1,239 @@
+// The user guide, walked in a real browser with JavaScript on: sign in, the
+// Licenses table, auto-assign, a product and its revoke, the devices list
+// with search, delete and ignore, a device by deep link with its licenses,
+// the settings with the keys and the ignore list, and signing out.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { admin, checkIn, hydrated, launchBrowser, screenshot, seed, startServer } from '../harness.mjs';
+
+let server;
+let keys;
+let browser;
+let page;
+let context;
+let problems;
+
+before(async () => {
+  server = await startServer();
+  keys = await seed(server);
+  ({ browser, context, page, problems } = await launchBrowser());
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function signIn(key = keys.adminKey) {
+  await page.getByLabel('Administration API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+test('a deep link while signed out asks for the key, then shows the page asked for', async () => {
+  await page.goto(`${server.baseURL}/products/editor`);
+  await hydrated(page);
+  await screenshot(page, 'sign-in');
+  await assert.doesNotReject(page.getByLabel('Administration API key').waitFor());
+
+  await signIn('sk_admin_0123456789abcdef0123456789abcdef0123456789abcdef');
+  const alert = page.getByRole('alert');
+  await alert.waitFor();
+  assert.match(await alert.textContent(), /not valid/);
+  await screenshot(page, 'sign-in-wrong-key');
+
+  await signIn();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/products/editor');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'seatkeeper_session');
+  assert.ok(session, 'a session cookie');
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, 'Strict');
+  assert.ok(!session.value.includes(keys.adminKey), 'the cookie is not the key');
+});
+
+test('the header has the tabs, the organization and the cog', async () => {
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  const nav = page.getByRole('navigation');
+  await nav.getByRole('link', { name: 'Licenses' }).waitFor();
+  await nav.getByRole('link', { name: 'Devices' }).waitFor();
+  await page.getByText('Acme Corp', { exact: true }).waitFor();
+  await page.getByRole('link', { name: 'Settings' }).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+});
+
+test('the Licenses screen shows seats per product and switches auto-assign at once', async () => {
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  await page.getByRole('heading', { name: 'Licenses' }).waitFor();
+  for (const column of ['Product', 'Seats', 'Assigned', 'Available', 'Auto-assign']) {
+    await page.getByRole('columnheader', { name: column }).waitFor();
+  }
+  const editor = page.getByRole('row', { name: /Editor Pro/ });
+  assert.deepEqual(await editor.getByRole('cell').allTextContents().then((cells) => cells.slice(0, 3)), ['3', '2', '1']);
+  assert.equal(await page.getByRole('link', { name: 'Editor Pro' }).getAttribute('href'), '/products/editor');
+  await screenshot(page, 'licenses');
+
+  const viewer = page.getByRole('switch', { name: 'Auto-assign Viewer' });
+  assert.equal(await viewer.isChecked(), false);
+  await Promise.all([page.waitForResponse((r) => r.url().includes('/api/set_auto_assign')), viewer.click()]);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/viewer')).auto_assign, true, 'saved without a Save button');
+  await page.reload();
+  assert.equal(await page.getByRole('switch', { name: 'Auto-assign Viewer' }).isChecked(), true);
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'NEW-VIEWER')).licensed, true,
+    'auto-assign is on: a new device gets the free Viewer seat');
+});
+
+test('an over-allocated product stands out', async () => {
+  server.cli(['product', 'set-seats', '--org', 'Acme Corp', '--code', 'editor', '--seats', '1']);
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  await page.getByRole('row', { name: /Editor Pro/ }).getByText('Over-allocated').waitFor();
+  await screenshot(page, 'licenses-over-allocated');
+  server.cli(['product', 'set-seats', '--org', 'Acme Corp', '--code', 'editor', '--seats', '3']);
+});
+
+test('the Product screen lists the holders and revokes a seat at once', async () => {
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  await page.getByRole('link', { name: 'Editor Pro' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  await page.getByRole('link', { name: 'LAPTOP-001' }).waitFor();
+  await screenshot(page, 'product');
+  await page.getByRole('button', { name: 'Revoke LAPTOP-002' }).click();
+  await page.getByRole('link', { name: 'LAPTOP-002' }).waitFor({ state: 'detached' });
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor')).assigned, 1);
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-002')).reason, 'revoked_by_admin');
+});
+
+test('the Devices screen lists, searches, deletes and ignores devices', async () => {
+  for (let i = 0; i < 60; i++) await checkIn(server.baseURL, keys.productKey, 'viewer', `FLEET-${String(i).padStart(3, '0')}`);
+  await page.getByRole('navigation').getByRole('link', { name: 'Devices' }).click();
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  for (const column of ['Serial number', 'First seen', 'Last seen', 'Seats assigned']) {
+    await page.getByRole('columnheader', { name: column }).waitFor();
+  }
+  const seen = page.getByRole('row', { name: /DESK-7/ }).locator('time').first();
+  assert.match(await seen.textContent(), /just now|min ago/);
+  assert.match(await seen.getAttribute('title'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'the exact UTC time on hover');
+  await screenshot(page, 'devices');
+
+  await page.getByRole('link', { name: 'Next page →' }).click();
+  await page.getByRole('link', { name: '← First page' }).waitFor();
+
+  await page.getByLabel('Search serial numbers').fill('laptop');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('row', { name: /LAPTOP-001/ }).waitFor();
+  await page.getByRole('row', { name: /DESK-7/ }).waitFor({ state: 'detached' });
+  assert.equal(await page.getByRole('row').count(), 3, 'a header and the two laptops');
+  await screenshot(page, 'devices-search');
+
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Delete LAPTOP-002' }).click();
+  await page.getByRole('row', { name: /LAPTOP-002/ }).waitFor({ state: 'detached' });
+
+  await page.getByLabel('Search serial numbers').fill('');
+  await page.getByRole('button', { name: 'Search' }).click();
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Ignore DESK-7' }).click();
+  await page.getByRole('row', { name: /DESK-7/ }).waitFor({ state: 'detached' });
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7')).reason, 'device_ignored');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/DESK-7')).error?.code, 'unknown_device');
+});
+
+test('the Device screen, opened by deep link, assigns and unassigns licenses', async () => {
+  await page.goto(`${server.baseURL}/devices/LAPTOP-001`);
+  await hydrated(page);
+  await page.getByRole('heading', { name: 'LAPTOP-001' }).waitFor();
+  await page.getByRole('heading', { name: 'Assigned Licenses' }).waitFor();
+  const editor = page.getByRole('checkbox', { name: 'Assigned Editor Pro' });
+  const viewer = page.getByRole('checkbox', { name: 'Assigned Viewer' });
+  assert.equal(await editor.isChecked(), true);
+  assert.equal(await viewer.isChecked(), false);
+  await screenshot(page, 'device');
+
+  // The one Viewer seat is NEW-VIEWER's: checking says so and stays unchecked.
+  await viewer.click();
+  const alert = page.getByRole('alert');
+  await alert.waitFor();
+  assert.match(await alert.textContent(), /No seats available/);
+  assert.equal(await viewer.isChecked(), false, 'the box stays unchecked');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 1);
+  await screenshot(page, 'device-no-seats');
+
+  await Promise.all([page.waitForResponse((r) => r.url().includes('/api/set_license')), editor.uncheck()]);
+  await page.waitForFunction(() => !document.querySelector('[aria-label="Assigned Editor Pro"]').checked);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 0);
+  await Promise.all([page.waitForResponse((r) => r.url().includes('/api/set_license')), editor.check()]);
+  assert.equal(await editor.isChecked(), true);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 1);
+});
+
+test('the Settings screen copies and rotates the product key and un-ignores devices', async () => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.baseURL });
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  await hydrated(page);
+  const key = page.getByRole('textbox', { name: 'Product API key' });
+  assert.equal(await key.inputValue(), keys.productKey);
+  await page.getByRole('button', { name: 'Copy' }).click();
+  await page.getByRole('button', { name: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), keys.productKey);
+  await screenshot(page, 'settings');
+
+  await page.getByRole('button', { name: 'Rotate product key' }).click();
+  await page.waitForFunction((old) => document.getElementById('product-key')?.value !== old, keys.productKey);
+  const rotated = await key.inputValue();
+  assert.match(rotated, /^sk_prod_/);
+  assert.notEqual(rotated, keys.productKey);
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-001')).error?.code, 'invalid_api_key');
+  keys.productKey = rotated;
+
+  await page.getByRole('button', { name: 'Un-ignore DESK-7' }).click();
+  await page.getByRole('button', { name: 'Un-ignore DESK-7' }).waitFor({ state: 'detached' });
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7')).reason, 'no_seats_available',
+    'known again, and the one Viewer seat is taken');
+});
+
+test('rotating the administration key shows the new key once and keeps this browser signed in', async () => {
+  await page.getByRole('button', { name: 'Rotate administration key' }).click();
+  const fresh = page.getByRole('textbox', { name: 'New administration API key' });
+  await fresh.waitFor();
+  const newKey = await fresh.inputValue();
+  assert.match(newKey, /^sk_admin_/);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/settings')).error?.code, 'invalid_api_key');
+  keys.adminKey = newKey;
+  await page.reload();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  assert.equal(await page.getByRole('textbox', { name: 'New administration API key' }).count(), 0, 'shown only once');
+});
+
+test('signing out ends the session', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Administration API key').waitFor();
+  await page.goto(server.baseURL);
+  await page.getByLabel('Administration API key').waitFor();
+  await screenshot(page, 'signed-out');
+  assert.deepEqual(problems, [], 'no errors in the browser');
+});
+
+test('narrow screens keep every screen usable', async () => {
+  const narrow = await launchBrowser({ width: 360 });
+  try {
+    await narrow.page.goto(server.baseURL);
+    await narrow.page.getByLabel('Administration API key').fill(keys.adminKey);
+    await narrow.page.getByRole('button', { name: 'Sign in' }).click();
+    await narrow.page.getByRole('heading', { name: 'Licenses' }).waitFor();
+    for (const [name, path] of [['narrow-licenses', '/'], ['narrow-devices', '/devices'], ['narrow-device', '/devices/LAPTOP-001'], ['narrow-settings', '/settings']]) {
+      await narrow.page.goto(`${server.baseURL}${path}`);
+      await hydrated(narrow.page);
+      const overflow = await narrow.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${path} fits in 360 px (overflows by ${overflow})`);
+      await screenshot(narrow.page, name);
+    }
+  } finally {
+    await narrow.browser.close();
+  }
+});
