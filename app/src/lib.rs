@@ -22,6 +22,8 @@ use auth::{AuthActions, current_org};
 
 /// The HTML document around every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    server::content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -112,15 +112,13 @@ fn ProductRow(product: ProductView, hydrated: ReadSignal<bool>, saved: Callback<
         Some(Err(_)) => on.set(product.auto_assign),
         None => {}
     });
-    let percent = if product.seats > 0 { (product.assigned * 100 / product.seats).min(100) } else { 100 };
-    let bar = format!("width: {percent}%");
     let label = format!("Auto-assign {}", product.name);
     let form_id = format!("auto-assign-{}", product.code);
     view! {
         <tr class:over=product.over_allocated>
             <th scope="row">
                 <A href=format!("/products/{}", product.code)>{product.name.clone()}</A>
-                <div class="meter" aria-hidden="true"><span style=bar></span></div>
+                <meter class="seats" aria-hidden="true" min="0" max=product.seats.max(1) value=product.assigned.min(product.seats.max(1))></meter>
                 {product.over_allocated.then(|| view! {
                     <span class="badge danger">"Over-allocated"</span>
                 })}

@@ -57,12 +57,23 @@ pub fn cookie(name: &str) -> Option<String> {
     })
 }
 
-/// Sets (or, with no value, clears) an HttpOnly, SameSite=Strict cookie.
+/// Whether the browser reached us over HTTPS (directly, or through a proxy
+/// that says so).
+fn over_https() -> bool {
+    request().is_some_and(|parts| {
+        parts.uri.scheme_str() == Some("https")
+            || parts.headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    })
+}
+
+/// Sets (or, with no value, clears) an HttpOnly, SameSite=Strict cookie,
+/// `Secure` when served over HTTPS.
 pub fn set_cookie(name: &str, value: Option<&str>, max_age: std::time::Duration) {
     let Some(response) = use_context::<ResponseOptions>() else { return };
+    let secure = if over_https() { "; Secure" } else { "" };
     let cookie = match value {
-        Some(value) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", max_age.as_secs()),
-        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        Some(value) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", max_age.as_secs()),
+        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     };
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.append_header(header::SET_COOKIE, value);
@@ -163,4 +174,20 @@ pub fn moment(at: DateTime<Utc>, now: DateTime<Utc>) -> Moment {
         _ => at.format("%Y-%m-%d").to_string(),
     };
     Moment { utc: at.to_rfc3339_opts(SecondsFormat::Millis, true), ago }
+}
+
+/// The page's Content-Security-Policy: scripts only from this site or inline
+/// with this response's nonce (Leptos puts it on the hydration script), the
+/// WebAssembly bundle, and no framing.
+pub fn content_security_policy() {
+    let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<ResponseOptions>()) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.insert_header(header::CONTENT_SECURITY_POLICY, value);
+    }
 }

@@ -22,6 +22,19 @@ pub struct Cli {
     #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000", global = true)]
     pub addr: SocketAddr,
 
+    /// Check-ins per second one organization's product key may make (0: no limit).
+    #[arg(long, env = "SEATKEEPER_CHECKIN_RATE", default_value_t = 1000.0, global = true)]
+    pub checkin_rate: f64,
+
+    /// Check-ins one organization may make at once above that rate.
+    #[arg(long, env = "SEATKEEPER_CHECKIN_BURST", default_value_t = 5000.0, global = true)]
+    pub checkin_burst: f64,
+
+    /// Failed authentications per minute one client address may make before it
+    /// is refused for a while (0: no limit).
+    #[arg(long, env = "SEATKEEPER_FAILED_AUTH_PER_MINUTE", default_value_t = 300.0, global = true)]
+    pub failed_auth_per_minute: f64,
+
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -98,6 +111,17 @@ pub struct RotateArgs {
     /// Rotate the product API key.
     #[arg(long)]
     product: bool,
+}
+
+impl Cli {
+    pub fn limits(&self) -> std::sync::Arc<crate::limits::Limits> {
+        use crate::limits::{Limits, Rate};
+        let per_minute = self.failed_auth_per_minute.max(0.0);
+        Limits::new(
+            Rate { per_second: self.checkin_rate.max(0.0), burst: self.checkin_burst.max(1.0) },
+            Rate { per_second: per_minute / 60.0, burst: per_minute.max(1.0) },
+        )
+    }
 }
 
 /// What an operator command prints: a summary for people and JSON for scripts.

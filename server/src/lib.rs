@@ -9,30 +9,44 @@
 
 pub mod api;
 pub mod cli;
+pub mod limits;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::FromRef;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
 use axum::routing::get;
 use leptos::config::LeptosOptions;
 use leptos::context::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use store::Store;
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+
+use limits::Limits;
 
 /// What every request handler may reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub store: Store,
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
+    /// A server without rate limits; see [`AppState::with_limits`].
     pub fn new(store: Store, addr: SocketAddr) -> Self {
-        AppState { leptos_options: leptos_options(addr), store }
+        AppState { leptos_options: leptos_options(addr), store, limits: Limits::off() }
+    }
+
+    pub fn with_limits(self, limits: Arc<Limits>) -> Self {
+        AppState { limits, ..self }
     }
 }
 
@@ -65,6 +79,12 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(middleware::from_fn_with_state(state.limits.clone(), limits::throttle_failed_auth))
+        // Every response; pages add their Content-Security-Policy, which names
+        // the nonce of their inline scripts (`app::shell`).
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -81,5 +101,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

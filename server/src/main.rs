@@ -40,7 +40,8 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
-    serve(listener, AppState::new(store, addr), shutdown_signal()).await.context("serving")?;
+    let state = AppState::new(store, addr).with_limits(cli.limits());
+    serve(listener, state, shutdown_signal()).await.context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -140,6 +140,16 @@ async fn sign_in_sets_a_strict_http_only_session_cookie_that_is_not_the_key(app:
     let session = cookie.split(';').next().unwrap().trim_start_matches("seatkeeper_session=");
     assert_eq!(call(&app, ListProducts::PATH, "", Some(session)).await.json()[0]["code"], "editor");
 
+    assert!(!cookie.contains("Secure"), "plain HTTP: a Secure cookie would never come back");
+    let behind_tls = Request::post(SignIn::PATH)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json")
+        .header("x-forwarded-proto", "https")
+        .body(Body::from(format!("key={}&next=%2F", acme.admin_key)))
+        .unwrap();
+    let secure = app.send(behind_tls).await;
+    assert!(secure.headers[header::SET_COOKIE].to_str().unwrap().contains("; Secure"), "Secure when served over HTTPS");
+
     let out = call(&app, SignOut::PATH, "", Some(session)).await;
     assert!(out.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
     let after = call(&app, ListProducts::PATH, "", Some(session)).await;

@@ -74,8 +74,12 @@ impl Reply {
 
 impl TestApp {
     pub async fn new(db: TestDatabase) -> Self {
+        TestApp::with_limits(db, seatkeeper::limits::Limits::off()).await
+    }
+
+    pub async fn with_limits(db: TestDatabase, limits: std::sync::Arc<seatkeeper::limits::Limits>) -> Self {
         let store = db.open().await;
-        let state = AppState::new(store.clone(), "127.0.0.1:0".parse().unwrap());
+        let state = AppState::new(store.clone(), "127.0.0.1:0".parse().unwrap()).with_limits(limits);
         TestApp { store, router: router(state), _db: db }
     }
 
@@ -124,4 +128,5 @@ impl TestApp {
 }
 
 /// A path segment percent-encoded the way a client library would.
+#[allow(unused_imports)]
 pub use app::ui::encode_segment as encode;

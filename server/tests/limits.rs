@@ -1,0 +1,92 @@
+//! Rate limits, refusals of addresses that keep failing to authenticate, and
+//! the security headers, through the real router.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use common::TestApp;
+use seatkeeper::limits::{Limits, Rate};
+use serde_json::json;
+use store::testing::TestDatabase;
+
+fn from(address: &str, mut request: Request<Body>) -> Request<Body> {
+    let address: SocketAddr = address.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(address));
+    request
+}
+
+fn check_in_request(key: &str, serial: &str) -> Request<Body> {
+    Request::post("/api/v1/checkin")
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"product": "editor", "serial": serial}).to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn check_ins_beyond_an_organizations_rate_answer_429_with_retry_after() {
+    let limits = Limits::new(Rate { per_second: 0.5, burst: 3.0 }, Rate::OFF);
+    let app = TestApp::with_limits(TestDatabase::sqlite(), limits).await;
+    let acme = app.org("acme", &[("editor", 10, true)]).await;
+    let globex = app.org("globex", &[("editor", 10, true)]).await;
+    for i in 0..3 {
+        assert_eq!(app.send(check_in_request(&acme.product_key, &format!("SN-{i}"))).await.status, StatusCode::OK);
+    }
+    let refused = app.send(check_in_request(&acme.product_key, "SN-LATE")).await;
+    refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let retry: u64 = refused.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+    app.admin(Method::GET, "/devices/SN-LATE", &acme.admin_key).await.assert_error(StatusCode::NOT_FOUND, "unknown_device");
+    assert_eq!(app.send(check_in_request(&globex.product_key, "SN-1")).await.status, StatusCode::OK, "another organization has its own rate");
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_to_authenticate_is_refused_for_a_while() {
+    let limits = Limits::new(Rate::OFF, Rate { per_second: 5.0 / 60.0, burst: 5.0 });
+    let app = TestApp::with_limits(TestDatabase::sqlite(), limits).await;
+    let acme = app.org("acme", &[("editor", 10, true)]).await;
+    let admin = |key: &str| Request::get("/api/v1/admin/products").header(header::AUTHORIZATION, format!("Bearer {key}")).body(Body::empty()).unwrap();
+
+    for _ in 0..5 {
+        let reply = app.send(from("10.0.0.7:5000", admin("sk_admin_guess"))).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let refused = app.send(from("10.0.0.7:5001", admin(&acme.admin_key))).await;
+    refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(refused.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let wrong_check_in = app.send(from("10.0.0.7:5002", check_in_request("sk_prod_guess", "SN-1"))).await;
+    assert_eq!(wrong_check_in.status, StatusCode::TOO_MANY_REQUESTS, "every route, for that address");
+
+    let other = app.send(from("10.0.0.8:5000", admin(&acme.admin_key))).await;
+    assert_eq!(other.status, StatusCode::OK, "other addresses are not affected");
+    for _ in 0..10 {
+        assert_eq!(app.send(from("10.0.0.9:5000", admin(&acme.admin_key))).await.status, StatusCode::OK, "successes do not count");
+    }
+}
+
+#[tokio::test]
+async fn pages_carry_a_content_security_policy_with_their_script_nonce() {
+    let app = TestApp::new(TestDatabase::sqlite()).await;
+    let page = app.call(Method::GET, "/", None, None).await;
+    let policy = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    let html = String::from_utf8_lossy(&page.body);
+    let nonce = html.split("nonce=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("the hydration script has a nonce");
+    assert!(policy.contains(&format!("'nonce-{nonce}'")), "{policy}");
+    for directive in ["default-src 'self'", "frame-ancestors 'none'", "'wasm-unsafe-eval'"] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let again = app.call(Method::GET, "/", None, None).await;
+    assert_ne!(again.headers[header::CONTENT_SECURITY_POLICY], page.headers[header::CONTENT_SECURITY_POLICY], "a new nonce per response");
+
+    for uri in ["/", "/api/v1/admin/products", "/healthz"] {
+        let reply = app.call(Method::GET, uri, None, None).await;
+        assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+        assert_eq!(reply.headers[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+        assert_eq!(reply.headers[header::REFERRER_POLICY], "same-origin", "{uri}");
+    }
+}
