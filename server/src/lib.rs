@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(middleware::from_fn(refuse_cross_site_forms))
         .layer(middleware::from_fn_with_state(state.limits.clone(), limits::throttle_failed_auth))
         // Every response; pages add their Content-Security-Policy, which names
         // the nonce of their inline scripts (`app::shell`).
@@ -93,6 +94,34 @@ pub fn router(state: AppState) -> Router {
 /// also the benchmark's measure of what the HTTP stack alone can carry.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Refuses a request that changes something, carries this site's cookie and
+/// was sent by a page of another site (its `Origin`, or lacking one its
+/// `Referer`, names another host): cross-site request forgery. SameSite=Strict
+/// cookies already keep browsers from sending the session along; this holds
+/// even where a browser would not.
+async fn refuse_cross_site_forms(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    let headers = request.headers();
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes && headers.contains_key(header::COOKIE) {
+        let host = headers.get("x-forwarded-host").or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok());
+        let sender = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
+        let sender_host = sender.map(|url| url.split_once("://").map_or(url, |(_, rest)| rest).split('/').next().unwrap_or_default());
+        if let (Some(host), Some(sender_host)) = (host, sender_host) {
+            if !sender_host.eq_ignore_ascii_case(host) {
+                return api::ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "cross_site_request",
+                    "this request came from a page of another site",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish.

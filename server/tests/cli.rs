@@ -115,14 +115,19 @@ struct Server {
     child: Child,
     base: String,
     printed: Option<std::thread::JoinHandle<String>>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     fn start(db: &TestDatabase) -> Server {
+        Server::start_logging(db, "info")
+    }
+
+    fn start_logging(db: &TestDatabase, level: &str) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .env("DATABASE_URL", &db.url)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -134,7 +139,15 @@ impl Server {
             .find_map(|line| line.find("http://").map(|at| line[at..].split_whitespace().next().unwrap_or_default().to_owned()))
             .expect("the server says where it listens");
         // Keep reading the log so the server never writes into a full pipe.
-        std::thread::spawn(move || log.for_each(drop));
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = kept.clone();
+        std::thread::spawn(move || {
+            for line in log.map_while(Result::ok) {
+                let mut sink = sink.lock().unwrap();
+                sink.push_str(&line);
+                sink.push('\n');
+            }
+        });
         // The server prints its summary before it listens; a thread collects it.
         let mut pipe = child.stdout.take().unwrap();
         let printed = std::thread::spawn(move || {
@@ -142,7 +155,7 @@ impl Server {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
             text
         });
-        Server { child, base, printed: Some(printed) }
+        Server { child, base, printed: Some(printed), log: kept }
     }
 
     /// What the server printed on stdout, once it has stopped.
@@ -228,4 +241,50 @@ async fn a_running_server_honours_operator_changes_at_once(db: TestDatabase) {
     assert_eq!(check_in(&again.base, &key, "editor", "SN-2").await.1["licensed"], true, "nothing was lost");
     let printed = again.stop();
     assert!(!printed.contains("sk_"), "keys are printed only on the very first start: {printed:?}");
+}
+
+#[tokio::test]
+async fn keys_and_session_ids_never_reach_the_log() {
+    use app::auth::SignIn;
+    use leptos::server_fn::ServerFn;
+
+    let db = TestDatabase::sqlite();
+    let acme = json_of(&db, &["org", "create", "acme"]);
+    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "2", "--auto-assign"]);
+    let (admin_key, product_key) = (acme["admin_key"].as_str().unwrap(), acme["product_key"].as_str().unwrap());
+    let server = Server::start_logging(&db, "trace");
+    let client = reqwest::Client::new();
+
+    check_in(&server.base, product_key, "editor", "SN-1").await;
+    check_in(&server.base, "sk_prod_000000000000000000000000000000000000000000000000", "editor", "SN-1").await;
+    let devices = client.get(format!("{}/api/v1/admin/devices", server.base)).bearer_auth(admin_key).send().await.unwrap();
+    assert_eq!(devices.status(), 200);
+    let signed_in = client
+        .post(format!("{}{}", server.base, SignIn::PATH))
+        .header("accept", "application/json")
+        .form(&[("key", admin_key), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let session = cookie.split(';').next().unwrap().trim_start_matches("seatkeeper_session=").to_owned();
+    let page = client.get(format!("{}/devices", server.base)).header("cookie", format!("seatkeeper_session={session}")).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("SN-1"), "the session works");
+    let rotated: Value = client
+        .post(format!("{}/api/v1/admin/settings/product-key/rotate", server.base))
+        .bearer_auth(admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let log = server.log.clone();
+    server.stop();
+    let log = log.lock().unwrap().clone();
+    assert!(log.len() > 1000, "the trace log is not empty ({} bytes)", log.len());
+    for secret in [admin_key, product_key, session.as_str(), rotated["product_key"].as_str().unwrap()] {
+        assert!(!log.contains(secret), "a secret ({}…) is in the log", &secret[..12]);
+    }
 }

@@ -22,6 +22,7 @@ on_both_backends!(
     sign_in_sets_a_strict_http_only_session_cookie_that_is_not_the_key,
     rotating_the_admin_key_ends_other_sessions_but_keeps_this_one,
     forms_posted_without_javascript_come_back_to_their_page,
+    forms_sent_by_another_site_are_refused,
 );
 
 /// Every server function behind a page or a form, with arguments naming data
@@ -201,4 +202,28 @@ async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
 
     let elsewhere = app.send(form_post("serial=SN-1&product=viewer", "https://evil.example/phish")).await;
     assert_eq!(elsewhere.headers[header::LOCATION], "/phish", "never redirected off this site");
+}
+
+async fn forms_sent_by_another_site_are_refused(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    app.check_in(&acme.product_key, "editor", "SN-1").await;
+    let session = sign_in(&app, &acme.admin_key).await;
+    let post = |origin: Option<(&str, &str)>| {
+        let mut request = Request::post(DeleteDevice::PATH)
+            .header(header::HOST, "seats.acme.test")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("seatkeeper_session={session}"));
+        if let Some((name, value)) = origin {
+            request = request.header(name, value);
+        }
+        request.body(Body::from("serial=SN-1")).unwrap()
+    };
+    for forged in [("origin", "https://evil.example"), ("referer", "https://evil.example/page"), ("origin", "null")] {
+        let reply = app.send(post(Some(forged))).await;
+        reply.assert_error(StatusCode::FORBIDDEN, "cross_site_request");
+    }
+    assert_eq!(app.admin(Method::GET, "/devices/SN-1", &acme.admin_key).await.status, StatusCode::OK, "nothing deleted");
+    let same_site = app.send(post(Some(("origin", "https://seats.acme.test")))).await;
+    assert!(same_site.status.is_success(), "{:?}", same_site.status);
+    app.admin(Method::GET, "/devices/SN-1", &acme.admin_key).await.assert_error(StatusCode::NOT_FOUND, "unknown_device");
 }
