@@ -1,27 +1,13 @@
 //! The operator's command line, run as the real `seatkeeper` binary, alone and
 //! beside a running server on the same database.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Output};
+
+use common::process::{BIN, Server, check_in, json_of, seatkeeper};
 use serde_json::{Value, json};
 use store::testing::TestDatabase;
-
-const BIN: &str = env!("CARGO_BIN_EXE_seatkeeper");
-
-fn seatkeeper(db: &TestDatabase, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("DATABASE_URL", &db.url).env("RUST_LOG", "warn").output().expect("run seatkeeper")
-}
-
-/// Runs a command that must succeed with `--json` and returns its JSON.
-fn json_of(db: &TestDatabase, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let output = seatkeeper(db, &args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e})"))
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -108,93 +94,6 @@ fn operator_mistakes_fail_clearly_and_change_nothing() {
     let bad_url = Command::new(BIN).args(["org", "list"]).env("DATABASE_URL", "mysql://nowhere").output().unwrap();
     assert_eq!(bad_url.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("sqlite:"));
-}
-
-/// A `seatkeeper serve` process on a random port.
-struct Server {
-    child: Child,
-    base: String,
-    printed: Option<std::thread::JoinHandle<String>>,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Server {
-    fn start(db: &TestDatabase) -> Server {
-        Server::start_logging(db, "info")
-    }
-
-    fn start_logging(db: &TestDatabase, level: &str) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .env("DATABASE_URL", &db.url)
-            .env("RUST_LOG", level)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = log
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| line.find("http://").map(|at| line[at..].split_whitespace().next().unwrap_or_default().to_owned()))
-            .expect("the server says where it listens");
-        // Keep reading the log so the server never writes into a full pipe.
-        let kept = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = kept.clone();
-        std::thread::spawn(move || {
-            for line in log.map_while(Result::ok) {
-                let mut sink = sink.lock().unwrap();
-                sink.push_str(&line);
-                sink.push('\n');
-            }
-        });
-        // The server prints its summary before it listens; a thread collects it.
-        let mut pipe = child.stdout.take().unwrap();
-        let printed = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-            text
-        });
-        Server { child, base, printed: Some(printed), log: kept }
-    }
-
-    /// What the server printed on stdout, once it has stopped.
-    fn printed(&mut self) -> String {
-        self.printed.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default()
-    }
-
-    /// Stops the server with SIGTERM and returns what it printed.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "the server stops cleanly on SIGTERM: {status}");
-                return self.printed();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("the server did not stop within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn check_in(base: &str, key: &str, product: &str, serial: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/api/v1/checkin"))
-        .bearer_auth(key)
-        .json(&json!({"product": product, "serial": serial}))
-        .send()
-        .await
-        .expect("the server answers");
-    (response.status().as_u16(), response.json().await.expect("JSON"))
 }
 
 #[tokio::test]
