@@ -35,6 +35,10 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_FAILED_AUTH_PER_MINUTE", default_value_t = 300.0, global = true)]
     pub failed_auth_per_minute: f64,
 
+    /// Seconds one request may take, reading its body included.
+    #[arg(long, env = "SEATKEEPER_REQUEST_TIMEOUT", default_value_t = 30, global = true)]
+    pub request_timeout: u64,
+
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -120,6 +124,7 @@ impl Cli {
         Limits::new(
             Rate { per_second: self.checkin_rate.max(0.0), burst: self.checkin_burst.max(1.0) },
             Rate { per_second: per_minute / 60.0, burst: per_minute.max(1.0) },
+            std::time::Duration::from_secs(self.request_timeout.max(1)),
         )
     }
 }

@@ -26,7 +26,9 @@ use leptos::context::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use store::Store;
 use tokio::net::TcpListener;
+use axum::http::StatusCode;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use limits::Limits;
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
         .layer(middleware::from_fn(refuse_cross_site_forms))
         .layer(middleware::from_fn_with_state(state.limits.clone(), limits::throttle_failed_auth))
         // Every response; pages add their Content-Security-Policy, which names

@@ -99,16 +99,20 @@ fn refilled(bucket: Bucket, rate: Rate, now: Instant) -> Bucket {
 pub struct Limits {
     pub checkins: RateLimiter<OrgId>,
     pub failed_auth: RateLimiter<IpAddr>,
+    /// How long one request may take, reading its body included (408 after).
+    pub request_timeout: Duration,
 }
 
 impl Limits {
-    pub fn new(checkins: Rate, failed_auth: Rate) -> Arc<Self> {
-        Arc::new(Limits { checkins: RateLimiter::new(checkins), failed_auth: RateLimiter::new(failed_auth) })
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub fn new(checkins: Rate, failed_auth: Rate, request_timeout: Duration) -> Arc<Self> {
+        Arc::new(Limits { checkins: RateLimiter::new(checkins), failed_auth: RateLimiter::new(failed_auth), request_timeout })
     }
 
     /// No limits at all, for tests of other things.
     pub fn off() -> Arc<Self> {
-        Limits::new(Rate::OFF, Rate::OFF)
+        Limits::new(Rate::OFF, Rate::OFF, Self::DEFAULT_REQUEST_TIMEOUT)
     }
 }
 

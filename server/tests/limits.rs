@@ -29,7 +29,7 @@ fn check_in_request(key: &str, serial: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn check_ins_beyond_an_organizations_rate_answer_429_with_retry_after() {
-    let limits = Limits::new(Rate { per_second: 0.5, burst: 3.0 }, Rate::OFF);
+    let limits = Limits::new(Rate { per_second: 0.5, burst: 3.0 }, Rate::OFF, Limits::DEFAULT_REQUEST_TIMEOUT);
     let app = TestApp::with_limits(TestDatabase::sqlite(), limits).await;
     let acme = app.org("acme", &[("editor", 10, true)]).await;
     let globex = app.org("globex", &[("editor", 10, true)]).await;
@@ -46,7 +46,7 @@ async fn check_ins_beyond_an_organizations_rate_answer_429_with_retry_after() {
 
 #[tokio::test]
 async fn an_address_that_keeps_failing_to_authenticate_is_refused_for_a_while() {
-    let limits = Limits::new(Rate::OFF, Rate { per_second: 5.0 / 60.0, burst: 5.0 });
+    let limits = Limits::new(Rate::OFF, Rate { per_second: 5.0 / 60.0, burst: 5.0 }, Limits::DEFAULT_REQUEST_TIMEOUT);
     let app = TestApp::with_limits(TestDatabase::sqlite(), limits).await;
     let acme = app.org("acme", &[("editor", 10, true)]).await;
     let admin = |key: &str| Request::get("/api/v1/admin/products").header(header::AUTHORIZATION, format!("Bearer {key}")).body(Body::empty()).unwrap();
@@ -89,4 +89,22 @@ async fn pages_carry_a_content_security_policy_with_their_script_nonce() {
         assert_eq!(reply.headers[header::X_FRAME_OPTIONS], "DENY", "{uri}");
         assert_eq!(reply.headers[header::REFERRER_POLICY], "same-origin", "{uri}");
     }
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_finishes_times_out_with_408() {
+    let limits = Limits::new(Rate::OFF, Rate::OFF, std::time::Duration::from_millis(300));
+    let app = TestApp::with_limits(TestDatabase::sqlite(), limits).await;
+    let acme = app.org("acme", &[("editor", 10, true)]).await;
+    let first = futures::stream::iter([Ok::<_, std::io::Error>("{\"product\": \"editor\", ")]);
+    let stalled = Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
+    let request = Request::post("/api/v1/checkin")
+        .header(header::AUTHORIZATION, format!("Bearer {}", acme.product_key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(stalled)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reply = app.send(request).await;
+    assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
