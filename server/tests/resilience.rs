@@ -15,11 +15,12 @@ use tokio::sync::Semaphore;
 
 const SEATS: i64 = 25;
 
-async fn holders(client: &reqwest::Client, base: &str, admin_key: &str) -> BTreeSet<String> {
+/// Every serial of an admin API list, page by page.
+async fn every_serial(client: &reqwest::Client, list: &str, admin_key: &str) -> BTreeSet<String> {
     let mut serials = BTreeSet::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{base}/api/v1/admin/products/editor/devices?limit=100");
+        let mut url = format!("{list}?limit=500");
         if let Some(cursor) = &cursor {
             url.push_str(&format!("&cursor={cursor}"));
         }
@@ -30,6 +31,18 @@ async fn holders(client: &reqwest::Client, base: &str, admin_key: &str) -> BTree
             None => return serials,
         }
     }
+}
+
+async fn holders(client: &reqwest::Client, base: &str, admin_key: &str) -> BTreeSet<String> {
+    every_serial(client, &format!("{base}/api/v1/admin/products/editor/devices"), admin_key).await
+}
+
+/// The organization "acme" with the product "editor" (auto-assign on); its
+/// administration and product keys.
+fn acme(db: &TestDatabase, seats: i64) -> (String, String) {
+    let acme = json_of(db, &["org", "create", "acme"]);
+    json_of(db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", &seats.to_string(), "--auto-assign"]);
+    (acme["admin_key"].as_str().unwrap().to_owned(), acme["product_key"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -48,9 +61,7 @@ async fn postgres_two_processes_racing_keep_every_seat_exactly_once() {
 /// revoking holders and assigning seats by hand.
 async fn race(db: TestDatabase, processes: usize) {
     let servers: Vec<Server> = (0..processes).map(|_| Server::start(&db)).collect();
-    let acme = json_of(&db, &["org", "create", "acme"]);
-    let (admin_key, product_key) = (acme["admin_key"].as_str().unwrap().to_owned(), acme["product_key"].as_str().unwrap().to_owned());
-    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", &SEATS.to_string(), "--auto-assign"]);
+    let (admin_key, product_key) = acme(&db, SEATS);
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let client = reqwest::Client::new();
 
@@ -139,9 +150,7 @@ async fn race(db: TestDatabase, processes: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_mid_load_loses_no_seat_it_gave() {
     let db = TestDatabase::sqlite();
-    let acme = json_of(&db, &["org", "create", "acme"]);
-    let (admin_key, product_key) = (acme["admin_key"].as_str().unwrap().to_owned(), acme["product_key"].as_str().unwrap().to_owned());
-    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "100000", "--auto-assign"]);
+    let (admin_key, product_key) = acme(&db, 100000);
     let client = reqwest::Client::new();
     let mut told_licensed = BTreeSet::new();
 
@@ -209,9 +218,7 @@ impl Rng {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
     let db = TestDatabase::sqlite();
-    let acme = json_of(&db, &["org", "create", "acme"]);
-    let (admin_key, product_key) = (acme["admin_key"].as_str().unwrap().to_owned(), acme["product_key"].as_str().unwrap().to_owned());
-    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "10", "--auto-assign"]);
+    let (admin_key, product_key) = acme(&db, 10);
     // Half the requests carry a wrong key; the address throttle would soon
     // answer them all with 429, and this test is about what the API makes of them.
     let server = Server::start_with(&db, "info", &["--failed-auth-per-minute", "0"]);
@@ -267,20 +274,7 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
     }
 
     // The database holds exactly the devices that were answered as recorded.
-    let mut recorded = HashSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{}/api/v1/admin/devices?limit=500", server.base);
-        if let Some(cursor) = &cursor {
-            url.push_str(&format!("&cursor={cursor}"));
-        }
-        let page: Value = client.get(url).bearer_auth(&admin_key).send().await.unwrap().json().await.unwrap();
-        recorded.extend(page["items"].as_array().unwrap().iter().map(|d| d["serial"].as_str().unwrap().to_owned()));
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let recorded: HashSet<String> = every_serial(&client, &format!("{}/api/v1/admin/devices", server.base), &admin_key).await.into_iter().collect();
     assert_eq!(recorded, created, "after {sent} fuzzed requests");
     eprintln!("{sent} fuzzed check-ins: no 5xx, {} devices recorded, each one answered as recorded", recorded.len());
     server.stop();
@@ -289,9 +283,7 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_finishes_requests_in_flight_and_exits_within_seconds() {
     let db = TestDatabase::sqlite();
-    let acme = json_of(&db, &["org", "create", "acme"]);
-    let (admin_key, product_key) = (acme["admin_key"].as_str().unwrap().to_owned(), acme["product_key"].as_str().unwrap().to_owned());
-    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "100000", "--auto-assign"]);
+    let (admin_key, product_key) = acme(&db, 100000);
     let server = Server::start(&db);
     let base = server.base.clone();
     let client = reqwest::Client::new();
