@@ -35,7 +35,7 @@ impl From<StoreError> for UiError {
             StoreError::Invalid(message) | StoreError::Conflict(message) => {
                 UiError { code: "invalid_request".into(), message }
             }
-            error @ (StoreError::Database(_) | StoreError::Migrate(_)) => {
+            error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_)) => {
                 tracing::error!(%error, "store failure in a server function");
                 UiError::new("internal")
             }

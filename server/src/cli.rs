@@ -266,6 +266,6 @@ pub fn error_code(error: &StoreError) -> &'static str {
         StoreError::NoSeatsAvailable => "no_seats_available",
         StoreError::Conflict(_) => "conflict",
         StoreError::Invalid(_) => "invalid_request",
-        StoreError::Database(_) | StoreError::Migrate(_) => "database_error",
+        StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_) => "database_error",
     }
 }

@@ -110,7 +110,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(message) => ApiError::invalid_request(message),
-            error @ (StoreError::Database(_) | StoreError::Migrate(_)) => {
+            error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_)) => {
                 tracing::error!(%error, "store failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server could not complete the request")
             }

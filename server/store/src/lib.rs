@@ -42,6 +42,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database could not complete the work (a group of check-ins rolled
+    /// back, or the store is shutting down); nothing was changed.
+    #[error("the database could not complete the request: {0}")]
+    Unavailable(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

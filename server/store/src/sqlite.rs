@@ -8,6 +8,8 @@
 //! the busy timeout. Reads use their own pool and, with WAL, never wait for the
 //! writer. Within a write transaction nothing else can write, so the seat check
 //! and the seat taking cannot be interleaved with another decision.
+//!
+//! Check-ins, the hot path, are group-committed: see [`group_commit`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use chrono::DateTime;
 use sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Transaction;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, KeyKind};
 use crate::validate;
@@ -27,6 +30,8 @@ pub struct SqliteStore {
     /// One connection: every write transaction queues here.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Check-ins wait here for the next group commit.
+    check_ins: mpsc::Sender<PendingCheckIn>,
 }
 
 type Tx = Transaction<'static, sqlx::Sqlite>;
@@ -63,7 +68,9 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?
         };
-        Ok(SqliteStore { writer, readers })
+        let (check_ins, queue) = mpsc::channel(GROUP_MAX * 4);
+        tokio::spawn(group_commit(writer.clone(), queue));
+        Ok(SqliteStore { writer, readers, check_ins })
     }
 
     async fn write(&self) -> Result<Tx> {
@@ -619,58 +626,120 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         validate::serial(serial)?;
-        let now = now();
-        let mut tx = self.write().await?;
-        let product = self.org_product(&mut tx, org, code).await?;
-        let answer = |licensed, reason, seen: Option<(i64, i64)>| CheckIn {
-            product: code.to_owned(),
-            serial: serial.to_owned(),
-            licensed,
-            reason,
-            first_seen: seen.map(|(first, _)| timestamp(first)),
-            last_seen: seen.map(|(_, last)| timestamp(last)),
-        };
-
-        let ignored: Option<i64> = sqlx::query_scalar("select 1 from ignored_serials where org_id = ? and serial = ?")
-            .bind(org.0)
-            .bind(serial)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if ignored.is_some() {
-            return Ok(answer(false, Some(Denial::DeviceIgnored), None));
-        }
-
-        let (device, first_seen, last_seen): (i64, i64, i64) = sqlx::query_as(
-            "insert into devices (org_id, serial, first_seen, last_seen) values (?, ?, ?, ?)
-             on conflict (org_id, serial) do update set last_seen = excluded.last_seen
-             returning id, first_seen, last_seen",
-        )
-        .bind(org.0)
-        .bind(serial)
-        .bind(millis(now))
-        .bind(millis(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        let seen = Some((first_seen, last_seen));
-
-        let (held, revoked): (bool, bool) = sqlx::query_as(
-            "select exists (select 1 from assignments where product_id = ?1 and device_id = ?2),
-                    exists (select 1 from revocations where product_id = ?1 and device_id = ?2)",
-        )
-        .bind(product.id)
-        .bind(device)
-        .fetch_one(&mut *tx)
-        .await?;
-
-        let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
-            SeatRule::Holds => None,
-            SeatRule::Denied(denial) => Some(denial),
-            SeatRule::TakeFreeSeat if take_seat(&mut tx, product.id, device, now).await? => None,
-            SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
-        };
-        let reply = answer(denial.is_none(), denial, seen);
-        tx.commit().await?;
-        Ok(reply)
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), reply };
+        self.check_ins.send(pending).await.map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the check-in was dropped".into()))?
     }
 }
 
+
+/// A device's check-in waiting for the next group commit.
+struct PendingCheckIn {
+    org: OrgId,
+    code: String,
+    serial: String,
+    reply: oneshot::Sender<Result<CheckIn>>,
+}
+
+/// The most check-ins decided in one transaction.
+const GROUP_MAX: usize = 256;
+
+/// Group commit: the check-ins that arrive while one transaction is being
+/// written are decided together in the next, one after another (so the seat
+/// rule sees each decision before the next), and committed with a single
+/// fsync. Each caller hears its answer only after that commit, so a device
+/// told "licensed" never loses its seat to a crash.
+async fn group_commit(writer: SqlitePool, mut queue: mpsc::Receiver<PendingCheckIn>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        match decide_group(&writer, &group).await {
+            Ok(answers) => {
+                for (pending, answer) in group.into_iter().zip(answers) {
+                    let _ = pending.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, size = group.len(), "a group of check-ins failed; none was recorded");
+                for pending in group {
+                    let _ = pending.reply.send(Err(StoreError::Unavailable(error.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the whole group. A check-in refused for its own input
+/// (an unknown product) gets its error and changes nothing; a database error
+/// rolls the whole group back.
+async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<Vec<Result<CheckIn>>> {
+    let now = now();
+    let mut tx = writer.begin_with("begin immediate").await?;
+    let mut answers = Vec::with_capacity(group.len());
+    for pending in group {
+        match decide(&mut tx, pending.org, &pending.code, &pending.serial, now).await {
+            Err(error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_))) => return Err(error),
+            answer => answers.push(answer),
+        }
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// One check-in's decision, inside the group's transaction.
+async fn decide(conn: &mut SqliteConnection, org: OrgId, code: &str, serial: &str, now: Timestamp) -> Result<CheckIn> {
+    let product = fetch_product(conn, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+    let answer = |licensed, reason, seen: Option<(i64, i64)>| CheckIn {
+        product: code.to_owned(),
+        serial: serial.to_owned(),
+        licensed,
+        reason,
+        first_seen: seen.map(|(first, _)| timestamp(first)),
+        last_seen: seen.map(|(_, last)| timestamp(last)),
+    };
+
+    let ignored: Option<i64> = sqlx::query_scalar("select 1 from ignored_serials where org_id = ? and serial = ?")
+        .bind(org.0)
+        .bind(serial)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if ignored.is_some() {
+        return Ok(answer(false, Some(Denial::DeviceIgnored), None));
+    }
+
+    let (device, first_seen, last_seen): (i64, i64, i64) = sqlx::query_as(
+        "insert into devices (org_id, serial, first_seen, last_seen) values (?, ?, ?, ?)
+         on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+         returning id, first_seen, last_seen",
+    )
+    .bind(org.0)
+    .bind(serial)
+    .bind(millis(now))
+    .bind(millis(now))
+    .fetch_one(&mut *conn)
+    .await?;
+    let seen = Some((first_seen, last_seen));
+
+    let (held, revoked): (bool, bool) = sqlx::query_as(
+        "select exists (select 1 from assignments where product_id = ?1 and device_id = ?2),
+                exists (select 1 from revocations where product_id = ?1 and device_id = ?2)",
+    )
+    .bind(product.id)
+    .bind(device)
+    .fetch_one(&mut *conn)
+    .await?;
+
+    let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
+        SeatRule::Holds => None,
+        SeatRule::Denied(denial) => Some(denial),
+        SeatRule::TakeFreeSeat if take_seat(conn, product.id, device, now).await? => None,
+        SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
+    };
+    Ok(answer(denial.is_none(), denial, seen))
+}
