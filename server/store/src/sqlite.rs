@@ -11,6 +11,7 @@
 //!
 //! Check-ins, the hot path, are group-committed: see [`group_commit`].
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -114,6 +115,7 @@ fn create_parent_folder(path: &Path) -> Result<()> {
 }
 
 /// A product's row as the seat decisions need it.
+#[derive(Clone)]
 struct ProductRow {
     id: i64,
     product: Product,
@@ -681,9 +683,26 @@ async fn group_commit(writer: SqlitePool, mut queue: mpsc::Receiver<PendingCheck
 async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<Vec<Result<CheckIn>>> {
     let now = now();
     let mut tx = writer.begin_with("begin immediate").await?;
+    // Products are read once per group: nothing else writes while the group
+    // holds the write lock, and the seat count itself is re-checked by the
+    // conditional update that takes a seat.
+    let mut products: HashMap<(OrgId, &str), Option<ProductRow>> = HashMap::new();
     let mut answers = Vec::with_capacity(group.len());
     for pending in group {
-        match decide(&mut tx, pending.org, &pending.code, &pending.serial, now).await {
+        let key = (pending.org, pending.code.as_str());
+        let product = match products.get(&key) {
+            Some(product) => product.clone(),
+            None => {
+                let product = fetch_product(&mut tx, pending.org, &pending.code).await?;
+                products.insert(key, product.clone());
+                product
+            }
+        };
+        let answer = match product {
+            None => Err(StoreError::UnknownProduct(pending.code.clone())),
+            Some(product) => decide(&mut tx, pending.org, &product, &pending.serial, now).await,
+        };
+        match answer {
             Err(error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_))) => return Err(error),
             answer => answers.push(answer),
         }
@@ -693,10 +712,9 @@ async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<V
 }
 
 /// One check-in's decision, inside the group's transaction.
-async fn decide(conn: &mut SqliteConnection, org: OrgId, code: &str, serial: &str, now: Timestamp) -> Result<CheckIn> {
-    let product = fetch_product(conn, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+async fn decide(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, serial: &str, now: Timestamp) -> Result<CheckIn> {
     let answer = |licensed, reason, seen: Option<(i64, i64)>| CheckIn {
-        product: code.to_owned(),
+        product: product.product.code.clone(),
         serial: serial.to_owned(),
         licensed,
         reason,
@@ -704,26 +722,21 @@ async fn decide(conn: &mut SqliteConnection, org: OrgId, code: &str, serial: &st
         last_seen: seen.map(|(_, last)| timestamp(last)),
     };
 
-    let ignored: Option<i64> = sqlx::query_scalar("select 1 from ignored_serials where org_id = ? and serial = ?")
-        .bind(org.0)
-        .bind(serial)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if ignored.is_some() {
-        return Ok(answer(false, Some(Denial::DeviceIgnored), None));
-    }
-
-    let (device, first_seen, last_seen): (i64, i64, i64) = sqlx::query_as(
-        "insert into devices (org_id, serial, first_seen, last_seen) values (?, ?, ?, ?)
+    // Recorded (or its last seen moved) unless its serial is on the ignore list.
+    let recorded: Option<(i64, i64, i64)> = sqlx::query_as(
+        "insert into devices (org_id, serial, first_seen, last_seen)
+         select ?1, ?2, ?3, ?3 where not exists (select 1 from ignored_serials where org_id = ?1 and serial = ?2)
          on conflict (org_id, serial) do update set last_seen = excluded.last_seen
          returning id, first_seen, last_seen",
     )
     .bind(org.0)
     .bind(serial)
     .bind(millis(now))
-    .bind(millis(now))
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some((device, first_seen, last_seen)) = recorded else {
+        return Ok(answer(false, Some(Denial::DeviceIgnored), None));
+    };
     let seen = Some((first_seen, last_seen));
 
     let (held, revoked): (bool, bool) = sqlx::query_as(
