@@ -482,7 +482,13 @@ impl LicenseStore for PgStore {
     async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
         validate::serial(serial)?;
         let mut tx = self.begin().await?;
-        // On the list first: a check-in that starts from now on sees it.
+        // Waits for check-ins of this serial under way, and holds new ones off
+        // until the serial is on the list (see `check_in`).
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
+            .bind(org.0)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into ignored_serials (org_id, serial, ignored_at) values ($1, $2, $3) on conflict do nothing",
         )
@@ -598,6 +604,15 @@ impl LicenseStore for PgStore {
             last_seen: seen.map(|(_, last)| last),
         };
 
+        // The shared advisory lock on the serial makes an ignore of it (which
+        // takes it exclusively) wait for this check-in, and this check-in wait
+        // for an ignore under way. It is its own statement so that the insert
+        // below, with a snapshot taken after the wait, sees that ignore.
+        sqlx::query("select pg_advisory_xact_lock_shared(hashtextextended($1::text || ':' || $2, 0))")
+            .bind(org.0)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
         // Recording the device takes its row lock (see the module comment), but
         // only if its serial is not on the ignore list.
         let recorded: Option<(i64, Timestamp, Timestamp)> = sqlx::query_as(

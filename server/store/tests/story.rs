@@ -51,6 +51,7 @@ stories!(
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
     browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation,
+    ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded,
 );
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
@@ -483,4 +484,24 @@ async fn browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation(store: S
     assert_eq!(store.session(&first).await.unwrap(), None);
     assert_eq!(store.session(&second).await.unwrap(), None);
     assert_eq!(store.session(&theirs).await.unwrap().map(|o| o.name), Some("globex".into()), "other organizations keep theirs");
+}
+
+async fn ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 5, true).await;
+    for round in 0..5 {
+        let serial = format!("NEVER-SEEN-{round}");
+        let check_ins: Vec<_> = (0..20)
+            .map(|_| {
+                let (store, serial) = (store.clone(), serial.clone());
+                tokio::spawn(async move { store.check_in(org, "editor", &serial).await })
+            })
+            .collect();
+        store.ignore_device(org, &serial).await.unwrap();
+        for check_in in check_ins {
+            check_in.await.unwrap().unwrap();
+        }
+        assert!(matches!(store.device(org, &serial).await, Err(StoreError::UnknownDevice(_))), "{serial} came back");
+        assert_eq!(store.check_in(org, "editor", &serial).await.unwrap().reason, Some(Denial::DeviceIgnored));
+    }
+    assert_eq!(holders_of(&store, org, "editor").await, Vec::<String>::new(), "no seat held by an ignored serial");
 }
