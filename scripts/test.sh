@@ -36,10 +36,13 @@ say "running the browser tests (end2end/, Chromium)"
 (cd end2end && npm test) 2>&1 | tee -a "$log" || status=$?
 
 # One closing line for the whole run, summed over cargo's test binaries and
-# node's test runner.
-awk '/^test result:/ { passed += $4; failed += $6; skipped += $8 }
+# node's test runner; a run that failed before any test could (a build
+# error) counts as one failure rather than none.
+awk -v status="$status" '
+     /^test result:/ { passed += $4; failed += $6; skipped += $8 }
      /^# pass /     { passed += $3 }
      /^# fail /     { failed += $3 }
      /^# skipped /  { skipped += $3 }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$log"
+     END { if (status != 0 && failed == 0) failed = 1
+           printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$log"
 exit "$status"
