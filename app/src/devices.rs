@@ -72,7 +72,8 @@ pub async fn ignore_device(serial: String) -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        Ok(store()?.ignore_device(org.id, &serial).await?)
+        store()?.ignore_device(org.id, &serial).await?;
+        Ok(())
     }
     .await;
     finish_form("device-actions", result)

@@ -25,6 +25,7 @@ on_both_backends!(
     admin_settings_show_and_rotate_keys,
     organizations_cannot_see_or_change_each_other,
     every_admin_route_refuses_product_keys_and_missing_keys,
+    every_admin_route_with_another_organizations_key_leaves_this_one_alone,
     unknown_api_routes_answer_json_404,
 );
 
@@ -441,4 +442,39 @@ async fn unknown_api_routes_answer_json_404(app: TestApp) {
     assert_eq!(page.status, StatusCode::OK);
     let html = String::from_utf8_lossy(&page.body);
     assert!(html.contains("Administration API key") && html.contains("Sign in"), "signed out, / is the sign-in dialog");
+}
+
+async fn every_admin_route_with_another_organizations_key_leaves_this_one_alone(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 2, false)]).await;
+    let globex = app.org("globex", &[]).await;
+    app.check_in(&acme.product_key, "editor", "SN-1").await;
+    app.admin(Method::PUT, "/devices/SN-1/licenses/editor", &acme.admin_key).await;
+    app.admin(Method::POST, "/devices/SN-IGNORED/ignore", &acme.admin_key).await;
+    async fn snapshot(app: &TestApp, key: &str) -> (Value, Value, usize, Value) {
+        (
+            app.admin(Method::GET, "/products", key).await.json(),
+            app.admin(Method::GET, "/devices/SN-1", key).await.json(),
+            app.admin(Method::GET, "/ignored", key).await.json()["items"].as_array().unwrap().len(),
+            app.admin(Method::GET, "/settings", key).await.json()["product_key"].clone(),
+        )
+    }
+    let acme_before = snapshot(&app, &acme.admin_key).await;
+    let body = Some(json!({"auto_assign": true}));
+    for (method, route) in ADMIN_ROUTES {
+        if route.starts_with("/settings") || *route == "/products" || *route == "/devices" || *route == "/ignored" || route.ends_with("/ignore") {
+            continue; // these act on the caller's own data (ignoring a serial puts it on the caller's own list)
+        }
+        let route = route.replace("SN-1", if route.starts_with("/ignored") { "SN-IGNORED" } else { "SN-1" });
+        let reply = app.call(method.clone(), &format!("/api/v1/admin{route}"), Some(&globex.admin_key), body.clone()).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {route} with globex's key: {}", String::from_utf8_lossy(&reply.body));
+    }
+    let ignored = app.admin(Method::POST, "/devices/SN-1/ignore", &globex.admin_key).await;
+    assert_eq!(ignored.json(), json!({"serial": "SN-1", "deleted": false, "ignored": true}), "globex had no such device");
+    app.admin(Method::DELETE, "/ignored/SN-1", &globex.admin_key).await;
+    // Globex's own lists and settings show none of acme's data.
+    for route in ["/products", "/devices", "/ignored"] {
+        assert_eq!(app.admin(Method::GET, route, &globex.admin_key).await.json()["items"], json!([]), "{route}");
+    }
+    assert_ne!(app.admin(Method::GET, "/settings", &globex.admin_key).await.json()["product_key"], acme_before.3);
+    assert_eq!(snapshot(&app, &acme.admin_key).await, acme_before, "acme is exactly as it was");
 }

@@ -153,8 +153,8 @@ async fn ignore_device(
     State(store): State<Store>,
     Segment(serial): Segment,
 ) -> Result<Json<DeviceOutcome>, ApiError> {
-    store.ignore_device(org.id, &serial).await?;
-    Ok(Json(DeviceOutcome { serial, deleted: true, ignored: true }))
+    let deleted = store.ignore_device(org.id, &serial).await?;
+    Ok(Json(DeviceOutcome { serial, deleted, ignored: true }))
 }
 
 #[derive(Serialize)]

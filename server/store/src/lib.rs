@@ -119,8 +119,9 @@ pub trait LicenseStore {
     async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail>;
     /// Removes the device and frees every seat it held.
     async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()>;
-    /// Removes the device (if known) and puts its serial on the ignore list.
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()>;
+    /// Removes the device (if known) and puts its serial on the ignore list;
+    /// says whether a recorded device was removed.
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool>;
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>>;
     async fn unignore(&self, org: OrgId, serial: &str) -> Result<()>;
 
@@ -258,7 +259,7 @@ impl LicenseStore for Store {
     async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
         dispatch!(self, delete_device(org, serial))
     }
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool> {
         dispatch!(self, ignore_device(org, serial))
     }
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {

@@ -479,7 +479,7 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool> {
         validate::serial(serial)?;
         let mut tx = self.begin().await?;
         // Waits for check-ins of this serial under way, and holds new ones off
@@ -497,11 +497,12 @@ impl LicenseStore for PgStore {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        if let Some(device) = lock_device(&mut tx, org, serial).await? {
+        let device = lock_device(&mut tx, org, serial).await?;
+        if let Some(device) = device {
             delete_locked_device(&mut tx, device).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(device.is_some())
     }
 
     #[tracing::instrument(skip_all)]

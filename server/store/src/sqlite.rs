@@ -521,17 +521,18 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool> {
         validate::serial(serial)?;
         let mut tx = self.write().await?;
-        match device_id(&mut tx, org, serial).await {
+        let removed = match device_id(&mut tx, org, serial).await {
             Ok(id) => {
                 free_all_seats(&mut tx, id).await?;
                 sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
+                true
             }
-            Err(StoreError::UnknownDevice(_)) => {}
+            Err(StoreError::UnknownDevice(_)) => false,
             Err(e) => return Err(e),
-        }
+        };
         sqlx::query("insert into ignored_serials (org_id, serial, ignored_at) values (?, ?, ?) on conflict do nothing")
             .bind(org.0)
             .bind(serial)
@@ -539,7 +540,7 @@ impl LicenseStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(removed)
     }
 
     #[tracing::instrument(skip_all)]

@@ -210,7 +210,7 @@ async fn deleting_a_device_frees_its_seats_and_it_returns_as_new(store: Store) {
 async fn an_ignored_device_is_not_recorded_until_unignored(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
     store.check_in(org, "editor", "SN-1").await.unwrap();
-    store.ignore_device(org, "SN-1").await.unwrap();
+    assert!(store.ignore_device(org, "SN-1").await.unwrap(), "a recorded device was removed");
     assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0, "its seat is freed");
     assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
 
@@ -222,8 +222,8 @@ async fn an_ignored_device_is_not_recorded_until_unignored(store: Store) {
     assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))), "not recorded");
 
     // A serial never seen can be ignored ahead of time; ignoring twice is harmless.
-    store.ignore_device(org, "SN-2").await.unwrap();
-    store.ignore_device(org, "SN-2").await.unwrap();
+    assert!(!store.ignore_device(org, "SN-2").await.unwrap(), "nothing to remove");
+    assert!(!store.ignore_device(org, "SN-2").await.unwrap());
     let listed: Vec<String> = store.ignored(org, &PageRequest::first(10)).await.unwrap().items.into_iter().map(|i| i.serial).collect();
     assert_eq!(listed, ["SN-1", "SN-2"]);
 
