@@ -57,14 +57,6 @@ impl ApiError {
     fn invalid_api_key() -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "missing, malformed or unknown API key")
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 #[derive(Serialize)]

@@ -45,11 +45,6 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
-    /// The pool, for tests that inspect the database directly.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     async fn begin(&self) -> Result<Tx> {
         Ok(self.pool.begin().await?)
     }
