@@ -39,6 +39,14 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_REQUEST_TIMEOUT", default_value_t = 30, global = true)]
     pub request_timeout: u64,
 
+    /// Connections the server keeps open at once; more wait in the listen queue.
+    #[arg(long, env = "SEATKEEPER_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    pub max_connections: usize,
+
+    /// Bytes a request's line and headers may take (431 above; at least 8192).
+    #[arg(long, env = "SEATKEEPER_MAX_HEADER_BYTES", default_value_t = 16384, global = true)]
+    pub max_header_bytes: usize,
+
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -119,12 +127,17 @@ pub struct RotateArgs {
 
 impl Cli {
     pub fn limits(&self) -> std::sync::Arc<crate::limits::Limits> {
-        use crate::limits::{Limits, Rate};
+        use crate::limits::{Connections, Limits, Rate};
         let per_minute = self.failed_auth_per_minute.max(0.0);
-        Limits::new(
+        Limits::with_connections(
             Rate { per_second: self.checkin_rate.max(0.0), burst: self.checkin_burst.max(1.0) },
             Rate { per_second: per_minute / 60.0, burst: per_minute.max(1.0) },
             std::time::Duration::from_secs(self.request_timeout.max(1)),
+            Connections {
+                max: self.max_connections.max(1),
+                max_header_bytes: self.max_header_bytes.max(8192),
+                ..Connections::default()
+            },
         )
     }
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cli;
 pub mod limits;
+pub mod serve;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -127,12 +128,13 @@ async fn refuse_cross_site_forms(request: axum::extract::Request, next: middlewa
     next.run(request).await
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish.
+/// Serves until `shutdown` completes, then lets requests in flight finish;
+/// the connection limits are `state.limits.connections`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let connections = state.limits.connections;
+    serve::serve_router(listener, router(state), connections, shutdown).await
 }

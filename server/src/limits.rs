@@ -101,13 +101,52 @@ pub struct Limits {
     pub failed_auth: RateLimiter<IpAddr>,
     /// How long one request may take, reading its body included (408 after).
     pub request_timeout: Duration,
+    pub connections: Connections,
+}
+
+/// What the accept loop (`crate::serve`) allows each connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Connections open at once; at the cap new ones wait in the listen queue.
+    pub max: usize,
+    /// Bytes of a request's line and headers (431 above; at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// Header fields of one request (431 above).
+    pub max_headers: usize,
+    /// How long a client may take to send its request line and headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max: 4096,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Limits {
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
     pub fn new(checkins: Rate, failed_auth: Rate, request_timeout: Duration) -> Arc<Self> {
-        Arc::new(Limits { checkins: RateLimiter::new(checkins), failed_auth: RateLimiter::new(failed_auth), request_timeout })
+        Self::with_connections(checkins, failed_auth, request_timeout, Connections::default())
+    }
+
+    pub fn with_connections(
+        checkins: Rate,
+        failed_auth: Rate,
+        request_timeout: Duration,
+        connections: Connections,
+    ) -> Arc<Self> {
+        Arc::new(Limits {
+            checkins: RateLimiter::new(checkins),
+            failed_auth: RateLimiter::new(failed_auth),
+            request_timeout,
+            connections,
+        })
     }
 
     /// No limits at all, for tests of other things.
