@@ -1,64 +1,196 @@
 #!/usr/bin/env bash
-# First check-in figures: wrk against a release server on SQLite and on
-# PostgreSQL, with the bare /healthz route of the same process as the ceiling.
-#   bench/run.sh [seconds per run, default 10] [connections, default 32]
+# Seatkeeper's performance targets (issue 5), measured in one run against the
+# release server, every figure next to a baseline measured in the same run:
+#   bench/run.sh [seconds per load run, default 10]
 # Needs the release build (scripts/serve.sh or `cargo leptos build --release`);
-# installs wrk from Debian's packages when missing.
+# installs wrk from Debian's packages when missing. PostgreSQL parts run when
+# a server answers at $SEATKEEPER_TEST_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres). Takes about 8 minutes.
+#
+# Fleets are seeded with SQL straight into the schema (a million check-ins
+# through HTTP would take minutes and measure nothing new); every figure is
+# taken through the real HTTP server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
-connections=${2:-32}
-bin=${CARGO_TARGET_DIR:-target}/release/seatkeeper
+connections=64
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/seatkeeper
+wasm=${LEPTOS_SITE_ROOT:-target/site}/pkg/seatkeeper.wasm
 addr=127.0.0.1:3900
+addr2=127.0.0.1:3901
 pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+big_fleet=${SK_BIG_FLEET:-1000000}
+small_fleet=10000
+holders=100000
 
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null; apt-get install -y -qq wrk >/dev/null; }
 [ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
 
 work=$(mktemp -d)
-server=
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+servers=()
+cleanup() {
+    for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
-# requests/s and p99 latency from wrk's output
-wrk_run() {
-    wrk -t1 -c"$connections" -d"${duration}s" --latency "$@" > "$work/wrk.txt"
-    local rps p99 errors
-    rps=$(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.txt")
-    p99=$(awk '$1 == "99%" { print $2 }' "$work/wrk.txt")
-    errors=$(awk '/Non-2xx/ { print $5 }' "$work/wrk.txt")
-    echo "$rps ${p99:-?} ${errors:-0}"
+results=$work/results
+: > "$results"
+# row TARGET MEASURED VERDICT
+row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$results"; printf '  %-64s %-28s %s\n' "$1" "$2" "$3" >&2; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
+at_least() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? "met" : "NOT met" }'; }
+at_most() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "met" : "NOT met" }'; }
+
+# Starts a server; waits until it answers; echoes its pid and start-up seconds.
+start_server() { # url addr [extra env...]
+    local url=$1 at=$2; shift 2
+    local started; started=$(date +%s.%N)
+    env "$@" DATABASE_URL="$url" RUST_LOG=warn "$bin" serve --addr "$at" --checkin-rate 0 \
+        >> "$work/server.out" 2>> "$work/server.err" &
+    local pid=$!
+    servers+=("$pid")
+    for _ in $(seq 1 300); do curl -sf "http://$at/healthz" >/dev/null && break; sleep 0.01; done
+    echo "$pid $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')"
+}
+stop_server() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# wrk; echoes "requests/s p99-in-ms non-2xx"
+load() { # connections url [wrk args...]
+    local c=$1 url=$2; shift 2
+    wrk -t1 -c"$c" -d"${duration}s" --latency "$@" "$url" > "$work/wrk.txt"
+    awk '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /^Requests\/sec/ { rps = $2 } $1 == "99%" { p99 = ms($2) } /Non-2xx/ { bad = $5 }
+        END { printf "%.0f %.2f %d\n", rps, p99, bad }' "$work/wrk.txt"
 }
 
-bench_backend() {
-    local backend=$1 url=$2
-    # No check-in rate limit: the benchmark measures what the server can carry.
-    DATABASE_URL=$url RUST_LOG=warn "$bin" serve --addr "$addr" --checkin-rate 0 > "$work/server.out" 2> "$work/server.err" &
-    server=$!
-    for _ in $(seq 1 50); do curl -sf "http://$addr/healthz" >/dev/null && break; sleep 0.1; done
-    local key
-    key=$(DATABASE_URL=$url "$bin" org create bench --json | grep -o 'sk_prod_[0-9a-f]*' | head -n 1)
-    DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 1000000 --auto-assign > /dev/null
-    export SK_PRODUCT_KEY=$key SK_DEVICES=1000
-
-    SK_MODE=sequential wrk -t1 -c8 -d3s -s bench/checkin.lua "http://$addr" > /dev/null   # the known devices
-    read -r bare_rps bare_p99 _ <<< "$(wrk_run "http://$addr/healthz")"
-    read -r known_rps known_p99 known_err <<< "$(SK_MODE=known wrk_run -s bench/checkin.lua "http://$addr")"
-    read -r new_rps new_p99 new_err <<< "$(SK_MODE=new wrk_run -s bench/checkin.lua "http://$addr")"
-    kill "$server"; wait "$server" 2>/dev/null || true; server=
-
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
-    printf '%-9s | %-20s | %10.0f | %8s | %-6s | %s\n' "$backend" "bare /healthz" "$bare_rps" "$bare_p99" "100%" "-"
-    printf '%-9s | %-20s | %10.0f | %8s | %-6s | %s\n' "$backend" "check-in, known" "$known_rps" "$known_p99" "$(ratio "$known_rps" "$bare_rps")" "$known_err"
-    printf '%-9s | %-20s | %10.0f | %8s | %-6s | %s\n' "$backend" "check-in, new device" "$new_rps" "$new_p99" "$(ratio "$new_rps" "$bare_rps")" "$new_err"
+# p95 in ms of 40 GETs (after 5 to warm up), timed by curl on loopback
+p95() { # url [curl args...]
+    local url=$1; shift
+    for _ in 1 2 3 4 5; do curl -sf -o /dev/null "$@" "$url"; done
+    for _ in $(seq 1 40); do curl -sf -o /dev/null -w '%{time_total}\n' "$@" "$url"; done |
+        sort -n | awk '{ t[NR] = $1 } END { printf "%.1f", 1000 * t[int(NR * 0.95)] }'
 }
 
-echo "wrk -t1 -c$connections -d${duration}s on $(nproc) cores; 1,000 known devices"
-printf '%-9s | %-20s | %10s | %8s | %-6s | %s\n' backend route "req/s" p99 "/bare" "non-2xx"
-bench_backend sqlite "sqlite://$work/bench.db"
-if psql "$pg_admin" -qc "drop database if exists seatkeeper_bench" -c "create database seatkeeper_bench" >/dev/null 2>&1; then
-    bench_backend postgres "${pg_admin%/*}/seatkeeper_bench"
-    psql "$pg_admin" -qc "drop database if exists seatkeeper_bench with (force)" >/dev/null 2>&1 || true
+rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+# An organization "bench" with products "bench" (a million seats, auto-assign)
+# and "office" (holders seats, all held by the first $holders devices), and
+# $2 devices BENCH-0000000… that all hold "bench".
+seed() { # url devices
+    local url=$1 devices=$2
+    DATABASE_URL=$url "$bin" org create bench --json > "$work/org.json"
+    DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 2000000 --auto-assign > /dev/null
+    DATABASE_URL=$url "$bin" product add --org bench --code office --name Office --seats "$holders" > /dev/null
+    case $url in
+        sqlite://*) python3 bench/seed_sqlite.py "${url#sqlite://}" "$devices" "$holders" ;;
+        postgres://*) psql -q "$url" -v devices="$devices" -v holders="$holders" -f bench/seed_postgres.sql > /dev/null ;;
+    esac
+    grep -o 'sk_prod_[0-9a-f]*' "$work/org.json" | head -n 1
+}
+
+admin_key() { grep -o 'sk_admin_[0-9a-f]*' "$work/org.json" | head -n 1; }
+
+# Signs in through the sign-in form; echoes the session cookie.
+session_cookie() { # addr
+    local at=$1 action
+    action=$(curl -sf "http://$at/" | grep -o 'action="/api/[^"]*"' | head -n 1 | sed 's/action="//; s/"$//')
+    curl -s -o /dev/null -D - -X POST "http://$at$action" \
+        --data-urlencode "key=$(admin_key)" --data-urlencode "next=/" |
+        awk -F'[:;]' 'tolower($1) == "set-cookie" { gsub(/^ /, "", $2); print $2; exit }'
+}
+
+checkin_run() { # addr key devices mode [connections]
+    SK_PRODUCT_KEY=$2 SK_DEVICES=$3 SK_MODE=$4 load "${5:-$connections}" "http://$1" -s bench/checkin.lua
+}
+
+fleet() { # backend url-of-a-fresh-10k-db url-of-a-fresh-1M-db
+    local backend=$1 small=$2 big=$3 pid startup key bare known new
+    echo "== $backend" >&2
+
+    key=$(seed "$small" "$small_fleet")
+    read -r pid _ <<< "$(start_server "$small" "$addr")"
+    read -r bare_rps bare_p99 _ <<< "$(load "$connections" "http://$addr/healthz")"
+    row "$backend: bare /healthz, $connections connections (the ceiling)" "$bare_rps req/s, p99 $bare_p99 ms" "baseline"
+    read -r known_rps known_p99 known_bad <<< "$(checkin_run "$addr" "$key" "$small_fleet" known)"
+    row "$backend: check-in, known devices (10k fleet), vs bare ≥ 25%" "$known_rps req/s ($(ratio "$known_rps" "$bare_rps"))" "$(at_least "$known_rps" "$(awk -v b="$bare_rps" 'BEGIN { print b / 4 }')")"
+    row "$backend: check-in, known devices, p99 at $connections connections ≤ 20 ms" "$known_p99 ms" "$(at_most "$known_p99" 20)"
+    read -r new_rps new_p99 new_bad <<< "$(checkin_run "$addr" "$key" 0 new)"
+    stop_server "$pid"
+    [ "$known_bad$new_bad" = 00 ] || row "$backend: non-2xx answers under load" "$known_bad known, $new_bad new" "NOT met"
+
+    # The plain design, measured in the same run: one transaction per check-in.
+    read -r pid _ <<< "$(start_server "$small" "$addr" SEATKEEPER_CHECKIN_GROUP_MAX=1)"
+    read -r plain_rps plain_p99 _ <<< "$(checkin_run "$addr" "$key" 0 new)"
+    stop_server "$pid"
+    row "$backend: check-in, new devices, vs one transaction each ($plain_rps req/s) ≥ 10×" \
+        "$new_rps req/s ($(awk -v a="$new_rps" -v b="$plain_rps" 'BEGIN { printf "%.1f×", a / b }'), p99 $new_p99 ms)" \
+        "$(at_least "$new_rps" "$(awk -v b="$plain_rps" 'BEGIN { print 10 * b }')")"
+
+    if [ "$backend" = postgres ]; then
+        # Two server processes on one database against one, same client load.
+        read -r pid _ <<< "$(start_server "$small" "$addr")"
+        read -r pid2 _ <<< "$(start_server "$small" "$addr2")"
+        checkin_run "$addr" "$key" "$small_fleet" known $((connections / 2)) > "$work/one-a" &
+        checkin_run "$addr" "$key" "$small_fleet" known $((connections / 2)) > "$work/one-b"; wait $!
+        local one two
+        one=$(cat "$work/one-a" "$work/one-b" | awk '{ s += $1 } END { print s }')
+        checkin_run "$addr" "$key" "$small_fleet" known $((connections / 2)) > "$work/two-a" &
+        checkin_run "$addr2" "$key" "$small_fleet" known $((connections / 2)) > "$work/two-b"; wait $!
+        two=$(cat "$work/two-a" "$work/two-b" | awk '{ s += $1 } END { print s }')
+        stop_server "$pid"; stop_server "$pid2"
+        row "postgres: known check-ins, two processes vs one ($one req/s) ≥ 1×" "$two req/s ($(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f×", a / b }'))" "$(at_least "$two" "$one")"
+    fi
+
+    key=$(seed "$big" "$big_fleet")
+    read -r pid startup <<< "$(start_server "$big" "$addr")"
+    row "$backend: start-up with $big_fleet devices ≤ 2 s" "$startup s" "$(at_most "$startup" 2)"
+    read -r big_rps big_p99 _ <<< "$(checkin_run "$addr" "$key" "$big_fleet" known)"
+    local slower; slower=$(awk -v a="$known_rps" -v b="$big_rps" 'BEGIN { printf "%.2f", a / b }')
+    row "$backend: known check-ins, $big_fleet-device fleet vs 10k: within 1.2×" "$big_rps req/s (10k: $known_rps; ${slower}× slower)" "$(at_most "$slower" 1.2)"
+    local rss; rss=$(rss_mb "$pid")
+    row "$backend: resident memory with $big_fleet devices ≤ 150 MB" "$rss MB" "$(at_most "$rss" 150)"
+
+    local cookie; cookie=$(session_cookie "$addr")
+    [ -n "$cookie" ] || { echo "could not sign in" >&2; exit 1; }
+    local page ms
+    for page in "Devices, first page|/devices" \
+                "Devices, deep page|/devices?after=BENCH-0900000" \
+                "Devices, serial search (no match: the worst case)|/devices?q=NO-SUCH-SERIAL" \
+                "Devices, serial search (one match)|/devices?q=0123456" \
+                "Licenses|/" \
+                "Product, $holders holders|/products/office"; do
+        ms=$(p95 "http://$addr${page#*|}" -H "Cookie: $cookie")
+        row "$backend: ${page%|*} at $big_fleet devices, p95 ≤ 50 ms" "$ms ms" "$(at_most "$ms" 50)"
+    done
+    stop_server "$pid"
+}
+
+echo "Seatkeeper benchmark: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), wrk -t1 -c$connections -d${duration}s" >&2
+
+fleet sqlite "sqlite://$work/small.db" "sqlite://$work/big.db"
+
+if psql "$pg_admin" -qc "select 1" >/dev/null 2>&1; then
+    for db in seatkeeper_bench_small seatkeeper_bench_big; do
+        psql "$pg_admin" -qc "drop database if exists $db with (force)" -c "create database $db" >/dev/null
+    done
+    fleet postgres "${pg_admin%/*}/seatkeeper_bench_small" "${pg_admin%/*}/seatkeeper_bench_big"
+    for db in seatkeeper_bench_small seatkeeper_bench_big; do
+        psql "$pg_admin" -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
+    done
 else
-    echo "postgres  | skipped: no server at $pg_admin"
+    echo "postgres: skipped, no server at $pg_admin" >&2
 fi
+
+if [ -f "$wasm" ]; then
+    gz=$(gzip -9c "$wasm" | wc -c)
+    row "hydration bundle, gzip ≤ 150 KB" "$((gz / 1024)) KB ($(wc -c < "$wasm") bytes raw)" "$(at_most "$gz" 153600)"
+fi
+
+echo
+echo "| target | measured | |"
+echo "|---|---|---|"
+awk -F'\t' '{ printf "| %s | %s | %s |\n", $1, $2, $3 }' "$results"

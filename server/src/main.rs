@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
 
 async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let store = Store::open(&cli.database_url).await.context("opening the store")?;
+    store.lock_for_serving()?;
     if let Some(org) = store.bootstrap().await.context("creating the default organization")? {
         println!("First start on an empty database.\n{}\n", cli::organization_summary(&org).human);
     }
@@ -41,7 +42,9 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
     let state = AppState::new(store, addr).with_limits(cli.limits());
+    let store = state.store.clone();
     serve(listener, state, shutdown_signal()).await.context("serving")?;
+    store.flush().await.context("writing the last-seen times")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -187,3 +187,28 @@ async fn keys_and_session_ids_never_reach_the_log() {
         assert!(!log.contains(secret), "a secret ({}…) is in the log", &secret[..12]);
     }
 }
+
+/// A SQLite database is served by one process (its check-in memory would
+/// not see another server's changes); a second server is refused clearly and
+/// the first keeps serving. PostgreSQL takes any number (tests/resilience.rs).
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_database_is_refused() {
+    let db = TestDatabase::sqlite();
+    let first = Server::start(&db);
+    let second = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run seatkeeper");
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another Seatkeeper server is serving"), "{said}");
+    let health = reqwest::get(format!("{}/healthz", first.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    first.stop();
+
+    // The lock goes with the process.
+    let again = Server::start(&db);
+    again.stop();
+}

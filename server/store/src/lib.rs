@@ -11,6 +11,7 @@
 #![allow(async_fn_in_trait)]
 
 pub mod keys;
+mod known;
 mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -172,6 +173,24 @@ impl Store {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Claims the database for this server process (SQLite serves one
+    /// process; PostgreSQL any number, so there it claims nothing).
+    pub fn lock_for_serving(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(store) => store.lock_for_serving(),
+            Store::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Writes what waits in memory (SQLite's `last seen` times); called when
+    /// the server stops.
+    pub async fn flush(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(store) => store.flush().await,
+            Store::Postgres(_) => Ok(()),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {

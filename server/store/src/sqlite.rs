@@ -9,10 +9,13 @@
 //! writer. Within a write transaction nothing else can write, so the seat check
 //! and the seat taking cannot be interleaved with another decision.
 //!
-//! Check-ins, the hot path, are group-committed: see [`group_commit`].
+//! Check-ins, the hot path, are group-committed: see [`group_commit`]. A
+//! device that already holds its seat is answered from memory, its `last
+//! seen` written within half a second: see [`crate::known`].
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -21,6 +24,7 @@ use sqlx::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, KeyKind};
+use crate::known::{FLUSH_EVERY, Holding, KnownDevices, Touches};
 use crate::validate;
 use crate::*;
 
@@ -33,6 +37,13 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// Check-ins wait here for the next group commit.
     check_ins: mpsc::Sender<PendingCheckIn>,
+    /// Devices known to hold their seats, and their `last seen` times
+    /// waiting to be written.
+    known: Arc<KnownDevices>,
+    touches: Arc<Touches>,
+    /// The database file, and the lock a serving process holds on it.
+    path: Option<PathBuf>,
+    lock: Arc<Mutex<Option<std::fs::File>>>,
 }
 
 type Tx = Transaction<'static, sqlx::Sqlite>;
@@ -64,14 +75,52 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await?;
+        let path = (!in_memory).then(|| options.get_filename().to_owned());
         let readers = if in_memory {
             writer.clone()
         } else {
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?
         };
+        let group_max = std::env::var("SEATKEEPER_CHECKIN_GROUP_MAX")
+            .ok()
+            .and_then(|max| max.parse().ok())
+            .map_or(GROUP_MAX, |max: usize| max.clamp(1, GROUP_MAX));
         let (check_ins, queue) = mpsc::channel(GROUP_MAX * 4);
-        tokio::spawn(group_commit(writer.clone(), queue));
-        Ok(SqliteStore { writer, readers, check_ins })
+        let known = Arc::new(KnownDevices::default());
+        let touches = Arc::new(Touches::default());
+        tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
+        tokio::spawn(flush_touches_forever(writer.clone(), touches.clone()));
+        tokio::spawn(remember_holdings(readers.clone(), known.clone()));
+        Ok(SqliteStore { writer, readers, check_ins, known, touches, path, lock: Arc::default() })
+    }
+
+    /// Claims the database for this process: a second server on the same
+    /// file would not see this one's changes in its memory (see
+    /// [`crate::known`]), so it is refused. The lock is `<file>.lock`, held
+    /// until the process ends. The operator command line does not take it.
+    pub fn lock_for_serving(&self) -> Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", Path::new(&lock_path).display())))?;
+        file.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "another Seatkeeper server is serving {}; SQLite serves one process (use PostgreSQL for several)",
+                path.display()
+            ))
+        })?;
+        *self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(file);
+        Ok(())
+    }
+
+    /// Writes the `last seen` times still waiting; called when the server stops.
+    pub async fn flush(&self) -> Result<()> {
+        flush_touches(&self.writer, &self.touches).await
     }
 
     async fn write(&self) -> Result<Tx> {
@@ -437,8 +486,8 @@ impl LicenseStore for SqliteStore {
         let mut conn = self.readers.acquire().await?;
         let product = self.org_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "select d.serial, a.assigned_at, d.first_seen, d.last_seen
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "select d.id, d.serial, a.assigned_at, d.first_seen, d.last_seen
              from assignments a join devices d on d.id = a.device_id
              where a.product_id = ? and d.serial > ?
              order by d.serial limit ?",
@@ -450,11 +499,11 @@ impl LicenseStore for SqliteStore {
         .await?;
         let holders = rows
             .into_iter()
-            .map(|(serial, assigned_at, first_seen, last_seen)| Holder {
+            .map(|(id, serial, assigned_at, first_seen, last_seen)| Holder {
                 serial,
                 assigned_at: timestamp(assigned_at),
                 first_seen: timestamp(first_seen),
-                last_seen: timestamp(last_seen),
+                last_seen: timestamp(self.touches.last_seen(id, last_seen)),
             })
             .collect();
         Ok(Page::from_rows(holders, limit, |h| &h.serial))
@@ -463,8 +512,8 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
         let limit = page.clamped_limit();
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "select d.serial, d.first_seen, d.last_seen,
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "select d.id, d.serial, d.first_seen, d.last_seen,
                     (select count(*) from assignments a where a.device_id = d.id)
              from devices d
              where d.org_id = ? and d.serial > ? and d.serial like ? escape '\\'
@@ -476,7 +525,13 @@ impl LicenseStore for SqliteStore {
         .bind(limit + 1)
         .fetch_all(&self.readers)
         .await?;
-        Ok(Page::from_rows(rows.into_iter().map(device_from).collect(), limit, |d| &d.serial))
+        let devices = rows
+            .into_iter()
+            .map(|(id, serial, first_seen, last_seen, seats)| {
+                device_from((serial, first_seen, self.touches.last_seen(id, last_seen), seats))
+            })
+            .collect();
+        Ok(Page::from_rows(devices, limit, |d| &d.serial))
     }
 
     #[tracing::instrument(skip_all)]
@@ -502,7 +557,7 @@ impl LicenseStore for SqliteStore {
         .await?;
         let seats_assigned = licenses.iter().filter(|(_, _, assigned)| *assigned).count() as i64;
         Ok(DeviceDetail {
-            device: device_from((serial, first_seen, last_seen, seats_assigned)),
+            device: device_from((serial, first_seen, self.touches.last_seen(id, last_seen), seats_assigned)),
             licenses: licenses
                 .into_iter()
                 .map(|(product, name, assigned)| DeviceLicense { product, name, assigned })
@@ -517,6 +572,7 @@ impl LicenseStore for SqliteStore {
         free_all_seats(&mut tx, id).await?;
         sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.known.clear();
         Ok(())
     }
 
@@ -540,6 +596,7 @@ impl LicenseStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.known.clear();
         Ok(removed)
     }
 
@@ -623,12 +680,25 @@ impl LicenseStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.known.clear();
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         validate::serial(serial)?;
+        if let Some(holding) = self.known.get(org, code, serial) {
+            let now = now();
+            self.touches.touch(holding.device_id, millis(now));
+            return Ok(CheckIn {
+                product: code.to_owned(),
+                serial: serial.to_owned(),
+                licensed: true,
+                reason: None,
+                first_seen: Some(timestamp(holding.first_seen)),
+                last_seen: Some(now),
+            });
+        }
         let (reply, answer) = oneshot::channel();
         let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), reply };
         self.check_ins.send(pending).await.map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
@@ -653,19 +723,37 @@ const GROUP_MAX: usize = 256;
 /// rule sees each decision before the next), and committed with a single
 /// fsync. Each caller hears its answer only after that commit, so a device
 /// told "licensed" never loses its seat to a crash.
-async fn group_commit(writer: SqlitePool, mut queue: mpsc::Receiver<PendingCheckIn>) {
+async fn group_commit(
+    writer: SqlitePool,
+    mut queue: mpsc::Receiver<PendingCheckIn>,
+    group_max: usize,
+    known: Arc<KnownDevices>,
+) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
-        while group.len() < GROUP_MAX {
+        while group.len() < group_max {
             match queue.try_recv() {
                 Ok(next) => group.push(next),
                 Err(_) => break,
             }
         }
+        let generation = known.generation();
         match decide_group(&writer, &group).await {
             Ok(answers) => {
+                // Committed: the devices that hold their seats can be answered
+                // from memory next time.
+                let holdings = group.iter().zip(&answers).filter_map(|(pending, answer)| match answer {
+                    Ok((CheckIn { licensed: true, first_seen: Some(first_seen), .. }, Some(device_id))) => Some((
+                        pending.org,
+                        pending.code.as_str(),
+                        pending.serial.as_str(),
+                        Holding { device_id: *device_id, first_seen: millis(*first_seen) },
+                    )),
+                    _ => None,
+                });
+                known.remember(generation, holdings.collect::<Vec<_>>());
                 for (pending, answer) in group.into_iter().zip(answers) {
-                    let _ = pending.reply.send(answer);
+                    let _ = pending.reply.send(answer.map(|(check_in, _)| check_in));
                 }
             }
             Err(error) => {
@@ -681,7 +769,7 @@ async fn group_commit(writer: SqlitePool, mut queue: mpsc::Receiver<PendingCheck
 /// One transaction for the whole group. A check-in refused for its own input
 /// (an unknown product) gets its error and changes nothing; a database error
 /// rolls the whole group back.
-async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<Vec<Result<CheckIn>>> {
+async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<Vec<Result<(CheckIn, Option<i64>)>>> {
     let now = now();
     let mut tx = writer.begin_with("begin immediate").await?;
     // Products are read once per group: nothing else writes while the group
@@ -712,8 +800,15 @@ async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<V
     Ok(answers)
 }
 
-/// One check-in's decision, inside the group's transaction.
-async fn decide(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, serial: &str, now: Timestamp) -> Result<CheckIn> {
+/// One check-in's decision, inside the group's transaction, with the id of the
+/// device when it was recorded.
+async fn decide(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    product: &ProductRow,
+    serial: &str,
+    now: Timestamp,
+) -> Result<(CheckIn, Option<i64>)> {
     let answer = |licensed, reason, seen: Option<(i64, i64)>| CheckIn {
         product: product.product.code.clone(),
         serial: serial.to_owned(),
@@ -736,7 +831,7 @@ async fn decide(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, s
     .fetch_optional(&mut *conn)
     .await?;
     let Some((device, first_seen, last_seen)) = recorded else {
-        return Ok(answer(false, Some(Denial::DeviceIgnored), None));
+        return Ok((answer(false, Some(Denial::DeviceIgnored), None), None));
     };
     let seen = Some((first_seen, last_seen));
 
@@ -755,5 +850,81 @@ async fn decide(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, s
         SeatRule::TakeFreeSeat if take_seat(conn, product.id, device, now).await? => None,
         SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
     };
-    Ok(answer(denial.is_none(), denial, seen))
+    Ok((answer(denial.is_none(), denial, seen), Some(device)))
+}
+
+/// Writes the waiting `last seen` times every [`FLUSH_EVERY`].
+async fn flush_touches_forever(writer: SqlitePool, touches: Arc<Touches>) {
+    let mut every = tokio::time::interval(FLUSH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(error) = flush_touches(&writer, &touches).await {
+            tracing::warn!(%error, "writing last-seen times failed; retrying");
+        }
+    }
+}
+
+/// One transaction per thousand devices, so check-ins waiting for the writer
+/// are not held up long.
+async fn flush_touches(writer: &SqlitePool, touches: &Touches) -> Result<()> {
+    if touches.is_empty() {
+        return Ok(());
+    }
+    let batch = touches.start_flush();
+    let written = async {
+        for chunk in batch.chunks(1000) {
+            let mut tx = writer.begin_with("begin immediate").await?;
+            for &(device, at) in chunk {
+                sqlx::query("update devices set last_seen = max(last_seen, ?) where id = ?")
+                    .bind(at)
+                    .bind(device)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    touches.finish_flush(written.is_ok());
+    written
+}
+
+/// After start, learns which devices hold which seats, so that their first
+/// check-ins are already answered from memory. Runs beside the server; gives
+/// up when an admin's change clears the cache meanwhile.
+async fn remember_holdings(readers: SqlitePool, known: Arc<KnownDevices>) {
+    use futures_util::TryStreamExt;
+    let generation = known.generation();
+    let mut rows = sqlx::query_as::<_, (i64, String, String, i64, i64)>(
+        "select d.org_id, p.code, d.serial, d.id, d.first_seen
+         from assignments a join devices d on d.id = a.device_id join products p on p.id = a.product_id",
+    )
+    .fetch(&readers);
+    let mut chunk = Vec::with_capacity(10_000);
+    loop {
+        let row = match rows.try_next().await {
+            Ok(row) => row,
+            Err(error) => {
+                tracing::warn!(%error, "reading the holders at start failed; they are learnt at their check-ins");
+                return;
+            }
+        };
+        let done = row.is_none();
+        chunk.extend(row);
+        if chunk.len() == chunk.capacity() || done {
+            let entries = chunk.iter().map(|(org, code, serial, device_id, first_seen)| {
+                (OrgId(*org), code.as_str(), serial.as_str(), Holding { device_id: *device_id, first_seen: *first_seen })
+            });
+            known.remember(generation, entries.collect::<Vec<_>>());
+            chunk.clear();
+            if known.generation() != generation {
+                return;
+            }
+        }
+        if done {
+            return;
+        }
+    }
 }

@@ -36,6 +36,7 @@ stories!(
     auto_assign_off_leaves_new_devices_unlicensed,
     a_full_product_answers_no_seats_available,
     revoked_seat_is_not_reassigned_by_auto_assign,
+    a_device_answered_from_memory_loses_its_seat_at_once,
     assign_without_a_free_seat_fails_and_changes_nothing,
     unassign_of_a_seat_not_held_still_blocks_auto_assign,
     deleting_a_device_frees_its_seats_and_it_returns_as_new,
@@ -158,6 +159,45 @@ async fn revoked_seat_is_not_reassigned_by_auto_assign(store: Store) {
     store.assign(org, "SN-1", "editor").await.unwrap();
     assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
     assert_eq!(holders_of(&store, org, "editor").await, ["SN-1", "SN-2"]);
+}
+
+/// On SQLite a device that holds its seat is answered from memory after its
+/// first check-in (`known.rs`); whatever takes the seat away must end that.
+async fn a_device_answered_from_memory_loses_its_seat_at_once(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 5, true).await;
+    let twice = async |serial: &str| {
+        assert!(store.check_in(org, "editor", serial).await.unwrap().licensed);
+        store.check_in(org, "editor", serial).await.unwrap()
+    };
+
+    assert!(twice("SN-1").await.licensed);
+    store.unassign(org, "SN-1", "editor").await.unwrap();
+    let revoked = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert_eq!((revoked.licensed, revoked.reason), (false, Some(Denial::RevokedByAdmin)));
+    store.assign(org, "SN-1", "editor").await.unwrap();
+
+    let before_delete = twice("SN-1").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.delete_device(org, "SN-1").await.unwrap();
+    let returned = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert!(returned.licensed);
+    assert!(returned.first_seen > before_delete.first_seen, "answered as a new device, not from memory");
+
+    twice("SN-1").await;
+    store.ignore_device(org, "SN-1").await.unwrap();
+    let ignored = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert_eq!((ignored.licensed, ignored.reason), (false, Some(Denial::DeviceIgnored)));
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
+
+    // Last seen moves with every check-in, in every list, at once and after
+    // it is written.
+    let last = twice("SN-2").await.last_seen.unwrap();
+    let listed = store.devices(org, None, &PageRequest::first(10)).await.unwrap().items;
+    assert_eq!(listed.iter().map(|d| d.last_seen).collect::<Vec<_>>(), [last]);
+    let holders = store.holders(org, "editor", &PageRequest::first(10)).await.unwrap().items;
+    assert_eq!(holders.iter().map(|h| h.last_seen).collect::<Vec<_>>(), [last]);
+    store.flush().await.unwrap();
+    assert_eq!(store.device(org, "SN-2").await.unwrap().device.last_seen, last);
 }
 
 async fn assign_without_a_free_seat_fails_and_changes_nothing(store: Store) {

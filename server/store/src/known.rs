@@ -1,0 +1,234 @@
+//! The SQLite check-in fast path: what one server process knows about the
+//! devices that hold a seat, so that a known device's check-in is answered
+//! without a write transaction.
+//!
+//! A device's check-in that ends with it holding a seat is committed first
+//! (group commit, `sqlite.rs`); only then is it entered here. The next
+//! check-in of that device for that product is answered from here — its seat
+//! is already durable — and its new `last seen` waits in [`Touches`] for the
+//! next flush, at most [`FLUSH_EVERY`] later. Reads of devices overlay the
+//! waiting `last seen` values, so nobody sees it lag.
+//!
+//! Anything else that may take a seat away (an admin's revoke, a delete, an
+//! ignore) clears the whole cache after its commit; a generation number keeps
+//! a decision made before such a change from being entered after it. This is
+//! sound because one server process owns a SQLite database (the server holds
+//! a lock file, see `SqliteStore::lock_for_serving`): the operator command
+//! line writes too, but none of its commands take a seat away.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::OrgId;
+
+/// How long a device's new `last seen` may wait before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// The most devices remembered; beyond it the cache starts afresh. At about
+/// 40 bytes a device, a million take some 40 MB.
+const CAPACITY: usize = 2_000_000;
+
+/// A device that holds a seat of a product, as committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holding {
+    pub device_id: i64,
+    pub first_seen: i64,
+}
+
+/// Devices known to hold a seat, keyed by a 128-bit keyed hash of
+/// (organization, product code, serial) — a product's code never changes: compact enough for a million devices, and
+/// with random keys no one can pick serials that collide.
+pub struct KnownDevices {
+    hashers: (RandomState, RandomState),
+    inner: Mutex<Known>,
+}
+
+struct Known {
+    generation: u64,
+    holdings: HashMap<u128, Holding>,
+}
+
+/// Taken before a decision; an entry is only made if nothing was cleared since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
+impl Default for KnownDevices {
+    fn default() -> Self {
+        KnownDevices {
+            hashers: (RandomState::new(), RandomState::new()),
+            inner: Mutex::new(Known { generation: 0, holdings: HashMap::new() }),
+        }
+    }
+}
+
+impl KnownDevices {
+    fn key(&self, org: OrgId, product: &str, serial: &str) -> u128 {
+        let half = |state: &RandomState| {
+            let mut hasher = state.build_hasher();
+            hasher.write_i64(org.0);
+            hasher.write(product.as_bytes());
+            // No product code holds this byte, so (code, serial) pairs
+            // cannot run into each other.
+            hasher.write_u8(0xff);
+            hasher.write(serial.as_bytes());
+            hasher.finish()
+        };
+        (u128::from(half(&self.hashers.0)) << 64) | u128::from(half(&self.hashers.1))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
+        let key = self.key(org, product, serial);
+        self.lock().holdings.get(&key).copied()
+    }
+
+    pub fn generation(&self) -> Generation {
+        Generation(self.lock().generation)
+    }
+
+    /// Remembers committed holdings, unless the cache was cleared since
+    /// `seen` (then the decisions may predate the change that cleared it).
+    pub fn remember<'a>(&self, seen: Generation, holdings: impl IntoIterator<Item = (OrgId, &'a str, &'a str, Holding)>) {
+        let keyed: Vec<(u128, Holding)> =
+            holdings.into_iter().map(|(org, product, serial, holding)| (self.key(org, product, serial), holding)).collect();
+        let mut known = self.lock();
+        if known.generation != seen.0 {
+            return;
+        }
+        if known.holdings.len() + keyed.len() > CAPACITY {
+            known.holdings.clear();
+        }
+        known.holdings.extend(keyed);
+    }
+
+    /// Forgets everything; called after every commit that may take a seat
+    /// away.
+    pub fn clear(&self) {
+        let mut known = self.lock();
+        known.generation += 1;
+        known.holdings.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().holdings.len()
+    }
+}
+
+/// `last seen` times waiting to be written, by device id: those not yet
+/// taken by a flush and those of the flush under way.
+#[derive(Default)]
+pub struct Touches {
+    inner: Mutex<TouchMaps>,
+}
+
+#[derive(Default)]
+struct TouchMaps {
+    waiting: HashMap<i64, i64>,
+    flushing: HashMap<i64, i64>,
+}
+
+impl Touches {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TouchMaps> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn touch(&self, device_id: i64, at: i64) {
+        let mut maps = self.lock();
+        let seen = maps.waiting.entry(device_id).or_insert(at);
+        *seen = (*seen).max(at);
+    }
+
+    /// The newest `last seen` of a device, counting what waits to be written.
+    pub fn last_seen(&self, device_id: i64, stored: i64) -> i64 {
+        let maps = self.lock();
+        let waiting = maps.waiting.get(&device_id).copied().unwrap_or(i64::MIN);
+        let flushing = maps.flushing.get(&device_id).copied().unwrap_or(i64::MIN);
+        stored.max(waiting).max(flushing)
+    }
+
+    /// Moves what waits into the flush under way and returns it.
+    pub fn start_flush(&self) -> Vec<(i64, i64)> {
+        let mut maps = self.lock();
+        let taken = std::mem::take(&mut maps.waiting);
+        let batch = taken.iter().map(|(&id, &at)| (id, at)).collect();
+        maps.flushing = taken;
+        batch
+    }
+
+    /// The flush is written: reads no longer need it. A failed flush puts its
+    /// times back to wait for the next.
+    pub fn finish_flush(&self, written: bool) {
+        let mut maps = self.lock();
+        let flushed = std::mem::take(&mut maps.flushing);
+        if !written {
+            for (id, at) in flushed {
+                let seen = maps.waiting.entry(id).or_insert(at);
+                *seen = (*seen).max(at);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        let maps = self.lock();
+        maps.waiting.is_empty() && maps.flushing.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACME: OrgId = OrgId(1);
+
+    fn holding(device_id: i64) -> Holding {
+        Holding { device_id, first_seen: 10 }
+    }
+
+    #[test]
+    fn a_holding_is_found_by_organization_product_and_serial() {
+        let known = KnownDevices::default();
+        known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
+        assert_eq!(known.get(ACME, "editor", "SN-1"), Some(holding(1)));
+        assert_eq!(known.get(ACME, "viewer", "SN-1"), None, "another product");
+        assert_eq!(known.get(OrgId(2), "editor", "SN-1"), None, "another organization");
+        assert_eq!(known.get(ACME, "editor", "SN-2"), None, "another serial");
+        assert_eq!(known.get(ACME, "edit", "orSN-1"), None, "the same bytes split otherwise");
+    }
+
+    #[test]
+    fn a_decision_made_before_a_clear_is_not_remembered_after_it() {
+        let known = KnownDevices::default();
+        let before = known.generation();
+        known.clear(); // an admin revoked a seat while the decision was made
+        known.remember(before, [(ACME, "editor", "SN-1", holding(1))]);
+        assert_eq!(known.get(ACME, "editor", "SN-1"), None);
+        known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
+        assert_eq!(known.get(ACME, "editor", "SN-1"), Some(holding(1)));
+        known.clear();
+        assert_eq!(known.len(), 0);
+    }
+
+    #[test]
+    fn reads_see_the_newest_last_seen_until_it_is_written() {
+        let touches = Touches::default();
+        touches.touch(1, 100);
+        touches.touch(1, 90);
+        assert_eq!(touches.last_seen(1, 50), 100);
+        assert_eq!(touches.last_seen(2, 50), 50, "untouched devices read as stored");
+        assert_eq!(touches.start_flush(), vec![(1, 100)]);
+        touches.touch(1, 120);
+        assert_eq!(touches.last_seen(1, 50), 120, "a newer touch during the flush");
+        touches.finish_flush(true);
+        assert_eq!(touches.last_seen(1, 100), 120, "the newer touch still waits");
+        assert_eq!(touches.start_flush(), vec![(1, 120)]);
+        touches.finish_flush(false);
+        assert_eq!(touches.last_seen(1, 50), 120, "a failed flush puts its times back");
+        assert!(!touches.is_empty());
+    }
+}
