@@ -441,14 +441,17 @@ impl LicenseStore for PgStore {
         let product = fetch_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
         let rows: Vec<(String, Timestamp, Timestamp, Timestamp)> = sqlx::query_as(
+            // Naming the organization lets the planner walk its devices in
+            // serial order when the product's holders are many of them.
             "select d.serial, a.assigned_at, d.first_seen, d.last_seen
-             from assignments a join devices d on d.id = a.device_id
-             where a.product_id = $1 and d.serial > $2
+             from devices d join assignments a on a.device_id = d.id and a.product_id = $1
+             where d.org_id = $4 and d.serial > $2
              order by d.serial limit $3",
         )
         .bind(product.id)
         .bind(page.after_serial())
         .bind(limit + 1)
+        .bind(org.0)
         .fetch_all(&mut *conn)
         .await?;
         let holders = rows

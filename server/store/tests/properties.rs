@@ -44,6 +44,29 @@ proptest! {
         serials in prop::collection::btree_set("[a-zA-Z0-9%_\\\\' é🔑-]{1,12}", 1..25),
         query in "[a-zA-Z0-9%_\\\\' é-]{1,3}",
     ) {
+        search_finds_exactly(serials, query)?;
+    }
+
+    /// Queries of three characters or more go through the trigram index
+    /// (migration 0003): cut them out of a serial, in another case, so that
+    /// they match.
+    #[test]
+    fn a_longer_search_cut_from_a_serial_finds_exactly_the_serials_containing_it(
+        serials in prop::collection::btree_set("[a-zA-Z0-9%_\\\\' é🔑\"-]{3,16}", 1..25),
+        pick in any::<prop::sample::Index>(),
+        start in 0usize..8,
+        len in 3usize..9,
+    ) {
+        let serial: Vec<char> = pick.get(&serials.iter().collect::<Vec<_>>()).chars().collect();
+        let start = start.min(serial.len() - 3);
+        let end = (start + len).min(serial.len());
+        let query: String = serial[start..end].iter().collect::<String>().to_ascii_uppercase();
+        search_finds_exactly(serials, query)?;
+    }
+}
+
+fn search_finds_exactly(serials: std::collections::BTreeSet<String>, query: String) -> Result<(), TestCaseError> {
+    {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let db = TestDatabase::sqlite();
@@ -66,4 +89,5 @@ proptest! {
             Ok(())
         })?;
     }
+    Ok(())
 }
