@@ -37,13 +37,14 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     if let Some(org) = store.bootstrap().await.context("creating the default organization")? {
         println!("First start on an empty database.\n{}\n", cli::organization_summary(&org).human);
     }
+    let shutdown = shutdown_signal().context("installing the signal handlers")?;
     let listener =
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
     let state = AppState::new(store, addr).with_limits(cli.limits());
     let store = state.store.clone();
-    serve(listener, state, shutdown_signal()).await.context("serving")?;
+    serve(listener, state, shutdown).await.context("serving")?;
     store.flush().await.context("writing the last-seen times")?;
     tracing::info!("stopped");
     Ok(())
@@ -75,24 +76,23 @@ async fn run_operator(database_url: &str, json: bool, command: Command) -> ExitC
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at SIGINT or SIGTERM. The handlers are installed when this is
+/// called, before the server announces itself, so a signal sent the moment
+/// it is up still stops it gracefully.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

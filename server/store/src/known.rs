@@ -26,9 +26,10 @@ use crate::OrgId;
 /// How long a device's new `last seen` may wait before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
-/// The most devices remembered; beyond it the cache starts afresh. At about
-/// 40 bytes a device, a million take some 40 MB.
-const CAPACITY: usize = 2_000_000;
+/// The most holdings remembered one by one, after the start; beyond it they
+/// start afresh. Those learnt at the start sit in a sorted array of 32 bytes
+/// each: a million take 32 MB.
+const CAPACITY: usize = 1_000_000;
 
 /// A device that holds a seat of a product, as committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,9 @@ pub struct KnownDevices {
 
 struct Known {
     generation: u64,
+    /// Learnt at the start, sorted by key.
+    learnt: Vec<(u128, Holding)>,
+    /// Remembered since, one check-in at a time.
     holdings: HashMap<u128, Holding>,
 }
 
@@ -58,7 +62,7 @@ impl Default for KnownDevices {
     fn default() -> Self {
         KnownDevices {
             hashers: (RandomState::new(), RandomState::new()),
-            inner: Mutex::new(Known { generation: 0, holdings: HashMap::new() }),
+            inner: Mutex::new(Known { generation: 0, learnt: Vec::new(), holdings: HashMap::new() }),
         }
     }
 }
@@ -84,7 +88,10 @@ impl KnownDevices {
 
     pub fn get(&self, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
         let key = self.key(org, product, serial);
-        self.lock().holdings.get(&key).copied()
+        let known = self.lock();
+        known.holdings.get(&key).copied().or_else(|| {
+            known.learnt.binary_search_by_key(&key, |(key, _)| *key).ok().map(|at| known.learnt[at].1)
+        })
     }
 
     pub fn generation(&self) -> Generation {
@@ -106,17 +113,57 @@ impl KnownDevices {
         known.holdings.extend(keyed);
     }
 
+    /// The holdings read at the start, all at once (see [`Learning`]).
+    pub fn learning(&self, expected: usize) -> Learning<'_> {
+        Learning { known: self, seen: self.generation(), keyed: Vec::with_capacity(expected) }
+    }
+
     /// Forgets everything; called after every commit that may take a seat
     /// away.
     pub fn clear(&self) {
         let mut known = self.lock();
         known.generation += 1;
         known.holdings.clear();
+        known.learnt = Vec::new();
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().holdings.len()
+        let known = self.lock();
+        known.holdings.len() + known.learnt.len()
+    }
+}
+
+/// Holdings gathered at the start, installed together by [`Learning::finish`]
+/// as one sorted array — far smaller than a hash map of as many.
+pub struct Learning<'a> {
+    known: &'a KnownDevices,
+    seen: Generation,
+    keyed: Vec<(u128, Holding)>,
+}
+
+impl Learning<'_> {
+    pub fn add(&mut self, org: OrgId, product: &str, serial: &str, holding: Holding) {
+        self.keyed.push((self.known.key(org, product, serial), holding));
+    }
+
+    /// Whether an admin's change came since the learning began (then what
+    /// was read may be out of date, and is dropped).
+    pub fn is_stale(&self) -> bool {
+        self.known.generation() != self.seen
+    }
+
+    /// Installs what was learnt; false when it came too late.
+    pub fn finish(self) -> bool {
+        let Learning { known, seen, mut keyed } = self;
+        keyed.sort_unstable_by_key(|(key, _)| *key);
+        keyed.shrink_to_fit();
+        let mut inner = known.lock();
+        if inner.generation != seen.0 {
+            return false;
+        }
+        inner.learnt = keyed;
+        true
     }
 }
 
@@ -211,6 +258,27 @@ mod tests {
         known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
         assert_eq!(known.get(ACME, "editor", "SN-1"), Some(holding(1)));
         known.clear();
+        assert_eq!(known.len(), 0);
+    }
+
+    #[test]
+    fn holdings_learnt_at_the_start_are_found_until_a_clear() {
+        let known = KnownDevices::default();
+        let mut learning = known.learning(100);
+        for i in 0..100 {
+            learning.add(ACME, "editor", &format!("SN-{i}"), holding(i));
+        }
+        assert!(learning.finish());
+        assert_eq!(known.get(ACME, "editor", "SN-42"), Some(holding(42)));
+        assert_eq!(known.get(ACME, "editor", "SN-100"), None);
+        known.clear();
+        assert_eq!(known.get(ACME, "editor", "SN-42"), None);
+
+        let mut late = known.learning(1);
+        late.add(ACME, "editor", "SN-1", holding(1));
+        known.clear(); // an admin's change while the start-up read ran
+        assert!(late.is_stale());
+        assert!(!late.finish());
         assert_eq!(known.len(), 0);
     }
 

@@ -90,7 +90,6 @@ impl SqliteStore {
         let touches = Arc::new(Touches::default());
         tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
         tokio::spawn(flush_touches_forever(writer.clone(), touches.clone()));
-        tokio::spawn(remember_holdings(readers.clone(), known.clone()));
         Ok(SqliteStore { writer, readers, check_ins, known, touches, path, lock: Arc::default() })
     }
 
@@ -98,6 +97,7 @@ impl SqliteStore {
     /// file would not see this one's changes in its memory (see
     /// [`crate::known`]), so it is refused. The lock is `<file>.lock`, held
     /// until the process ends. The operator command line does not take it.
+    /// Then learns, beside the serving, which devices hold their seats.
     pub fn lock_for_serving(&self) -> Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
         let mut lock_path = path.clone().into_os_string();
@@ -115,6 +115,7 @@ impl SqliteStore {
             ))
         })?;
         *self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(file);
+        tokio::spawn(remember_holdings(self.readers.clone(), self.known.clone()));
         Ok(())
     }
 
@@ -533,11 +534,16 @@ impl LicenseStore for SqliteStore {
             }
             None => false,
         };
-        let narrowed = if few { "and d.id in (select rowid from devices_search where devices_search match ?5)" } else { "" };
+        // CROSS JOIN makes SQLite start from the index's few matches.
+        let (from, narrowed) = if few {
+            ("devices_search s cross join devices d on d.id = s.rowid", "and s.devices_search match ?5")
+        } else {
+            ("devices d", "")
+        };
         let sql = format!(
             "select d.id, d.serial, d.first_seen, d.last_seen,
                     (select count(*) from assignments a where a.device_id = d.id)
-             from devices d
+             from {from}
              where d.org_id = ?1 and d.serial > ?2 and d.serial like ?3 escape '\\' {narrowed}
              order by d.serial limit ?4"
         );
@@ -919,36 +925,50 @@ async fn flush_touches(writer: &SqlitePool, touches: &Touches) -> Result<()> {
 /// check-ins are already answered from memory. Runs beside the server; gives
 /// up when an admin's change clears the cache meanwhile.
 async fn remember_holdings(readers: SqlitePool, known: Arc<KnownDevices>) {
-    use futures_util::TryStreamExt;
-    let generation = known.generation();
-    let mut rows = sqlx::query_as::<_, (i64, String, String, i64, i64)>(
-        "select d.org_id, p.code, d.serial, d.id, d.first_seen
-         from assignments a join devices d on d.id = a.device_id join products p on p.id = a.product_id",
-    )
-    .fetch(&readers);
-    let mut chunk = Vec::with_capacity(10_000);
-    loop {
-        let row = match rows.try_next().await {
-            Ok(row) => row,
-            Err(error) => {
-                tracing::warn!(%error, "reading the holders at start failed; they are learnt at their check-ins");
-                return;
-            }
-        };
-        let done = row.is_none();
-        chunk.extend(row);
-        if chunk.len() == chunk.capacity() || done {
-            let entries = chunk.iter().map(|(org, code, serial, device_id, first_seen)| {
-                (OrgId(*org), code.as_str(), serial.as_str(), Holding { device_id: *device_id, first_seen: *first_seen })
-            });
-            known.remember(generation, entries.collect::<Vec<_>>());
-            chunk.clear();
-            if known.generation() != generation {
-                return;
-            }
+    let started = std::time::Instant::now();
+    match learn_holdings(&readers, &known).await {
+        Ok(Some(learnt)) => {
+            tracing::info!(devices = learnt, seconds = started.elapsed().as_secs_f64(), "learnt which devices hold seats")
         }
-        if done {
-            return;
-        }
+        Ok(None) => tracing::info!("an admin's change came first; devices are learnt at their check-ins"),
+        Err(error) => tracing::warn!(%error, "reading the holders failed; devices are learnt at their check-ins"),
     }
+}
+
+/// Reads the holdings in slices of devices by id. Each slice comes back as
+/// one JSON array: sqlx hands SQLite rows over one at a time between
+/// threads, which for a million rows costs more than the query.
+async fn learn_holdings(readers: &SqlitePool, known: &KnownDevices) -> Result<Option<usize>> {
+    const SLICE: i64 = 10_000;
+    let codes: HashMap<i64, String> = sqlx::query_as("select id, code from products").fetch_all(readers).await?.into_iter().collect();
+    let expected: i64 = sqlx::query_scalar("select count(*) from assignments").fetch_one(readers).await?;
+    let mut learning = known.learning(usize::try_from(expected).unwrap_or(0));
+    let mut after = 0i64;
+    let mut learnt = 0;
+    loop {
+        let (last, holdings): (Option<i64>, String) = sqlx::query_as(
+            "select (select max(id) from (select id from devices where id > ?1 order by id limit ?2)),
+                    (select json_group_array(json_array(d.org_id, a.product_id, d.serial, d.id, d.first_seen))
+                     from (select id, org_id, serial, first_seen from devices where id > ?1 order by id limit ?2) d
+                     join assignments a on a.device_id = d.id)",
+        )
+        .bind(after)
+        .bind(SLICE)
+        .fetch_one(readers)
+        .await?;
+        let Some(last) = last else { break };
+        let rows: Vec<(i64, i64, String, i64, i64)> =
+            serde_json::from_str(&holdings).map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        for (org, product, serial, device_id, first_seen) in rows {
+            if let Some(code) = codes.get(&product) {
+                learning.add(OrgId(org), code, &serial, Holding { device_id, first_seen });
+                learnt += 1;
+            }
+        }
+        if learning.is_stale() {
+            return Ok(None);
+        }
+        after = last;
+    }
+    Ok(learning.finish().then_some(learnt))
 }
