@@ -125,6 +125,11 @@ async fn a_running_server_honours_operator_changes_at_once(db: TestDatabase) {
     json_of(&db, &["product", "set-seats", "--org", "acme", "--code", "editor", "--seats", "2"]);
     assert_eq!(check_in(&server.base, &key, "editor", "SN-2").await.1["licensed"], true);
 
+    // The server now remembers the key (it skips the lookup while the
+    // database is unchanged); the operator's rotation must still end it.
+    for _ in 0..3 {
+        assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.1["licensed"], true);
+    }
     let rotated = json_of(&db, &["keys", "rotate", "--org", "acme", "--product"]);
     assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.0, 401);
     let key = rotated["product_key"].as_str().unwrap().to_owned();

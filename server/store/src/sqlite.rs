@@ -24,7 +24,7 @@ use sqlx::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, KeyKind};
-use crate::known::{FLUSH_EVERY, Holding, KnownDevices, Touches};
+use crate::known::{FLUSH_EVERY, Holding, KnownDevices, KnownKeys, Touches};
 use crate::validate;
 use crate::*;
 
@@ -41,6 +41,8 @@ pub struct SqliteStore {
     /// waiting to be written.
     known: Arc<KnownDevices>,
     touches: Arc<Touches>,
+    /// Product keys accepted since the database last changed.
+    keys: Arc<KnownKeys>,
     /// The database file, and the lock a serving process holds on it.
     path: Option<PathBuf>,
     lock: Arc<Mutex<Option<std::fs::File>>>,
@@ -90,7 +92,14 @@ impl SqliteStore {
         let touches = Arc::new(Touches::default());
         tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
         tokio::spawn(flush_touches_forever(writer.clone(), touches.clone()));
-        Ok(SqliteStore { writer, readers, check_ins, known, touches, path, lock: Arc::default() })
+        // The writer keeps the database open, so its wal-index stays.
+        let wal_index = path.as_ref().and_then(|path| {
+            let mut shm = path.clone().into_os_string();
+            shm.push("-shm");
+            std::fs::File::open(shm).ok()
+        });
+        let keys = Arc::new(KnownKeys::new(wal_index));
+        Ok(SqliteStore { writer, readers, check_ins, known, touches, keys, path, lock: Arc::default() })
     }
 
     /// Claims the database for this process: a second server on the same
@@ -378,10 +387,18 @@ impl LicenseStore for SqliteStore {
         if !keys::well_formed(KeyKind::Product, product_key) {
             return Ok(None);
         }
+        let digest = keys::digest(product_key);
+        let version = self.keys.version();
+        if let Some(org) = self.keys.get(version, &digest) {
+            return Ok(Some(org));
+        }
         let id: Option<i64> = sqlx::query_scalar("select id from organizations where product_key_hash = ?")
-            .bind(keys::digest(product_key))
+            .bind(&digest)
             .fetch_optional(&self.readers)
             .await?;
+        if let Some(id) = id {
+            self.keys.remember(version, digest, OrgId(id));
+        }
         Ok(id.map(OrgId))
     }
 
