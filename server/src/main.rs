@@ -42,8 +42,7 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
-    let state = AppState::new(store, addr).with_limits(cli.limits());
-    let store = state.store.clone();
+    let state = AppState::new(store.clone(), addr).with_limits(cli.limits());
     serve(listener, state, shutdown).await.context("serving")?;
     store.flush().await.context("writing the last-seen times")?;
     tracing::info!("stopped");
@@ -75,7 +74,6 @@ async fn run_operator(database_url: &str, json: bool, command: Command) -> ExitC
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
 /// Resolves at SIGINT or SIGTERM. The handlers are installed when this is
 /// called, before the server announces itself, so a signal sent the moment
 /// it is up still stops it gracefully.

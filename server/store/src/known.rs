@@ -39,8 +39,9 @@ pub struct Holding {
 }
 
 /// Devices known to hold a seat, keyed by a 128-bit keyed hash of
-/// (organization, product code, serial) — a product's code never changes: compact enough for a million devices, and
-/// with random keys no one can pick serials that collide.
+/// (organization, product code, serial) — a product's code never changes.
+/// Compact enough for a million devices, and with random keys no one can
+/// pick serials that collide.
 pub struct KnownDevices {
     hashers: (RandomState, RandomState),
     inner: Mutex<Known>,
@@ -186,9 +187,7 @@ impl Touches {
     }
 
     pub fn touch(&self, device_id: i64, at: i64) {
-        let mut maps = self.lock();
-        let seen = maps.waiting.entry(device_id).or_insert(at);
-        *seen = (*seen).max(at);
+        keep_newest(&mut self.lock().waiting, device_id, at);
     }
 
     /// The newest `last seen` of a device, counting what waits to be written.
@@ -215,8 +214,7 @@ impl Touches {
         let flushed = std::mem::take(&mut maps.flushing);
         if !written {
             for (id, at) in flushed {
-                let seen = maps.waiting.entry(id).or_insert(at);
-                *seen = (*seen).max(at);
+                keep_newest(&mut maps.waiting, id, at);
             }
         }
     }
@@ -224,6 +222,81 @@ impl Touches {
     pub fn is_empty(&self) -> bool {
         let maps = self.lock();
         maps.waiting.is_empty() && maps.flushing.is_empty()
+    }
+}
+
+fn keep_newest(times: &mut HashMap<i64, i64>, device_id: i64, at: i64) {
+    let seen = times.entry(device_id).or_insert(at);
+    *seen = (*seen).max(at);
+}
+
+/// Product keys this process has seen accepted, by digest, for as long as
+/// the database has not changed since: every commit to a SQLite database in
+/// WAL mode, by any process, bumps the change counter in the header of its
+/// wal-index (`<file>-shm`, https://www.sqlite.org/walformat.html — the
+/// counter `PRAGMA data_version` reads), and a changed counter empties this.
+/// So a key the operator rotates from the command line is refused at once,
+/// and a check-in's authentication costs a 4-byte read instead of a query.
+pub struct KnownKeys {
+    wal_index: Option<std::fs::File>,
+    inner: Mutex<KeysSeen>,
+}
+
+/// The keys accepted while the database stood at `version`, by digest.
+#[derive(Default)]
+struct KeysSeen {
+    version: Option<u32>,
+    orgs: HashMap<Vec<u8>, OrgId>,
+}
+
+impl KnownKeys {
+    /// Offset of `iChange` in the first copy of the wal-index header.
+    const CHANGE_COUNTER: u64 = 8;
+    const CAPACITY: usize = 10_000;
+
+    /// Without a wal-index (an in-memory database) nothing is remembered.
+    pub fn new(wal_index: Option<std::fs::File>) -> Self {
+        KnownKeys { wal_index, inner: Mutex::default() }
+    }
+
+    /// The database's change counter now, if it can be read.
+    #[cfg(unix)]
+    pub fn version(&self) -> Option<u32> {
+        use std::os::unix::fs::FileExt;
+        let mut counter = [0u8; 4];
+        self.wal_index.as_ref()?.read_exact_at(&mut counter, Self::CHANGE_COUNTER).ok()?;
+        Some(u32::from_ne_bytes(counter))
+    }
+
+    /// Elsewhere keys are looked up every time.
+    #[cfg(not(unix))]
+    pub fn version(&self) -> Option<u32> {
+        None
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeysSeen> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The organization of a key accepted while the database was at `version`.
+    pub fn get(&self, version: Option<u32>, digest: &[u8]) -> Option<OrgId> {
+        let version = version?;
+        let seen = self.lock();
+        if seen.version != Some(version) {
+            return None;
+        }
+        seen.orgs.get(digest).copied()
+    }
+
+    /// Remembers a key found in the database, which was at `version` (read
+    /// before the lookup) or later.
+    pub fn remember(&self, version: Option<u32>, digest: Vec<u8>, org: OrgId) {
+        let Some(version) = version else { return };
+        let mut seen = self.lock();
+        if seen.version != Some(version) || seen.orgs.len() >= Self::CAPACITY {
+            *seen = KeysSeen { version: Some(version), orgs: HashMap::new() };
+        }
+        seen.orgs.insert(digest, org);
     }
 }
 
@@ -298,68 +371,5 @@ mod tests {
         touches.finish_flush(false);
         assert_eq!(touches.last_seen(1, 50), 120, "a failed flush puts its times back");
         assert!(!touches.is_empty());
-    }
-}
-
-/// Product keys this process has seen accepted, by digest, for as long as
-/// the database has not changed since: every commit to a SQLite database in
-/// WAL mode, by any process, bumps the change counter in the header of its
-/// wal-index (`<file>-shm`, https://www.sqlite.org/walformat.html — the
-/// counter `PRAGMA data_version` reads), and a changed counter empties this.
-/// So a key the operator rotates from the command line is refused at once,
-/// and a check-in's authentication costs a 4-byte read instead of a query.
-pub struct KnownKeys {
-    wal_index: Option<std::fs::File>,
-    inner: Mutex<(Option<u32>, HashMap<Vec<u8>, OrgId>)>,
-}
-
-impl KnownKeys {
-    /// Offset of `iChange` in the first copy of the wal-index header.
-    const CHANGE_COUNTER: u64 = 8;
-    const CAPACITY: usize = 10_000;
-
-    /// Without a wal-index (an in-memory database) nothing is remembered.
-    pub fn new(wal_index: Option<std::fs::File>) -> Self {
-        KnownKeys { wal_index, inner: Mutex::new((None, HashMap::new())) }
-    }
-
-    /// The database's change counter now, if it can be read.
-    #[cfg(unix)]
-    pub fn version(&self) -> Option<u32> {
-        use std::os::unix::fs::FileExt;
-        let mut counter = [0u8; 4];
-        self.wal_index.as_ref()?.read_exact_at(&mut counter, Self::CHANGE_COUNTER).ok()?;
-        Some(u32::from_ne_bytes(counter))
-    }
-
-    /// Elsewhere keys are looked up every time.
-    #[cfg(not(unix))]
-    pub fn version(&self) -> Option<u32> {
-        None
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<u32>, HashMap<Vec<u8>, OrgId>)> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The organization of a key accepted while the database was at `version`.
-    pub fn get(&self, version: Option<u32>, digest: &[u8]) -> Option<OrgId> {
-        let version = version?;
-        let known = self.lock();
-        if known.0 != Some(version) {
-            return None;
-        }
-        known.1.get(digest).copied()
-    }
-
-    /// Remembers a key found in the database, which was at `version` (read
-    /// before the lookup) or later.
-    pub fn remember(&self, version: Option<u32>, digest: Vec<u8>, org: OrgId) {
-        let Some(version) = version else { return };
-        let mut known = self.lock();
-        if known.0 != Some(version) || known.1.len() >= Self::CAPACITY {
-            *known = (Some(version), HashMap::new());
-        }
-        known.1.insert(digest, org);
     }
 }

@@ -182,6 +182,20 @@ pub struct CheckIn {
     pub last_seen: Option<Timestamp>,
 }
 
+impl CheckIn {
+    /// The answer to a device that already holds its seat of the product.
+    pub(crate) fn held(product: &str, serial: &str, first_seen: Timestamp, last_seen: Timestamp) -> Self {
+        CheckIn {
+            product: product.to_owned(),
+            serial: serial.to_owned(),
+            licensed: true,
+            reason: None,
+            first_seen: Some(first_seen),
+            last_seen: Some(last_seen),
+        }
+    }
+}
+
 /// What an admin's assign did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assigned {

@@ -83,14 +83,7 @@ impl PgStore {
         .bind(now)
         .fetch_optional(&self.touches)
         .await?;
-        Ok(seen.map(|(first_seen, last_seen)| CheckIn {
-            product: code.to_owned(),
-            serial: serial.to_owned(),
-            licensed: true,
-            reason: None,
-            first_seen: Some(first_seen),
-            last_seen: Some(last_seen),
-        }))
+        Ok(seen.map(|(first_seen, last_seen)| CheckIn::held(code, serial, first_seen, last_seen)))
     }
 
     async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {

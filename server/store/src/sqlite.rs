@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -45,7 +45,7 @@ pub struct SqliteStore {
     keys: Arc<KnownKeys>,
     /// The database file, and the lock a serving process holds on it.
     path: Option<PathBuf>,
-    lock: Arc<Mutex<Option<std::fs::File>>>,
+    lock: Arc<OnceLock<std::fs::File>>,
 }
 
 type Tx = Transaction<'static, sqlx::Sqlite>;
@@ -93,11 +93,7 @@ impl SqliteStore {
         tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
         tokio::spawn(flush_touches_forever(writer.clone(), touches.clone()));
         // The writer keeps the database open, so its wal-index stays.
-        let wal_index = path.as_ref().and_then(|path| {
-            let mut shm = path.clone().into_os_string();
-            shm.push("-shm");
-            std::fs::File::open(shm).ok()
-        });
+        let wal_index = path.as_ref().and_then(|path| std::fs::File::open(beside(path, "-shm")).ok());
         let keys = Arc::new(KnownKeys::new(wal_index));
         Ok(SqliteStore { writer, readers, check_ins, known, touches, keys, path, lock: Arc::default() })
     }
@@ -109,21 +105,20 @@ impl SqliteStore {
     /// Then learns, beside the serving, which devices hold their seats.
     pub fn lock_for_serving(&self) -> Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
+        let lock_path = beside(path, ".lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", Path::new(&lock_path).display())))?;
+            .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", lock_path.display())))?;
         file.try_lock().map_err(|_| {
             StoreError::Unavailable(format!(
                 "another Seatkeeper server is serving {}; SQLite serves one process (use PostgreSQL for several)",
                 path.display()
             ))
         })?;
-        *self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(file);
+        let _ = self.lock.set(file);
         tokio::spawn(remember_holdings(self.readers.clone(), self.known.clone()));
         Ok(())
     }
@@ -162,6 +157,13 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(key)
     }
+}
+
+/// A file next to the database: its name with `suffix` added.
+fn beside(database: &Path, suffix: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn create_parent_folder(path: &Path) -> Result<()> {
@@ -564,14 +566,15 @@ impl LicenseStore for SqliteStore {
              where d.org_id = ?1 and d.serial > ?2 and d.serial like ?3 escape '\\' {narrowed}
              order by d.serial limit ?4"
         );
-        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(&sql)
+        let mut select = sqlx::query_as::<_, (i64, String, i64, i64, i64)>(&sql)
             .bind(org.0)
             .bind(page.after_serial())
             .bind(validate::contains_pattern(query))
-            .bind(limit + 1)
-            .bind(phrase.unwrap_or_default())
-            .fetch_all(&mut *conn)
-            .await?;
+            .bind(limit + 1);
+        if let Some(phrase) = phrase.filter(|_| few) {
+            select = select.bind(phrase);
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
         let devices = rows
             .into_iter()
             .map(|(id, serial, first_seen, last_seen, seats)| {
@@ -737,14 +740,7 @@ impl LicenseStore for SqliteStore {
         if let Some(holding) = self.known.get(org, code, serial) {
             let now = now();
             self.touches.touch(holding.device_id, millis(now));
-            return Ok(CheckIn {
-                product: code.to_owned(),
-                serial: serial.to_owned(),
-                licensed: true,
-                reason: None,
-                first_seen: Some(timestamp(holding.first_seen)),
-                last_seen: Some(now),
-            });
+            return Ok(CheckIn::held(code, serial, timestamp(holding.first_seen), now));
         }
         let (reply, answer) = oneshot::channel();
         let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), reply };
