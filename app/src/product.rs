@@ -1,5 +1,6 @@
 //! The Product screen: the devices holding a seat of one product, each with a
-//! revoke (×) that frees the seat at once.
+//! revoke (×) that frees the seat at once, and how long the product's signed
+//! licenses stay valid.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -22,6 +23,7 @@ pub struct HolderView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductScreen {
     pub product: ProductView,
+    pub license_days: i64,
     pub holders: Vec<HolderView>,
     /// The serial to continue after, for the next page.
     pub next: Option<String>,
@@ -35,10 +37,12 @@ pub async fn load_product(code: String, after: Option<String>) -> Result<Product
         let org = require_org().await?;
         let store = store()?;
         let product = store.product(org.id, &code).await?;
+        let policy = store.policy(org.id, &code).await?;
         let page = store.holders(org.id, &code, &PageRequest { after, limit: HOLDERS_PER_PAGE }).await?;
         let now = store::now();
         Ok(ProductScreen {
             product: product.into(),
+            license_days: policy.license_days,
             holders: page
                 .items
                 .into_iter()
@@ -63,14 +67,34 @@ pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
     finish_form("revoke", result)
 }
 
+/// `days` as typed in the number field.
+#[server]
+pub async fn set_license_days(code: String, days: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::{LicenseStore, PolicyUpdate, validate};
+    let result = async {
+        let org = require_org().await?;
+        let days = days.trim().parse::<i64>().ok().filter(|days| validate::license_days(*days).is_ok());
+        let Some(days) = days else { return Err(UiError::new("invalid_license_days")) };
+        store()?.update_policy(org.id, &code, &PolicyUpdate { license_days: Some(days) }).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("license-days", result)
+}
+
 #[component]
 pub fn ProductPage() -> impl IntoView {
     let auth = AuthActions::get();
     let params = use_params_map();
     let query = use_query_map();
     let revoke = ServerAction::<RevokeSeat>::new();
+    let set_days = ServerAction::<SetLicenseDays>::new();
     let screen = Resource::new(
-        move || (params.read().get("code").unwrap_or_default(), query.read().get("after"), auth.version(), revoke.version().get()),
+        move || {
+            let versions = (revoke.version().get(), set_days.version().get());
+            (params.read().get("code").unwrap_or_default(), query.read().get("after"), auth.version(), versions)
+        },
         |(code, after, _, _)| load_product(code, after),
     );
 
@@ -82,7 +106,7 @@ pub fn ProductPage() -> impl IntoView {
                         <Failure error/>
                         <p><A href="/">"Back to Licenses"</A></p>
                     }.into_any(),
-                    Ok(ProductScreen { product, holders, next }) => {
+                    Ok(ProductScreen { product, license_days, holders, next }) => {
                         let code = product.code.clone();
                         view! {
                             <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
@@ -91,6 +115,15 @@ pub fn ProductPage() -> impl IntoView {
                                 {product.assigned}" of "{product.seats}" seats assigned, "{product.available}" available"
                                 {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
                             </p>
+                            <ActionForm action=set_days attr:class="inline setting">
+                                <input type="hidden" name="code" value=product.code.clone() />
+                                <label for="license-days">"Signed licenses stay valid for"</label>
+                                <input id="license-days" type="number" name="days" min="1" max="365" required
+                                    value=license_days.to_string() />
+                                <span>"days after each check-in"</span>
+                                <button type="submit" class="small">"Save"</button>
+                            </ActionForm>
+                            <ActionError value=set_days.value() form="license-days" />
                             <ActionError value=revoke.value() form="revoke" />
                             {if holders.is_empty() {
                                 view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()

@@ -43,6 +43,21 @@ test('auto-assign switches with its Save button', async () => {
   await screenshot(page, 'no-js-licenses');
 });
 
+test('license validity is set on the Product screen with its Save button', async () => {
+  await page.goto(`${server.baseURL}/products/editor`);
+  await page.getByLabel('Signed licenses stay valid for').fill('14');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal(await page.getByLabel('Signed licenses stay valid for').inputValue(), '14');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 14);
+
+  const days = page.getByLabel('Signed licenses stay valid for');
+  await days.evaluate((input) => { input.removeAttribute('max'); input.value = '400'; });
+  await page.getByRole('button', { name: 'Save' }).click();
+  assert.match(await page.getByRole('alert').textContent(), /1 to 365/);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 14, 'nothing changed');
+});
+
 test('a license that cannot be assigned says why, next to it', async () => {
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'FILLER')).licensed, true, 'takes the one Viewer seat');
   await page.goto(`${server.baseURL}/devices/LAPTOP-001`);

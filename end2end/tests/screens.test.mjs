@@ -108,6 +108,30 @@ test('the Product screen lists the holders and revokes a seat at once', async ()
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-002')).reason, 'revoked_by_admin');
 });
 
+test('the Product screen sets how long signed licenses stay valid', async () => {
+  await page.goto(`${server.baseURL}/products/editor`);
+  await hydrated(page);
+  const days = page.getByLabel('Signed licenses stay valid for');
+  assert.equal(await days.inputValue(), '7');
+  await days.fill('30');
+  await page.getByRole('button', { name: 'Save' }).click();
+  for (let tries = 0; ; tries++) {
+    const policy = await admin(server.baseURL, keys.adminKey, '/products/editor/policy');
+    if (policy.license_days === 30) break;
+    assert.ok(tries < 50, `saved: ${JSON.stringify(policy)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const answer = await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-001');
+  const claims = JSON.parse(Buffer.from(answer.license.split('.')[1], 'base64url').toString());
+  assert.equal(claims.exp - claims.iat, 30 * 86400);
+
+  await days.fill('0');
+  await days.evaluate((input) => input.removeAttribute('min'));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('alert').filter({ hasText: '1 to 365' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 30, 'nothing changed');
+});
+
 test('the Devices screen lists, searches, deletes and ignores devices', async () => {
   for (let i = 0; i < 60; i++) await checkIn(server.baseURL, keys.productKey, 'viewer', `FLEET-${String(i).padStart(3, '0')}`);
   await page.getByRole('navigation').getByRole('link', { name: 'Devices' }).click();

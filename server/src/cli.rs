@@ -68,6 +68,18 @@ pub enum Command {
     /// An organization's API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The server's Ed25519 keys that sign licenses.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SigningKeyCommand {
+    /// List the signing keys: the active one and those retired.
+    List,
+    /// Make a new key the one that signs; the old one stays published so that
+    /// licenses it signed still verify. Running servers switch within a second.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +192,23 @@ struct RotatedKey<'a> {
     product_api_key: Option<&'a str>,
 }
 
+/// A signing key as the command line shows it: never the secret.
+#[derive(Serialize)]
+struct SigningKeyInfo<'a> {
+    kid: &'a str,
+    active: bool,
+    #[serde(with = "store::rfc3339")]
+    created_at: store::Timestamp,
+    #[serde(with = "store::rfc3339::option")]
+    retired_at: Option<store::Timestamp>,
+}
+
+impl<'a> From<&'a store::StoredSigningKey> for SigningKeyInfo<'a> {
+    fn from(key: &'a store::StoredSigningKey) -> Self {
+        SigningKeyInfo { kid: &key.kid, active: key.retired_at.is_none(), created_at: key.created_at, retired_at: key.retired_at }
+    }
+}
+
 fn json(value: impl Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
@@ -249,6 +278,31 @@ pub async fn run(store: &Store, command: Command) -> Result<Output, StoreError> 
             let id = store.organization_by_name(&org).await?.id;
             let product = store.set_seats(id, &code, seats).await?;
             Ok(product_summary("updated", &org, &product))
+        }
+        Command::SigningKey(SigningKeyCommand::List) => {
+            let keys = store.signing_keys().await?;
+            let mut human = String::new();
+            if keys.is_empty() {
+                human.push_str("No signing key yet: the server makes one when it first starts.");
+            }
+            for key in &keys {
+                let state = match key.retired_at {
+                    None => "active".to_owned(),
+                    Some(at) => format!("retired {}", at.to_rfc3339()),
+                };
+                let _ = writeln!(human, "{}	created {}	{state}", key.kid, key.created_at.to_rfc3339());
+            }
+            let json = json(keys.iter().map(SigningKeyInfo::from).collect::<Vec<_>>());
+            Ok(Output { human: human.trim_end().to_owned(), json })
+        }
+        Command::SigningKey(SigningKeyCommand::Rotate) => {
+            let key = crate::licensing::rotate(store).await?;
+            let human = format!(
+                "New signing key {}: it signs licenses from now on (running servers switch within a second).\n\
+                 Earlier keys stay published at /api/v1/public-keys, so licenses they signed still verify.",
+                key.kid
+            );
+            Ok(Output { human, json: json(SigningKeyInfo::from(&key)) })
         }
         Command::Keys(KeysCommand::Rotate(RotateArgs { org, admin, product: _ })) => {
             let id = store.organization_by_name(&org).await?.id;

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod licensing;
 pub mod limits;
 pub mod serve;
 
@@ -32,6 +33,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use licensing::Licenser;
 use limits::Limits;
 
 /// What every request handler may reach.
@@ -40,12 +42,14 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub store: Store,
     pub limits: Arc<Limits>,
+    pub licenser: Arc<Licenser>,
 }
 
 impl AppState {
     /// A server without rate limits; see [`AppState::with_limits`].
     pub fn new(store: Store, addr: SocketAddr) -> Self {
-        AppState { leptos_options: leptos_options(addr), store, limits: Limits::off() }
+        let licenser = Licenser::new(store.clone());
+        AppState { leptos_options: leptos_options(addr), store, limits: Limits::off(), licenser }
     }
 
     pub fn with_limits(self, limits: Arc<Limits>) -> Self {

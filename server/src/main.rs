@@ -43,6 +43,7 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
     let state = AppState::new(store.clone(), addr).with_limits(cli.limits());
+    state.licenser.load().await.context("loading the license signing keys")?;
     serve(listener, state, shutdown).await.context("serving")?;
     store.flush().await.context("writing the last-seen times")?;
     tracing::info!("stopped");

@@ -37,7 +37,9 @@ async fn check_in_answers_with_exactly_the_documented_fields(app: TestApp) {
     let body = reply.json();
     let mut fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
     fields.sort();
-    assert_eq!(fields, ["first_seen", "last_seen", "licensed", "product", "reason", "serial"]);
+    // PRODUCT.md's fields, and the signed license a licensed answer carries
+    // (server/tests/licenses.rs; a denied answer has exactly PRODUCT.md's).
+    assert_eq!(fields, ["first_seen", "last_seen", "license", "licensed", "product", "reason", "serial"]);
     assert_eq!((&body["product"], &body["serial"], &body["licensed"], &body["reason"]), (&json!("editor"), &json!("SN-1"), &json!(true), &Value::Null));
     let first_seen = body["first_seen"].as_str().unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(first_seen).is_ok(), "{first_seen}");

@@ -148,6 +148,53 @@ async fn a_running_server_honours_operator_changes_at_once(db: TestDatabase) {
 }
 
 #[tokio::test]
+async fn sqlite_the_operator_rotates_the_signing_key_beside_a_running_server() {
+    the_operator_rotates_the_signing_key_beside_a_running_server(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_the_operator_rotates_the_signing_key_beside_a_running_server() {
+    if let Some(db) = TestDatabase::postgres().await {
+        the_operator_rotates_the_signing_key_beside_a_running_server(db).await;
+    }
+}
+
+async fn the_operator_rotates_the_signing_key_beside_a_running_server(db: TestDatabase) {
+    let none = seatkeeper(&db, &["signing-key", "list"]);
+    assert!(stdout(&none).contains("No signing key yet"), "{}", stdout(&none));
+
+    let server = Server::start(&db);
+    let listed = json_of(&db, &["signing-key", "list"]);
+    let first = listed[0]["kid"].as_str().expect("the first start made a key").to_owned();
+    assert_eq!((listed.as_array().unwrap().len(), &listed[0]["active"]), (1, &json!(true)));
+    assert!(listed[0].get("secret").is_none() && !listed.to_string().contains("secret"));
+
+    let acme = json_of(&db, &["org", "create", "acme"]);
+    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "1", "--auto-assign"]);
+    let key = acme["product_key"].as_str().unwrap();
+    let kid_of = |answer: &Value| {
+        use base64::Engine;
+        let header = answer["license"].as_str().expect("a license").split('.').next().unwrap().to_owned();
+        let header: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(kid_of(&check_in(&server.base, key, "editor", "SN-1").await.1), first);
+
+    let rotated = json_of(&db, &["signing-key", "rotate"]);
+    let second = rotated["kid"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let human = stdout(&seatkeeper(&db, &["signing-key", "list"]));
+    assert!(human.contains(&second) && human.contains("active") && human.contains("retired"), "{human}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(kid_of(&check_in(&server.base, key, "editor", "SN-1").await.1), second, "the server switched within a second");
+    let published: Value = reqwest::get(format!("{}/api/v1/public-keys", server.base)).await.unwrap().json().await.unwrap();
+    let kids: Vec<&str> = published["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, [second.as_str(), first.as_str()]);
+    server.stop();
+}
+
+#[tokio::test]
 async fn keys_and_session_ids_never_reach_the_log() {
     use app::auth::SignIn;
     use leptos::server_fn::ServerFn;

@@ -8,7 +8,7 @@ use app::auth::{CurrentOrg, SignIn, SignOut};
 use app::device::{LoadDevice, SetLicense};
 use app::devices::{DeleteDevice, IgnoreDevice, ListDevices};
 use app::licenses::{ListProducts, SetAutoAssign};
-use app::product::{LoadProduct, RevokeSeat};
+use app::product::{LoadProduct, RevokeSeat, SetLicenseDays};
 use app::settings::{LoadSettings, RotateAdminKey, RotateProductKey, Unignore};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -33,6 +33,7 @@ fn protected_calls() -> Vec<(&'static str, &'static str)> {
         (SetAutoAssign::PATH, "code=editor&auto_assign=on"),
         (LoadProduct::PATH, "code=editor"),
         (RevokeSeat::PATH, "code=editor&serial=ACME-1"),
+        (SetLicenseDays::PATH, "code=editor&days=3"),
         (ListDevices::PATH, ""),
         (DeleteDevice::PATH, "serial=ACME-1"),
         (LoadDevice::PATH, "serial=ACME-1"),

@@ -6,15 +6,19 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use store::{Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, Product, Store};
+use std::sync::Arc;
+
+use store::{Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
 use super::{AdminOrg, ApiError, JsonBody, decode_cursor, encode_cursor};
 use crate::AppState;
+use crate::licensing::Licenser;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/products", get(products))
         .route("/products/{code}", get(product).patch(update_product))
+        .route("/products/{code}/policy", get(policy).patch(update_policy))
         .route("/products/{code}/devices", get(product_devices))
         .route("/devices", get(devices))
         .route("/devices/{serial}", get(device).delete(delete_device))
@@ -104,6 +108,30 @@ async fn update_product(
     JsonBody(change): JsonBody<ProductChange>,
 ) -> Result<Json<Product>, ApiError> {
     Ok(Json(store.set_auto_assign(org.id, &code, change.auto_assign).await?))
+}
+
+async fn policy(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Segment(code): Segment,
+) -> Result<Json<ProductPolicy>, ApiError> {
+    Ok(Json(store.policy(org.id, &code).await?))
+}
+
+/// `PATCH /products/{code}/policy` with `{"license_days": n}` (1 to 365).
+async fn update_policy(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    State(licenser): State<Arc<Licenser>>,
+    Segment(code): Segment,
+    JsonBody(update): JsonBody<PolicyUpdate>,
+) -> Result<Json<ProductPolicy>, ApiError> {
+    if update.is_empty() {
+        return Err(ApiError::invalid_request("name what to change: license_days"));
+    }
+    let policy = store.update_policy(org.id, &code, &update).await?;
+    licenser.forget_terms(org.id, &code);
+    Ok(Json(policy))
 }
 
 async fn product_devices(

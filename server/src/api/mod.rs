@@ -12,7 +12,7 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -28,6 +28,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/checkin", post(checkin::check_in))
+        .route("/public-keys", get(checkin::public_keys))
         .nest("/admin", admin::routes())
         .fallback(not_found)
 }

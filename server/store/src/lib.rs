@@ -109,6 +109,12 @@ pub trait LicenseStore {
     async fn products(&self, org: OrgId) -> Result<Vec<Product>>;
     async fn product(&self, org: OrgId, code: &str) -> Result<Product>;
     async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product>;
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy>;
+    /// Changes what the update names of the product's policy.
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy>;
+    /// The organization's name and the product's license validity: what a
+    /// signed license says.
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms>;
     /// The devices holding a seat of the product, by serial.
     async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>>;
 
@@ -139,6 +145,16 @@ pub trait LicenseStore {
     /// updated) and learns whether it holds a seat, getting one from
     /// auto-assign when the rules allow.
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
+
+    // --- The server's signing keys ---
+
+    /// Every signing key, the active one (if any) first, then the newest.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;
+    /// Stores a new signing key. With `retire_active`, the active key is
+    /// retired in the same transaction (a rotation); without, the key is
+    /// added only if none is active (the first start; safe to race), and the
+    /// answer says whether it was.
+    async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool>;
 }
 
 /// The store a database URL names: `sqlite:…` or `postgres://…`.
@@ -266,6 +282,15 @@ impl LicenseStore for Store {
     async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
         dispatch!(self, set_auto_assign(org, code, auto_assign))
     }
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        dispatch!(self, policy(org, code))
+    }
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy> {
+        dispatch!(self, update_policy(org, code, update))
+    }
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        dispatch!(self, license_terms(org, code))
+    }
     async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
         dispatch!(self, holders(org, code, page))
     }
@@ -295,6 +320,12 @@ impl LicenseStore for Store {
     }
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         dispatch!(self, check_in(org, code, serial))
+    }
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        dispatch!(self, signing_keys())
+    }
+    async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
+        dispatch!(self, add_signing_key(key, retire_active))
     }
 }
 

@@ -95,10 +95,24 @@ pub struct Product {
     pub auto_assign: bool,
 }
 
-impl Product {
-    pub(crate) fn new(code: String, name: String, seats: i64, assigned: i64, auto_assign: bool) -> Self {
+/// The product columns both backends select, in the order of [`ProductColumns`].
+macro_rules! product_columns {
+    () => {
+        "code, name, seats, assigned, auto_assign"
+    };
+}
+pub(crate) use product_columns;
+
+/// A row of [`product_columns!`].
+pub(crate) type ProductColumns = (String, String, i64, i64, bool);
+
+impl From<ProductColumns> for Product {
+    fn from((code, name, seats, assigned, auto_assign): ProductColumns) -> Self {
         Product { code, name, seats, assigned, available: (seats - assigned).max(0), auto_assign }
     }
+}
+
+impl Product {
 
     /// More seats are assigned than the organization owns: the operator lowered
     /// the seat count and nothing is revoked automatically.
@@ -156,6 +170,63 @@ pub struct IgnoredSerial {
 pub struct Settings {
     pub organization_name: String,
     pub product_key: String,
+}
+
+/// How a product's licenses behave beyond its seats. Kept apart from
+/// [`Product`], whose fields PRODUCT.md fixes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductPolicy {
+    /// Days a signed license stays valid after the check-in that issued it.
+    pub license_days: i64,
+}
+
+/// What an admin changes of a product's policy at once; `None` leaves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    pub license_days: Option<i64>,
+}
+
+impl PolicyUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.license_days.is_none()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::StoreError> {
+        if let Some(days) = self.license_days {
+            crate::validate::license_days(days)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a signed license says beyond the device and the product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseTerms {
+    pub organization: String,
+    pub license_days: i64,
+}
+
+/// One of the server's Ed25519 signing keys as stored. The secret never
+/// leaves the server; the public half is published.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+    pub public: Vec<u8>,
+    pub created_at: Timestamp,
+    /// `None` for the key that signs now.
+    pub retired_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a check-in was answered "not licensed".

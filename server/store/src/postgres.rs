@@ -114,16 +114,15 @@ impl PgStore {
 }
 
 async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
-    let row: Option<(i64, String, String, i64, i64, bool)> = sqlx::query_as(
-        "select id, code, name, seats, assigned, auto_assign from products where org_id = $1 and code = $2",
-    )
-    .bind(org.0)
-    .bind(code)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<(i64, String, String, i64, i64, bool)> =
+        sqlx::query_as(concat!("select id, ", product_columns!(), " from products where org_id = $1 and code = $2"))
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(conn)
+            .await?;
     row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
         id,
-        product: Product::new(code, name, seats, assigned, auto_assign),
+        product: Product::from((code, name, seats, assigned, auto_assign)),
     })
     .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
 }
@@ -202,22 +201,22 @@ async fn insert_product(conn: &mut PgConnection, org: OrgId, product: &NewProduc
     validate::product_code(&product.code)?;
     validate::name("product name", &product.name)?;
     validate::seats(product.seats)?;
-    let inserted = sqlx::query(
+    let inserted: Option<ProductColumns> = sqlx::query_as(concat!(
         "insert into products (org_id, code, name, seats, auto_assign, created_at)
-         values ($1, $2, $3, $4, $5, $6) on conflict (org_id, code) do nothing",
-    )
+         values ($1, $2, $3, $4, $5, $6) on conflict (org_id, code) do nothing returning ",
+        product_columns!()
+    ))
     .bind(org.0)
     .bind(&product.code)
     .bind(&product.name)
     .bind(product.seats)
     .bind(product.auto_assign)
     .bind(now)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("a product with code {:?} already exists", product.code)));
-    }
-    Ok(Product::new(product.code.clone(), product.name.clone(), product.seats, 0, product.auto_assign))
+    inserted
+        .map(Product::from)
+        .ok_or_else(|| StoreError::Conflict(format!("a product with code {:?} already exists", product.code)))
 }
 
 fn device_from((serial, first_seen, last_seen, seats_assigned): (String, Timestamp, Timestamp, i64)) -> Device {
@@ -295,17 +294,16 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
         validate::seats(seats)?;
-        let row: Option<(String, String, i64, i64, bool)> = sqlx::query_as(
-            "update products set seats = $1 where org_id = $2 and code = $3
-             returning code, name, seats, assigned, auto_assign",
-        )
+        let row: Option<ProductColumns> = sqlx::query_as(concat!(
+            "update products set seats = $1 where org_id = $2 and code = $3 returning ",
+            product_columns!()
+        ))
         .bind(seats)
         .bind(org.0)
         .bind(code)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
-            .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+        row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
 
     #[tracing::instrument(skip_all)]
@@ -395,16 +393,12 @@ impl LicenseStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
-        let rows: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
-            "select code, name, seats, assigned, auto_assign from products where org_id = $1 order by name, code",
-        )
-        .bind(org.0)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
-            .collect())
+        let rows: Vec<ProductColumns> =
+            sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = $1 order by name, code"))
+                .bind(org.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(Product::from).collect())
     }
 
     #[tracing::instrument(skip_all)]
@@ -415,17 +409,101 @@ impl LicenseStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
-        let row: Option<(String, String, i64, i64, bool)> = sqlx::query_as(
-            "update products set auto_assign = $1 where org_id = $2 and code = $3
-             returning code, name, seats, assigned, auto_assign",
-        )
+        let row: Option<ProductColumns> = sqlx::query_as(concat!(
+            "update products set auto_assign = $1 where org_id = $2 and code = $3 returning ",
+            product_columns!()
+        ))
         .bind(auto_assign)
         .bind(org.0)
         .bind(code)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
-            .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+        row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        let license_days: Option<i64> =
+            sqlx::query_scalar("select license_days from products where org_id = $1 and code = $2")
+                .bind(org.0)
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        let license_days = license_days.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(ProductPolicy { license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy> {
+        update.validate()?;
+        let license_days: Option<i64> = sqlx::query_scalar(
+            "update products set license_days = coalesce($1, license_days) where org_id = $2 and code = $3
+             returning license_days",
+        )
+        .bind(update.license_days)
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        let license_days = license_days.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(ProductPolicy { license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "select o.name, p.license_days from products p join organizations o on o.id = p.org_id
+             where p.org_id = $1 and p.code = $2",
+        )
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(LicenseTerms { organization, license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, Timestamp, Option<Timestamp>)> = sqlx::query_as(
+            "select kid, secret, public, created_at, retired_at from signing_keys
+             order by retired_at is not null, created_at desc, id desc",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, secret, public, created_at, retired_at)| StoredSigningKey {
+                kid,
+                secret,
+                public,
+                created_at,
+                retired_at,
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if retire_active {
+            // Locks the active key's row: two rotations at once queue here.
+            sqlx::query("update signing_keys set retired_at = $1 where retired_at is null")
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted = sqlx::query(
+            "insert into signing_keys (kid, secret, public, created_at) values ($1, $2, $3, $4) on conflict do nothing",
+        )
+        .bind(&key.kid)
+        .bind(&key.secret)
+        .bind(&key.public)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     #[tracing::instrument(skip_all)]

@@ -183,17 +183,26 @@ struct ProductRow {
 }
 
 async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
-    let row: Option<(i64, String, String, i64, i64, bool)> = sqlx::query_as(
-        "select id, code, name, seats, assigned, auto_assign from products where org_id = ? and code = ?",
-    )
-    .bind(org.0)
-    .bind(code)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<(i64, String, String, i64, i64, bool)> =
+        sqlx::query_as(concat!("select id, ", product_columns!(), " from products where org_id = ? and code = ?"))
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
         id,
-        product: Product::new(code, name, seats, assigned, auto_assign),
+        product: Product::from((code, name, seats, assigned, auto_assign)),
     }))
+}
+
+async fn fetch_policy(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductPolicy> {
+    let license_days: Option<i64> = sqlx::query_scalar("select license_days from products where org_id = ? and code = ?")
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(conn)
+        .await?;
+    let license_days = license_days.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+    Ok(ProductPolicy { license_days })
 }
 
 async fn device_id(conn: &mut SqliteConnection, org: OrgId, serial: &str) -> Result<i64> {
@@ -262,22 +271,22 @@ async fn insert_product(conn: &mut SqliteConnection, org: OrgId, product: &NewPr
     validate::product_code(&product.code)?;
     validate::name("product name", &product.name)?;
     validate::seats(product.seats)?;
-    let inserted = sqlx::query(
+    let inserted: Option<ProductColumns> = sqlx::query_as(concat!(
         "insert into products (org_id, code, name, seats, auto_assign, created_at)
-         values (?, ?, ?, ?, ?, ?) on conflict (org_id, code) do nothing",
-    )
+         values (?, ?, ?, ?, ?, ?) on conflict (org_id, code) do nothing returning ",
+        product_columns!()
+    ))
     .bind(org.0)
     .bind(&product.code)
     .bind(&product.name)
     .bind(product.seats)
     .bind(product.auto_assign)
     .bind(millis(now))
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("a product with code {:?} already exists", product.code)));
-    }
-    Ok(Product::new(product.code.clone(), product.name.clone(), product.seats, 0, product.auto_assign))
+    inserted
+        .map(Product::from)
+        .ok_or_else(|| StoreError::Conflict(format!("a product with code {:?} already exists", product.code)))
 }
 
 fn device_from((serial, first_seen, last_seen, seats_assigned): (String, i64, i64, i64)) -> Device {
@@ -469,16 +478,12 @@ impl LicenseStore for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
-        let rows: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
-            "select code, name, seats, assigned, auto_assign from products where org_id = ? order by name, code",
-        )
-        .bind(org.0)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(code, name, seats, assigned, auto_assign)| Product::new(code, name, seats, assigned, auto_assign))
-            .collect())
+        let rows: Vec<ProductColumns> =
+            sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = ? order by name, code"))
+                .bind(org.0)
+                .fetch_all(&self.readers)
+                .await?;
+        Ok(rows.into_iter().map(Product::from).collect())
     }
 
     #[tracing::instrument(skip_all)]
@@ -499,6 +504,83 @@ impl LicenseStore for SqliteStore {
         let product = self.org_product(&mut tx, org, code).await?.product;
         tx.commit().await?;
         Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_policy(&mut conn, org, code).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy> {
+        update.validate()?;
+        let mut tx = self.write().await?;
+        sqlx::query("update products set license_days = coalesce(?, license_days) where org_id = ? and code = ?")
+            .bind(update.license_days)
+            .bind(org.0)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        let policy = fetch_policy(&mut tx, org, code).await?;
+        tx.commit().await?;
+        Ok(policy)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "select o.name, p.license_days from products p join organizations o on o.id = p.org_id
+             where p.org_id = ? and p.code = ?",
+        )
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.readers)
+        .await?;
+        let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(LicenseTerms { organization, license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+            "select kid, secret, public, created_at, retired_at from signing_keys
+             order by retired_at is not null, created_at desc, id desc",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, secret, public, created_at, retired_at)| StoredSigningKey {
+                kid,
+                secret,
+                public,
+                created_at: timestamp(created_at),
+                retired_at: retired_at.map(timestamp),
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
+        let mut tx = self.write().await?;
+        if retire_active {
+            sqlx::query("update signing_keys set retired_at = ? where retired_at is null")
+                .bind(millis(key.created_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted = sqlx::query(
+            "insert into signing_keys (kid, secret, public, created_at) values (?, ?, ?, ?) on conflict do nothing",
+        )
+        .bind(&key.kid)
+        .bind(&key.secret)
+        .bind(&key.public)
+        .bind(millis(key.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     #[tracing::instrument(skip_all)]

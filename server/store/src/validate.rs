@@ -66,6 +66,17 @@ pub fn seats(seats: i64) -> Result<(), StoreError> {
     }
 }
 
+pub const LICENSE_DAYS_MAX: i64 = 365;
+
+/// How long a signed license stays valid: 1 to 365 days.
+pub fn license_days(days: i64) -> Result<(), StoreError> {
+    if (1..=LICENSE_DAYS_MAX).contains(&days) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(format!("license_days must be a whole number from 1 to {LICENSE_DAYS_MAX}")))
+    }
+}
+
 /// A LIKE pattern matching serials that contain `query`, with LIKE's own
 /// wildcards escaped by `\`.
 pub(crate) fn contains_pattern(query: &str) -> String {

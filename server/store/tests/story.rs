@@ -48,6 +48,8 @@ stories!(
     the_product_screen_lists_its_holders_in_pages,
     bad_input_is_refused_and_records_nothing,
     operator_conflicts_are_reported_not_overwritten,
+    a_product_policy_changes_only_what_is_named_and_refuses_bad_values,
+    servers_racing_to_make_the_first_signing_key_store_one_and_rotation_retires_it,
     bootstrap_creates_the_default_organization_only_once,
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
@@ -544,4 +546,65 @@ async fn ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded(store: Store)
         assert_eq!(store.check_in(org, "editor", &serial).await.unwrap().reason, Some(Denial::DeviceIgnored));
     }
     assert_eq!(holders_of(&store, org, "editor").await, Vec::<String>::new(), "no seat held by an ignored serial");
+}
+
+async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    assert_eq!(store.policy(org, "editor").await.unwrap(), ProductPolicy { license_days: 7 });
+    let terms = store.license_terms(org, "editor").await.unwrap();
+    assert_eq!(terms, LicenseTerms { organization: "acme".into(), license_days: 7 });
+
+    let changed = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(365) }).await.unwrap();
+    assert_eq!(changed.license_days, 365);
+    assert_eq!(store.update_policy(org, "editor", &PolicyUpdate::default()).await.unwrap().license_days, 365);
+    for bad in [0, -1, 366, i64::MAX] {
+        let refused = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(bad) }).await;
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad}: {refused:?}");
+    }
+    assert_eq!(store.license_terms(org, "editor").await.unwrap().license_days, 365);
+    let product = store.product(org, "editor").await.unwrap();
+    assert_eq!((product.seats, product.auto_assign), (2, true), "the policy leaves the seats alone");
+
+    let other = org_with_product(&store, "globex", "viewer", 1, false).await;
+    assert!(matches!(store.policy(other, "editor").await, Err(StoreError::UnknownProduct(_))));
+    assert!(matches!(
+        store.update_policy(other, "editor", &PolicyUpdate { license_days: Some(1) }).await,
+        Err(StoreError::UnknownProduct(_))
+    ));
+    assert!(matches!(store.license_terms(other, "editor").await, Err(StoreError::UnknownProduct(_))));
+}
+
+fn signing_key(kid: &str) -> StoredSigningKey {
+    StoredSigningKey { kid: kid.into(), secret: vec![1; 32], public: vec![2; 32], created_at: now(), retired_at: None }
+}
+
+async fn servers_racing_to_make_the_first_signing_key_store_one_and_rotation_retires_it(store: Store) {
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    let racers = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_signing_key(&signing_key(&format!("first-{i}")), false).await.unwrap() })
+    });
+    let added = futures_count(racers).await;
+    assert_eq!(added, 1, "exactly one first key is stored");
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let first = keys[0].kid.clone();
+    assert_eq!((keys[0].secret.clone(), keys[0].retired_at), (vec![1; 32], None));
+
+    assert!(!store.add_signing_key(&signing_key("not-first"), false).await.unwrap(), "a key exists already");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(store.add_signing_key(&signing_key("second"), true).await.unwrap());
+    let keys = store.signing_keys().await.unwrap();
+    let kids: Vec<&str> = keys.iter().map(|key| key.kid.as_str()).collect();
+    assert_eq!(kids, ["second", first.as_str()], "the active key first");
+    assert!(keys[0].retired_at.is_none() && keys[1].retired_at.is_some());
+}
+
+/// Awaits the tasks and counts those that answered `true`.
+async fn futures_count(tasks: impl Iterator<Item = tokio::task::JoinHandle<bool>>) -> usize {
+    let mut count = 0;
+    for task in tasks {
+        count += usize::from(task.await.unwrap());
+    }
+    count
 }

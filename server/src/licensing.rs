@@ -1,0 +1,328 @@
+//! Signed licenses: every check-in answered `licensed: true` carries a token
+//! a device can verify offline with the server's public key, and trust until
+//! it expires.
+//!
+//! The token is a JWT (RFC 7519) signed with Ed25519 (`alg: EdDSA`, RFC 8037),
+//! so a device app can verify it with any JWT library or with a few lines of
+//! its own: `base64url(header).base64url(claims).base64url(signature)`. The
+//! claims name the organization, the product, the serial, the issue and expiry
+//! times (seconds since the Unix epoch) and, when the device sent one, its
+//! nonce. `GET /api/v1/public-keys` publishes every key as a JWK set, the
+//! retired ones too, so tokens signed before a rotation still verify.
+//!
+//! The keys live in the database (`signing_keys`): generated on the first
+//! start, shared by every server process of a PostgreSQL fleet, replaced by
+//! `seatkeeper signing-key rotate`. Running servers pick up a rotation, and a
+//! product's new license validity, within a second.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use store::{CheckIn, LicenseStore, LicenseTerms, OrgId, Store, StoreError, StoredSigningKey, Timestamp};
+
+/// The longest nonce a check-in may carry.
+pub const NONCE_MAX_CHARS: usize = 64;
+
+/// How long the keys and a product's terms are trusted before they are read
+/// again: the delay with which a rotation from another process, or a changed
+/// validity, reaches this one.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// The `iss` claim of every token.
+pub const ISSUER: &str = "seatkeeper";
+
+/// Signs licenses for one server process.
+pub struct Licenser {
+    store: Store,
+    ring: RwLock<Option<Arc<KeyRing>>>,
+    /// One reload at a time; the others go on with the keys they have.
+    reloading: tokio::sync::Mutex<()>,
+    terms: Mutex<HashMap<(OrgId, String), (Instant, Arc<LicenseTerms>)>>,
+}
+
+/// The keys as last read: the one that signs, and every one to publish.
+struct KeyRing {
+    read_at: Instant,
+    kid: String,
+    signer: SigningKey,
+    /// `base64url({"alg":"EdDSA","typ":"JWT","kid":…})`, the same for every token.
+    header: String,
+    published: Vec<PublicKey>,
+}
+
+/// One public key as a JWK (RFC 8037), with when it was made and retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKey {
+    pub kty: String,
+    pub crv: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    pub kid: String,
+    /// The 32-byte public key, base64url without padding.
+    pub x: String,
+    #[serde(with = "store::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "store::rfc3339::option")]
+    pub retired_at: Option<Timestamp>,
+}
+
+/// `GET /api/v1/public-keys`: a JWK set, the signing key first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicKeys {
+    pub keys: Vec<PublicKey>,
+}
+
+/// What a license token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub org: String,
+    pub product: String,
+    pub serial: String,
+    /// Issued at, in seconds since the Unix epoch.
+    pub iat: i64,
+    /// Expires at, in seconds since the Unix epoch.
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'static str,
+    typ: &'static str,
+    kid: &'a str,
+}
+
+/// Checks a check-in's nonce: 1 to 64 printable ASCII characters.
+pub fn validate_nonce(nonce: &str) -> Result<(), StoreError> {
+    let printable = nonce.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    if nonce.is_empty() || nonce.len() > NONCE_MAX_CHARS || !printable {
+        return Err(StoreError::Invalid(format!(
+            "nonce must be 1 to {NONCE_MAX_CHARS} printable ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A fresh Ed25519 key, as the store keeps it. Its id is the first 16 hex
+/// digits of the SHA-256 of the public key.
+pub fn generate_key() -> StoredSigningKey {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).expect("the operating system's random generator is unavailable");
+    let public = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+    let kid = hex::encode(&Sha256::digest(public)[..8]);
+    StoredSigningKey { kid, secret: secret.to_vec(), public: public.to_vec(), created_at: store::now(), retired_at: None }
+}
+
+/// Replaces the signing key: the new one signs from now on (in every server
+/// within a second); the old one stays published for verification.
+pub async fn rotate(store: &Store) -> Result<StoredSigningKey, StoreError> {
+    let key = generate_key();
+    store.add_signing_key(&key, true).await?;
+    Ok(key)
+}
+
+impl Licenser {
+    pub fn new(store: Store) -> Arc<Self> {
+        Arc::new(Licenser {
+            store,
+            ring: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            terms: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads the keys, creating the first one on a database that has none.
+    /// The server calls this at start; the first license would otherwise.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        self.reload().await.map(drop)
+    }
+
+    /// A signed license for a check-in answered `licensed: true`.
+    pub async fn issue(&self, org: OrgId, check_in: &CheckIn, nonce: Option<&str>) -> Result<String, StoreError> {
+        let terms = self.terms(org, &check_in.product).await?;
+        let ring = self.ring().await?;
+        let iat = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            org: terms.organization.clone(),
+            product: check_in.product.clone(),
+            serial: check_in.serial.clone(),
+            iat,
+            exp: iat + terms.license_days * 86_400,
+            nonce: nonce.map(str::to_owned),
+        };
+        Ok(ring.sign(&claims))
+    }
+
+    /// Every key, for `GET /api/v1/public-keys`.
+    pub async fn public_keys(&self) -> Result<PublicKeys, StoreError> {
+        Ok(PublicKeys { keys: self.ring().await?.published.clone() })
+    }
+
+    /// Forgets a product's terms, after this process changed them.
+    pub fn forget_terms(&self, org: OrgId, code: &str) {
+        self.terms.lock().unwrap_or_else(PoisonError::into_inner).remove(&(org, code.to_owned()));
+    }
+
+    async fn terms(&self, org: OrgId, code: &str) -> Result<Arc<LicenseTerms>, StoreError> {
+        let key = (org, code.to_owned());
+        if let Some((read_at, terms)) = self.terms.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            if read_at.elapsed() < REFRESH_EVERY {
+                return Ok(terms.clone());
+            }
+        }
+        let terms = Arc::new(self.store.license_terms(org, code).await?);
+        self.terms.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (Instant::now(), terms.clone()));
+        Ok(terms)
+    }
+
+    /// The keys, read again when older than [`REFRESH_EVERY`].
+    async fn ring(&self) -> Result<Arc<KeyRing>, StoreError> {
+        let current = self.ring.read().unwrap_or_else(PoisonError::into_inner).clone();
+        match current {
+            Some(ring) if ring.read_at.elapsed() < REFRESH_EVERY => Ok(ring),
+            // Another request is reading them: sign with these meanwhile.
+            Some(ring) if self.reloading.try_lock().is_err() => Ok(ring),
+            _ => self.reload().await,
+        }
+    }
+
+    async fn reload(&self) -> Result<Arc<KeyRing>, StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let mut keys = self.store.signing_keys().await?;
+        if keys.first().is_none_or(|key| key.retired_at.is_some()) {
+            // A database without an active key: make one. Servers racing here
+            // store only one (the others' inserts find it and do nothing).
+            self.store.add_signing_key(&generate_key(), false).await?;
+            keys = self.store.signing_keys().await?;
+        }
+        let ring = Arc::new(KeyRing::from_stored(&keys)?);
+        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Some(ring.clone());
+        Ok(ring)
+    }
+}
+
+impl KeyRing {
+    fn from_stored(keys: &[StoredSigningKey]) -> Result<Self, StoreError> {
+        let broken = |kid: &str| StoreError::Unavailable(format!("signing key {kid} in the database is damaged"));
+        let active = keys
+            .first()
+            .filter(|key| key.retired_at.is_none())
+            .ok_or_else(|| StoreError::Unavailable("no active signing key".to_owned()))?;
+        let secret: [u8; 32] = active.secret.as_slice().try_into().map_err(|_| broken(&active.kid))?;
+        let signer = SigningKey::from_bytes(&secret);
+        if signer.verifying_key().as_bytes().as_slice() != active.public.as_slice() {
+            return Err(broken(&active.kid));
+        }
+        let header = serde_json::to_vec(&Header { alg: "EdDSA", typ: "JWT", kid: &active.kid })
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let published = keys
+            .iter()
+            .map(|key| PublicKey {
+                kty: "OKP".to_owned(),
+                crv: "Ed25519".to_owned(),
+                alg: "EdDSA".to_owned(),
+                use_: "sig".to_owned(),
+                kid: key.kid.clone(),
+                x: URL_SAFE_NO_PAD.encode(&key.public),
+                created_at: key.created_at,
+                retired_at: key.retired_at,
+            })
+            .collect();
+        Ok(KeyRing {
+            read_at: Instant::now(),
+            kid: active.kid.clone(),
+            signer,
+            header: URL_SAFE_NO_PAD.encode(header),
+            published,
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        // Serializing plain strings and numbers cannot fail.
+        let payload = serde_json::to_vec(claims).unwrap_or_default();
+        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.signer.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        token
+    }
+}
+
+impl std::fmt::Debug for Licenser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kid = self.ring.read().unwrap_or_else(PoisonError::into_inner).as_ref().map(|ring| ring.kid.clone());
+        f.debug_struct("Licenser").field("signing_kid", &kid).finish_non_exhaustive()
+    }
+}
+
+/// Verifies a token with a public key alone, as a device would: the
+/// signature over `header.claims`, then the claims. Used by the tests and the
+/// README's example; it does not check `exp` or the nonce, which are the
+/// device's to compare.
+pub fn verify(token: &str, public_key: &[u8; 32]) -> Result<Claims, &'static str> {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let (signed, signature) = token.rsplit_once('.').ok_or("not a JWT")?;
+    let (_header, payload) = signed.split_once('.').ok_or("not a JWT")?;
+    let signature: [u8; 64] =
+        URL_SAFE_NO_PAD.decode(signature).ok().and_then(|bytes| bytes.try_into().ok()).ok_or("bad signature encoding")?;
+    let key = VerifyingKey::from_bytes(public_key).map_err(|_| "bad public key")?;
+    key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&signature)).map_err(|_| "signature does not match")?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| "bad claims encoding")?;
+    serde_json::from_slice(&payload).map_err(|_| "bad claims")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_short_printable_ascii() {
+        for ok in ["a", "0123456789abcdef", " spaced ~!", &"n".repeat(64)] {
+            assert!(validate_nonce(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", &"n".repeat(65), "tab\t", "é", "nul\0"] {
+            assert!(validate_nonce(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_verifies_with_its_public_key_and_fails_when_touched() {
+        let stored = generate_key();
+        let ring = KeyRing::from_stored(std::slice::from_ref(&stored)).unwrap();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            org: "acme".into(),
+            product: "editor".into(),
+            serial: "SN-1".into(),
+            iat: 1_800_000_000,
+            exp: 1_800_604_800,
+            nonce: Some("n-1".into()),
+        };
+        let token = ring.sign(&claims);
+        let public: [u8; 32] = stored.public.clone().try_into().unwrap();
+        assert_eq!(verify(&token, &public), Ok(claims.clone()));
+
+        let other: [u8; 32] = generate_key().public.try_into().unwrap();
+        assert!(verify(&token, &other).is_err(), "another key must not verify it");
+
+        let (head, rest) = token.split_once('.').unwrap();
+        let (payload, signature) = rest.split_once('.').unwrap();
+        let forged = Claims { serial: "SN-2".into(), ..claims };
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        assert_ne!(forged_payload, payload);
+        assert!(verify(&format!("{head}.{forged_payload}.{signature}"), &public).is_err());
+    }
+}
