@@ -118,15 +118,15 @@ async fn refuse_cross_site_forms(request: axum::extract::Request, next: middlewa
         let host = headers.get("x-forwarded-host").or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok());
         let sender = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
         let sender_host = sender.map(|url| url.split_once("://").map_or(url, |(_, rest)| rest).split('/').next().unwrap_or_default());
-        if let (Some(host), Some(sender_host)) = (host, sender_host) {
-            if !sender_host.eq_ignore_ascii_case(host) {
-                return api::ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "cross_site_request",
-                    "this request came from a page of another site",
-                )
-                .into_response();
-            }
+        if let (Some(host), Some(sender_host)) = (host, sender_host)
+            && !sender_host.eq_ignore_ascii_case(host)
+        {
+            return api::ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "this request came from a page of another site",
+            )
+            .into_response();
         }
     }
     next.run(request).await

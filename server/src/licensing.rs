@@ -43,8 +43,11 @@ pub struct Licenser {
     ring: RwLock<Option<Arc<KeyRing>>>,
     /// One reload at a time; the others go on with the keys they have.
     reloading: tokio::sync::Mutex<()>,
-    terms: Mutex<HashMap<(OrgId, String), (Instant, Arc<LicenseTerms>)>>,
+    terms: Mutex<HashMap<(OrgId, String), ReadTerms>>,
 }
+
+/// A product's terms and when they were read.
+type ReadTerms = (Instant, Arc<LicenseTerms>);
 
 /// The keys as last read: the one that signs, and every one to publish.
 struct KeyRing {
@@ -175,10 +178,10 @@ impl Licenser {
 
     async fn terms(&self, org: OrgId, code: &str) -> Result<Arc<LicenseTerms>, StoreError> {
         let key = (org, code.to_owned());
-        if let Some((read_at, terms)) = self.terms.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-            if read_at.elapsed() < REFRESH_EVERY {
-                return Ok(terms.clone());
-            }
+        if let Some((read_at, terms)) = self.terms.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && read_at.elapsed() < REFRESH_EVERY
+        {
+            return Ok(terms.clone());
         }
         let terms = Arc::new(self.store.license_terms(org, code).await?);
         self.terms.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (Instant::now(), terms.clone()));

@@ -465,7 +465,8 @@ impl LicenseStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
-        let rows: Vec<(String, Vec<u8>, Vec<u8>, Timestamp, Option<Timestamp>)> = sqlx::query_as(
+        type Row = (String, Vec<u8>, Vec<u8>, Timestamp, Option<Timestamp>);
+        let rows: Vec<Row> = sqlx::query_as(
             "select kid, secret, public, created_at, retired_at from signing_keys
              order by retired_at is not null, created_at desc, id desc",
         )

@@ -543,7 +543,8 @@ impl LicenseStore for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
-        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+        type Row = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
             "select kid, secret, public, created_at, retired_at from signing_keys
              order by retired_at is not null, created_at desc, id desc",
         )
