@@ -59,9 +59,9 @@ pub async fn set_license(serial: String, product: String, assigned: Option<Strin
         let org = require_org().await?;
         let store = store()?;
         if assigned.is_some() {
-            store.assign(org.id, &serial, &product).await?;
+            store.assign(org.id, &serial, &product, store::Actor::AdminSession).await?;
         } else {
-            store.unassign(org.id, &serial, &product).await?;
+            store.unassign(org.id, &serial, &product, store::Actor::AdminSession).await?;
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ pub async fn delete_device(serial: String) -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        Ok(store()?.delete_device(org.id, &serial).await?)
+        Ok(store()?.delete_device(org.id, &serial, store::Actor::AdminSession).await?)
     }
     .await;
     finish_form("device-actions", result)
@@ -72,7 +72,7 @@ pub async fn ignore_device(serial: String) -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        store()?.ignore_device(org.id, &serial).await?;
+        store()?.ignore_device(org.id, &serial, store::Actor::AdminSession).await?;
         Ok(())
     }
     .await;
@@ -115,6 +115,9 @@ pub fn DevicesPage() -> impl IntoView {
             <label for="device-search">"Search serial numbers"</label>
             <input id="device-search" type="search" name="q" value=search placeholder="Part of a serial" />
             <button type="submit">"Search"</button>
+            <a href=move || format!("/devices.csv?q={}", encode_segment(&search())) download="devices.csv" rel="external">
+                "Download CSV"
+            </a>
         </Form>
         <ActionError value=delete.value() form="device-actions" />
         <ActionError value=ignore.value() form="device-actions" />

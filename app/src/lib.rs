@@ -2,6 +2,7 @@
 //! browser (which hydrates them). One screen, one file: each holds its page,
 //! the data it shows and the server functions behind its forms.
 
+pub mod activity;
 pub mod auth;
 pub mod device;
 pub mod devices;
@@ -59,6 +60,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("devices") view=devices::DevicesPage ssr=SsrMode::Async/>
                     <Route path=path!("devices/:serial") view=device::DevicePage ssr=SsrMode::Async/>
                     <Route path=path!("settings") view=settings::SettingsPage ssr=SsrMode::Async/>
+                    <Route path=path!("activity") view=activity::ActivityPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>
@@ -90,6 +92,7 @@ fn Header(org: String) -> impl IntoView {
             <nav aria-label="Screens">
                 <A href="/" exact=true>"Licenses"</A>
                 <A href="/devices">"Devices"</A>
+                <A href="/activity">"Activity"</A>
             </nav>
             <span class="org" title="Organization">{org}</span>
             <ActionForm action=auth.sign_out attr:class="inline">

@@ -53,7 +53,7 @@ pub async fn set_auto_assign(code: String, auto_assign: Option<String>) -> Resul
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        store()?.set_auto_assign(org.id, &code, auto_assign.is_some()).await?;
+        store()?.set_auto_assign(org.id, &code, auto_assign.is_some(), store::Actor::AdminSession).await?;
         Ok(())
     }
     .await;

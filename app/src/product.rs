@@ -60,7 +60,7 @@ pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        store()?.unassign(org.id, &serial, &code).await?;
+        store()?.unassign(org.id, &serial, &code, store::Actor::AdminSession).await?;
         Ok(())
     }
     .await;
@@ -76,7 +76,7 @@ pub async fn set_license_days(code: String, days: String) -> Result<(), UiError>
         let org = require_org().await?;
         let days = days.trim().parse::<i64>().ok().filter(|days| validate::license_days(*days).is_ok());
         let Some(days) = days else { return Err(UiError::new("invalid_license_days")) };
-        store()?.update_policy(org.id, &code, &PolicyUpdate { license_days: Some(days) }).await?;
+        store()?.update_policy(org.id, &code, &PolicyUpdate { license_days: Some(days) }, store::Actor::AdminSession).await?;
         Ok(())
     }
     .await;

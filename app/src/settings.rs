@@ -55,7 +55,7 @@ pub async fn rotate_product_key() -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        store()?.rotate_product_key(org.id).await?;
+        store()?.rotate_product_key(org.id, store::Actor::AdminSession).await?;
         Ok(())
     }
     .await;
@@ -71,7 +71,7 @@ pub async fn rotate_admin_key() -> Result<String, UiError> {
     let result = async {
         let org = require_org().await?;
         let store = store()?;
-        let key = store.rotate_admin_key(org.id).await?;
+        let key = store.rotate_admin_key(org.id, store::Actor::AdminSession).await?;
         let session = store.create_session(org.id, SESSION_LIFETIME).await?;
         set_cookie(SESSION_COOKIE, Some(&session), SESSION_LIFETIME);
         // Without JavaScript the page that follows shows it, once.
@@ -88,7 +88,7 @@ pub async fn unignore(serial: String) -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let org = require_org().await?;
-        Ok(store()?.unignore(org.id, &serial).await?)
+        Ok(store()?.unignore(org.id, &serial, store::Actor::AdminSession).await?)
     }
     .await;
     finish_form("ignore-list", result)

@@ -132,6 +132,33 @@ test('the Product screen sets how long signed licenses stay valid', async () => 
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 30, 'nothing changed');
 });
 
+test('the Activity screen lists every change, filters it and downloads it as CSV', async () => {
+  await page.getByRole('link', { name: 'Activity' }).click();
+  await page.getByRole('heading', { name: 'Activity' }).waitFor();
+  await hydrated(page);
+  const revoked = page.getByRole('row').filter({ hasText: 'Seat revoked' });
+  await revoked.filter({ hasText: 'LAPTOP-002' }).waitFor();
+  assert.match(await revoked.first().textContent(), /Admin \(screens\)/, 'the revoke on the Product screen, by this admin');
+  assert.ok(await page.getByRole('row').filter({ hasText: 'Device check-in' }).count() > 0, 'auto-assignments by devices');
+  await screenshot(page, 'activity');
+
+  await page.getByLabel('What').selectOption('seat_revoked');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.waitForURL(/kind=seat_revoked/);
+  await page.getByRole('row').filter({ hasText: 'Device check-in' }).first().waitFor({ state: 'detached' });
+  const rows = await page.locator('tbody tr').count();
+  assert.equal(rows, await page.getByRole('row').filter({ hasText: 'Seat revoked' }).count(), 'only revokes are left');
+
+  const csvLink = page.getByRole('link', { name: 'Download CSV' });
+  const href = await csvLink.getAttribute('href');
+  assert.match(href, /^\/activity\.csv\?.*kind=seat_revoked/);
+  const csv = await page.evaluate(async (url) => (await fetch(url)).text(), href);
+  const lines = csv.trim().split('\r\n');
+  assert.equal(lines[0], 'at,actor,kind,product,serial,detail');
+  assert.equal(lines.length - 1, rows, 'the download holds what the screen shows');
+  assert.ok(lines.slice(1).every((line) => line.includes(',seat_revoked,')));
+});
+
 test('the Devices screen lists, searches, deletes and ignores devices', async () => {
   for (let i = 0; i < 60; i++) await checkIn(server.baseURL, keys.productKey, 'viewer', `FLEET-${String(i).padStart(3, '0')}`);
   await page.getByRole('navigation').getByRole('link', { name: 'Devices' }).click();
@@ -250,7 +277,7 @@ test('narrow screens keep every screen usable', async () => {
     await narrow.page.getByLabel('Administration API key').fill(keys.adminKey);
     await narrow.page.getByRole('button', { name: 'Sign in' }).click();
     await narrow.page.getByRole('heading', { name: 'Licenses' }).waitFor();
-    for (const [name, path] of [['narrow-licenses', '/'], ['narrow-devices', '/devices'], ['narrow-device', '/devices/LAPTOP-001'], ['narrow-settings', '/settings']]) {
+    for (const [name, path] of [['narrow-licenses', '/'], ['narrow-devices', '/devices'], ['narrow-device', '/devices/LAPTOP-001'], ['narrow-settings', '/settings'], ['narrow-activity', '/activity']]) {
       await narrow.page.goto(`${server.baseURL}${path}`);
       await hydrated(narrow.page);
       const overflow = await narrow.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

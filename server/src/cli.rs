@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-use store::{LicenseStore, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
+use store::{Actor, LicenseStore, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/seatkeeper.db";
 
@@ -46,6 +46,10 @@ pub struct Cli {
     /// Bytes a request's line and headers may take (431 above; at least 8192).
     #[arg(long, env = "SEATKEEPER_MAX_HEADER_BYTES", default_value_t = 16384, global = true)]
     pub max_header_bytes: usize,
+
+    /// Days the audit log keeps a change (0: keep every change).
+    #[arg(long, env = "SEATKEEPER_ACTIVITY_RETENTION_DAYS", default_value_t = 365, global = true)]
+    pub activity_retention_days: u32,
 
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
@@ -271,12 +275,12 @@ pub async fn run(store: &Store, command: Command) -> Result<Output, StoreError> 
         Command::Org(OrgCommand::List) => Ok(organizations_summary(&store.organizations().await?)),
         Command::Product(ProductCommand::Add { org, code, name, seats, auto_assign }) => {
             let id = store.organization_by_name(&org).await?.id;
-            let product = store.add_product(id, &NewProduct { code, name, seats, auto_assign }).await?;
+            let product = store.add_product(id, &NewProduct { code, name, seats, auto_assign }, Actor::Operator).await?;
             Ok(product_summary("added", &org, &product))
         }
         Command::Product(ProductCommand::SetSeats { org, code, seats }) => {
             let id = store.organization_by_name(&org).await?.id;
-            let product = store.set_seats(id, &code, seats).await?;
+            let product = store.set_seats(id, &code, seats, Actor::Operator).await?;
             Ok(product_summary("updated", &org, &product))
         }
         Command::SigningKey(SigningKeyCommand::List) => {
@@ -307,9 +311,9 @@ pub async fn run(store: &Store, command: Command) -> Result<Output, StoreError> 
         Command::Keys(KeysCommand::Rotate(RotateArgs { org, admin, product: _ })) => {
             let id = store.organization_by_name(&org).await?.id;
             let (label, key) = if admin {
-                ("Administration API key", store.rotate_admin_key(id).await?)
+                ("Administration API key", store.rotate_admin_key(id, Actor::Operator).await?)
             } else {
-                ("Product API key", store.rotate_product_key(id).await?)
+                ("Product API key", store.rotate_product_key(id, Actor::Operator).await?)
             };
             let human = format!("New {label} for {org:?}: {key}\nThe old key no longer works.");
             let key = Some(key.as_str());

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod export;
 pub mod licensing;
 pub mod limits;
 pub mod serve;
@@ -75,6 +76,9 @@ pub fn router(state: AppState) -> Router {
     let store = state.store.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        // The screens' download links, by the browser's session.
+        .route("/activity.csv", get(export::activity_for_session))
+        .route("/devices.csv", get(export::devices_for_session))
         .nest("/api/v1", api::routes())
         .leptos_routes_with_context(
             &state,
@@ -130,6 +134,26 @@ async fn refuse_cross_site_forms(request: axum::extract::Request, next: middlewa
         }
     }
     next.run(request).await
+}
+
+/// Deletes audit-log entries older than `retention`, at start and then hourly.
+pub fn spawn_activity_retention(store: Store, retention: std::time::Duration) {
+    use store::LicenseStore;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Some(cutoff) = chrono::Duration::from_std(retention).ok().and_then(|age| store::now().checked_sub_signed(age))
+            else {
+                return;
+            };
+            match store.prune_activity(cutoff).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "deleted audit-log entries past their retention"),
+                Err(error) => tracing::warn!(%error, "pruning the audit log failed; trying again in an hour"),
+            }
+        }
+    });
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish;

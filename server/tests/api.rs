@@ -403,7 +403,12 @@ const ADMIN_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/products/editor"),
     (Method::PATCH, "/products/editor"),
     (Method::GET, "/products/editor/devices"),
+    (Method::GET, "/products/editor/policy"),
+    (Method::PATCH, "/products/editor/policy"),
     (Method::GET, "/devices"),
+    (Method::GET, "/devices.csv"),
+    (Method::GET, "/activity"),
+    (Method::GET, "/activity.csv"),
     (Method::GET, "/devices/SN-1"),
     (Method::DELETE, "/devices/SN-1"),
     (Method::POST, "/devices/SN-1/ignore"),
@@ -463,11 +468,13 @@ async fn every_admin_route_with_another_organizations_key_leaves_this_one_alone(
     let acme_before = snapshot(&app, &acme.admin_key).await;
     let body = Some(json!({"auto_assign": true}));
     for (method, route) in ADMIN_ROUTES {
-        if route.starts_with("/settings") || *route == "/products" || *route == "/devices" || *route == "/ignored" || route.ends_with("/ignore") {
+        let own_lists = ["/products", "/devices", "/devices.csv", "/ignored", "/activity", "/activity.csv"];
+        if route.starts_with("/settings") || own_lists.contains(route) || route.ends_with("/ignore") {
             continue; // these act on the caller's own data (ignoring a serial puts it on the caller's own list)
         }
         let route = route.replace("SN-1", if route.starts_with("/ignored") { "SN-IGNORED" } else { "SN-1" });
-        let reply = app.call(method.clone(), &format!("/api/v1/admin{route}"), Some(&globex.admin_key), body.clone()).await;
+        let body = if route.ends_with("/policy") { Some(json!({"license_days": 3})) } else { body.clone() };
+        let reply = app.call(method.clone(), &format!("/api/v1/admin{route}"), Some(&globex.admin_key), body).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {route} with globex's key: {}", String::from_utf8_lossy(&reply.body));
     }
     let ignored = app.admin(Method::POST, "/devices/SN-1/ignore", &globex.admin_key).await;

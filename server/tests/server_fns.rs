@@ -8,6 +8,7 @@ use app::auth::{CurrentOrg, SignIn, SignOut};
 use app::device::{LoadDevice, SetLicense};
 use app::devices::{DeleteDevice, IgnoreDevice, ListDevices};
 use app::licenses::{ListProducts, SetAutoAssign};
+use app::activity::LoadActivity;
 use app::product::{LoadProduct, RevokeSeat, SetLicenseDays};
 use app::settings::{LoadSettings, RotateAdminKey, RotateProductKey, Unignore};
 use axum::body::Body;
@@ -30,6 +31,7 @@ on_both_backends!(
 fn protected_calls() -> Vec<(&'static str, &'static str)> {
     vec![
         (ListProducts::PATH, ""),
+        (LoadActivity::PATH, ""),
         (SetAutoAssign::PATH, "code=editor&auto_assign=on"),
         (LoadProduct::PATH, "code=editor"),
         (RevokeSeat::PATH, "code=editor&serial=ACME-1"),

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use store::{Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
+use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
 use super::{AdminOrg, ApiError, JsonBody, decode_cursor, encode_cursor};
 use crate::AppState;
@@ -21,6 +21,9 @@ pub fn routes() -> Router<AppState> {
         .route("/products/{code}/policy", get(policy).patch(update_policy))
         .route("/products/{code}/devices", get(product_devices))
         .route("/devices", get(devices))
+        .route("/devices.csv", get(devices_csv))
+        .route("/activity", get(activity))
+        .route("/activity.csv", get(activity_csv))
         .route("/devices/{serial}", get(device).delete(delete_device))
         .route("/devices/{serial}/ignore", post(ignore_device))
         .route("/devices/{serial}/licenses/{code}", put(assign).delete(unassign))
@@ -107,7 +110,7 @@ async fn update_product(
     Segment(code): Segment,
     JsonBody(change): JsonBody<ProductChange>,
 ) -> Result<Json<Product>, ApiError> {
-    Ok(Json(store.set_auto_assign(org.id, &code, change.auto_assign).await?))
+    Ok(Json(store.set_auto_assign(org.id, &code, change.auto_assign, Actor::AdminApi).await?))
 }
 
 async fn policy(
@@ -129,7 +132,7 @@ async fn update_policy(
     if update.is_empty() {
         return Err(ApiError::invalid_request("name what to change: license_days"));
     }
-    let policy = store.update_policy(org.id, &code, &update).await?;
+    let policy = store.update_policy(org.id, &code, &update, Actor::AdminApi).await?;
     licenser.forget_terms(org.id, &code);
     Ok(Json(policy))
 }
@@ -152,6 +155,47 @@ async fn devices(
     Ok(Json(store.devices(org.id, params.q.as_deref(), &page).await?.into()))
 }
 
+async fn devices_csv(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    params: ListParams,
+) -> Result<axum::response::Response, ApiError> {
+    crate::export::devices_csv(&store, org.id, params.q.as_deref()).await
+}
+
+/// `?product=&serial=&kind=&actor=&since=&until=` and the paging of lists.
+#[derive(Deserialize, FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct ActivityParams {
+    #[serde(flatten)]
+    query: ActivityQuery,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The audit log, newest first.
+async fn activity(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    params: ActivityParams,
+) -> Result<Json<List<Activity>>, ApiError> {
+    let paging = ListParams { q: None, limit: params.limit, cursor: params.cursor }.page()?;
+    let before = match paging.after {
+        Some(id) => Some(id.parse::<i64>().map_err(|_| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))?),
+        None => None,
+    };
+    let filter = params.query.filter(before, paging.limit)?;
+    Ok(Json(store.activity(org.id, &filter).await?.into()))
+}
+
+async fn activity_csv(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    params: ActivityParams,
+) -> Result<axum::response::Response, ApiError> {
+    crate::export::activity_csv(&store, org.id, &params.query).await
+}
+
 async fn device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -172,7 +216,7 @@ async fn delete_device(
     State(store): State<Store>,
     Segment(serial): Segment,
 ) -> Result<Json<DeviceOutcome>, ApiError> {
-    store.delete_device(org.id, &serial).await?;
+    store.delete_device(org.id, &serial, Actor::AdminApi).await?;
     Ok(Json(DeviceOutcome { serial, deleted: true, ignored: false }))
 }
 
@@ -181,7 +225,7 @@ async fn ignore_device(
     State(store): State<Store>,
     Segment(serial): Segment,
 ) -> Result<Json<DeviceOutcome>, ApiError> {
-    let deleted = store.ignore_device(org.id, &serial).await?;
+    let deleted = store.ignore_device(org.id, &serial, Actor::AdminApi).await?;
     Ok(Json(DeviceOutcome { serial, deleted, ignored: true }))
 }
 
@@ -197,7 +241,7 @@ async fn assign(
     State(store): State<Store>,
     DeviceProduct(serial, product): DeviceProduct,
 ) -> Result<Json<LicenseOutcome>, ApiError> {
-    store.assign(org.id, &serial, &product).await?;
+    store.assign(org.id, &serial, &product, Actor::AdminApi).await?;
     Ok(Json(LicenseOutcome { serial, product, assigned: true }))
 }
 
@@ -206,7 +250,7 @@ async fn unassign(
     State(store): State<Store>,
     DeviceProduct(serial, product): DeviceProduct,
 ) -> Result<Json<LicenseOutcome>, ApiError> {
-    store.unassign(org.id, &serial, &product).await?;
+    store.unassign(org.id, &serial, &product, Actor::AdminApi).await?;
     Ok(Json(LicenseOutcome { serial, product, assigned: false }))
 }
 
@@ -229,7 +273,7 @@ async fn unignore(
     State(store): State<Store>,
     Segment(serial): Segment,
 ) -> Result<Json<Unignored>, ApiError> {
-    store.unignore(org.id, &serial).await?;
+    store.unignore(org.id, &serial, Actor::AdminApi).await?;
     Ok(Json(Unignored { serial, ignored: false }))
 }
 
@@ -263,7 +307,7 @@ async fn rotate_product_key(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
 ) -> Result<Json<RotatedProductKey>, ApiError> {
-    let key = store.rotate_product_key(org.id).await?;
+    let key = store.rotate_product_key(org.id, Actor::AdminApi).await?;
     Ok(Json(RotatedProductKey { product_key: key.clone(), product_api_key: key }))
 }
 
@@ -277,6 +321,6 @@ async fn rotate_admin_key(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
 ) -> Result<Json<RotatedAdminKey>, ApiError> {
-    let key = store.rotate_admin_key(org.id).await?;
+    let key = store.rotate_admin_key(org.id, Actor::AdminApi).await?;
     Ok(Json(RotatedAdminKey { admin_key: key.clone(), admin_api_key: key }))
 }

@@ -76,9 +76,9 @@ pub trait LicenseStore {
     async fn create_organization(&self, name: &str) -> Result<NewOrganization>;
     async fn organizations(&self) -> Result<Vec<OrganizationSummary>>;
     async fn organization_by_name(&self, name: &str) -> Result<Organization>;
-    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product>;
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product>;
     /// Sets the seat count. Lowering it below what is assigned revokes nothing.
-    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product>;
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product>;
 
     // --- Keys ---
 
@@ -88,10 +88,10 @@ pub trait LicenseStore {
     async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>>;
     async fn settings(&self, org: OrgId) -> Result<Settings>;
     /// Issues a new product key; the old one stops working at once.
-    async fn rotate_product_key(&self, org: OrgId) -> Result<String>;
+    async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String>;
     /// Issues a new administration key; the old one stops working at once,
     /// and so does every browser session it signed in.
-    async fn rotate_admin_key(&self, org: OrgId) -> Result<String>;
+    async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String>;
 
     // --- Browser sessions ---
 
@@ -108,10 +108,10 @@ pub trait LicenseStore {
     /// The organization's products, ordered by name.
     async fn products(&self, org: OrgId) -> Result<Vec<Product>>;
     async fn product(&self, org: OrgId, code: &str) -> Result<Product>;
-    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product>;
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product>;
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy>;
     /// Changes what the update names of the product's policy.
-    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy>;
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy>;
     /// The organization's name and the product's license validity: what a
     /// signed license says.
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms>;
@@ -125,26 +125,34 @@ pub trait LicenseStore {
     async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>>;
     async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail>;
     /// Removes the device and frees every seat it held.
-    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()>;
+    async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()>;
     /// Removes the device (if known) and puts its serial on the ignore list;
     /// says whether a recorded device was removed.
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool>;
+    async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool>;
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>>;
-    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()>;
+    async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()>;
 
     // --- Seats ---
 
     /// An admin gives the device a seat of the product, if one is free. Clears
     /// an earlier revoke.
-    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned>;
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned>;
     /// An admin takes the product's seat from the device. Auto-assign will not
     /// hand it back until an admin assigns it again or the device is deleted.
-    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()>;
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()>;
 
     /// A device checks in for a product: it is recorded (or its last seen
     /// updated) and learns whether it holds a seat, getting one from
     /// auto-assign when the rules allow.
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
+
+    // --- The audit log ---
+
+    /// The organization's changes that pass the filter, newest first; a
+    /// page's `next` is the id to continue before.
+    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>>;
+    /// Deletes changes recorded before `before`; says how many.
+    async fn prune_activity(&self, before: Timestamp) -> Result<u64>;
 
     // --- The server's signing keys ---
 
@@ -243,11 +251,11 @@ impl LicenseStore for Store {
     async fn organization_by_name(&self, name: &str) -> Result<Organization> {
         dispatch!(self, organization_by_name(name))
     }
-    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product> {
-        dispatch!(self, add_product(org, product))
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
+        dispatch!(self, add_product(org, product, by))
     }
-    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
-        dispatch!(self, set_seats(org, code, seats))
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
+        dispatch!(self, set_seats(org, code, seats, by))
     }
     async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
         dispatch!(self, authenticate_admin(admin_key))
@@ -258,11 +266,11 @@ impl LicenseStore for Store {
     async fn settings(&self, org: OrgId) -> Result<Settings> {
         dispatch!(self, settings(org))
     }
-    async fn rotate_product_key(&self, org: OrgId) -> Result<String> {
-        dispatch!(self, rotate_product_key(org))
+    async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        dispatch!(self, rotate_product_key(org, by))
     }
-    async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
-        dispatch!(self, rotate_admin_key(org))
+    async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        dispatch!(self, rotate_admin_key(org, by))
     }
     async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String> {
         dispatch!(self, create_session(org, lifetime))
@@ -279,14 +287,14 @@ impl LicenseStore for Store {
     async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
         dispatch!(self, product(org, code))
     }
-    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
-        dispatch!(self, set_auto_assign(org, code, auto_assign))
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
+        dispatch!(self, set_auto_assign(org, code, auto_assign, by))
     }
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
         dispatch!(self, policy(org, code))
     }
-    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy> {
-        dispatch!(self, update_policy(org, code, update))
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
+        dispatch!(self, update_policy(org, code, update, by))
     }
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
         dispatch!(self, license_terms(org, code))
@@ -300,26 +308,32 @@ impl LicenseStore for Store {
     async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
         dispatch!(self, device(org, serial))
     }
-    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
-        dispatch!(self, delete_device(org, serial))
+    async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+        dispatch!(self, delete_device(org, serial, by))
     }
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool> {
-        dispatch!(self, ignore_device(org, serial))
+    async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
+        dispatch!(self, ignore_device(org, serial, by))
     }
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
         dispatch!(self, ignored(org, page))
     }
-    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()> {
-        dispatch!(self, unignore(org, serial))
+    async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+        dispatch!(self, unignore(org, serial, by))
     }
-    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned> {
-        dispatch!(self, assign(org, serial, code))
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+        dispatch!(self, assign(org, serial, code, by))
     }
-    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()> {
-        dispatch!(self, unassign(org, serial, code))
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+        dispatch!(self, unassign(org, serial, code, by))
     }
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         dispatch!(self, check_in(org, code, serial))
+    }
+    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
+        dispatch!(self, activity(org, filter))
+    }
+    async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
+        dispatch!(self, prune_activity(before))
     }
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
         dispatch!(self, signing_keys())
@@ -364,6 +378,36 @@ pub const DEFAULT_ORGANIZATION: &str = "default";
 pub(crate) fn expiry(now: Timestamp, lifetime: std::time::Duration) -> Timestamp {
     chrono::Duration::from_std(lifetime).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
 }
+
+pub(crate) fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// Rows of the audit log as both backends read them, with unknown names
+/// (written by a newer version) left out rather than failing the page.
+pub(crate) fn activity_page(rows: Vec<ActivityRow>, limit: i64) -> Page<Activity> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    let items: Vec<Activity> = rows
+        .into_iter()
+        .take(limit)
+        .filter_map(|(id, at, actor, kind, product, serial, detail)| {
+            Some(Activity {
+                id,
+                at,
+                actor: Actor::parse(&actor)?,
+                kind: ActivityKind::parse(&kind)?,
+                product,
+                serial,
+                detail,
+            })
+        })
+        .collect();
+    let next = if more { items.last().map(|last| last.id.to_string()) } else { None };
+    Page { items, next }
+}
+
+pub(crate) type ActivityRow = (i64, Timestamp, String, String, Option<String>, Option<String>, Option<String>);
 
 pub(crate) fn demo_product() -> NewProduct {
     NewProduct { code: "demo".into(), name: "Demo App".into(), seats: 5, auto_assign: true }

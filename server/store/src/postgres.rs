@@ -86,7 +86,7 @@ impl PgStore {
         Ok(seen.map(|(first_seen, last_seen)| CheckIn::held(code, serial, first_seen, last_seen)))
     }
 
-    async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {
+    async fn rotate_key(&self, org: OrgId, kind: KeyKind, by: Actor) -> Result<String> {
         let key = keys::generate(kind);
         let mut tx = self.begin().await?;
         let done = match kind {
@@ -108,6 +108,8 @@ impl PgStore {
         if kind == KeyKind::Admin {
             sqlx::query("delete from sessions where org_id = $1").bind(org.0).execute(&mut *tx).await?;
         }
+        let rotated = if kind == KeyKind::Admin { ActivityKind::AdminKeyRotated } else { ActivityKind::ProductKeyRotated };
+        record(&mut tx, org, now(), Change::new(by, rotated)).await?;
         tx.commit().await?;
         Ok(key)
     }
@@ -125,6 +127,23 @@ async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Resul
         product: Product::from((code, name, seats, assigned, auto_assign)),
     })
     .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+}
+
+/// Writes a change to the audit log, inside the caller's transaction.
+async fn record(conn: &mut PgConnection, org: OrgId, at: Timestamp, change: Change<'_>) -> Result<()> {
+    sqlx::query(
+        "insert into activity (org_id, at, actor, kind, product, serial, detail) values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(org.0)
+    .bind(at)
+    .bind(change.by.as_str())
+    .bind(change.kind.as_str())
+    .bind(change.product)
+    .bind(change.serial)
+    .bind(change.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The device's id, with its row locked until the transaction ends.
@@ -286,24 +305,39 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product> {
-        let mut conn = self.pool.acquire().await?;
-        insert_product(&mut conn, org, product, now()).await
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
+        let now = now();
+        let mut tx = self.begin().await?;
+        let added = insert_product(&mut tx, org, product, now).await?;
+        let detail = format!("{} seats, auto-assign {}", added.seats, on_off(added.auto_assign));
+        record(&mut tx, org, now, Change::new(by, ActivityKind::ProductAdded).product(&added.code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(added)
     }
 
     #[tracing::instrument(skip_all)]
-    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
         validate::seats(seats)?;
-        let row: Option<ProductColumns> = sqlx::query_as(concat!(
+        let mut tx = self.begin().await?;
+        let before: Option<i64> = sqlx::query_scalar("select seats from products where org_id = $1 and code = $2 for update")
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        let product: ProductColumns = sqlx::query_as(concat!(
             "update products set seats = $1 where org_id = $2 and code = $3 returning ",
             product_columns!()
         ))
         .bind(seats)
         .bind(org.0)
         .bind(code)
-        .fetch_optional(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+        let detail = format!("seats {before} → {seats}");
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(Product::from(product))
     }
 
     #[tracing::instrument(skip_all)]
@@ -342,13 +376,13 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn rotate_product_key(&self, org: OrgId) -> Result<String> {
-        self.rotate_key(org, KeyKind::Product).await
+    async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        self.rotate_key(org, KeyKind::Product, by).await
     }
 
     #[tracing::instrument(skip_all)]
-    async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
-        self.rotate_key(org, KeyKind::Admin).await
+    async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        self.rotate_key(org, KeyKind::Admin, by).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -408,7 +442,8 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
+        let mut tx = self.begin().await?;
         let row: Option<ProductColumns> = sqlx::query_as(concat!(
             "update products set auto_assign = $1 where org_id = $2 and code = $3 returning ",
             product_columns!()
@@ -416,9 +451,13 @@ impl LicenseStore for PgStore {
         .bind(auto_assign)
         .bind(org.0)
         .bind(code)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+        let product = row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        let detail = format!("auto-assign {}", on_off(auto_assign));
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(product)
     }
 
     #[tracing::instrument(skip_all)]
@@ -434,19 +473,30 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy> {
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         update.validate()?;
-        let license_days: Option<i64> = sqlx::query_scalar(
+        let mut tx = self.begin().await?;
+        let before: Option<i64> =
+            sqlx::query_scalar("select license_days from products where org_id = $1 and code = $2 for update")
+                .bind(org.0)
+                .bind(code)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let before = ProductPolicy { license_days: before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))? };
+        let license_days: i64 = sqlx::query_scalar(
             "update products set license_days = coalesce($1, license_days) where org_id = $2 and code = $3
              returning license_days",
         )
         .bind(update.license_days)
         .bind(org.0)
         .bind(code)
-        .fetch_optional(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        let license_days = license_days.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-        Ok(ProductPolicy { license_days })
+        let after = ProductPolicy { license_days };
+        let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&after));
+        record(&mut tx, org, now(), change).await?;
+        tx.commit().await?;
+        Ok(after)
     }
 
     #[tracing::instrument(skip_all)]
@@ -461,6 +511,45 @@ impl LicenseStore for PgStore {
         .await?;
         let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
         Ok(LicenseTerms { organization, license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
+        let limit = PageRequest { after: None, limit: filter.limit }.clamped_limit();
+        let mut select = sqlx::QueryBuilder::new(
+            "select id, at, actor, kind, product, serial, detail from activity where org_id = ",
+        );
+        select.push_bind(org.0);
+        if let Some(product) = &filter.product {
+            select.push(" and product = ").push_bind(product);
+        }
+        if let Some(serial) = &filter.serial {
+            select.push(" and serial = ").push_bind(serial);
+        }
+        if let Some(kind) = filter.kind {
+            select.push(" and kind = ").push_bind(kind.as_str());
+        }
+        if let Some(actor) = filter.actor {
+            select.push(" and actor = ").push_bind(actor.as_str());
+        }
+        if let Some(since) = filter.since {
+            select.push(" and at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            select.push(" and at < ").push_bind(until);
+        }
+        if let Some(before) = filter.before {
+            select.push(" and id < ").push_bind(before);
+        }
+        select.push(" order by id desc limit ").push_bind(limit + 1);
+        let rows: Vec<ActivityRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok(activity_page(rows, limit))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query("delete from activity where at < $1").bind(before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     #[tracing::instrument(skip_all)]
@@ -584,16 +673,17 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
         let mut tx = self.begin().await?;
         let device = locked_device(&mut tx, org, serial).await?;
         delete_locked_device(&mut tx, device).await?;
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool> {
+    async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
         validate::serial(serial)?;
         let mut tx = self.begin().await?;
         // Waits for check-ins of this serial under way, and holds new ones off
@@ -612,9 +702,12 @@ impl LicenseStore for PgStore {
         .execute(&mut *tx)
         .await?;
         let device = lock_device(&mut tx, org, serial).await?;
+        let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
         if let Some(device) = device {
             delete_locked_device(&mut tx, device).await?;
+            change = change.detail("the recorded device was removed");
         }
+        record(&mut tx, org, now(), change).await?;
         tx.commit().await?;
         Ok(device.is_some())
     }
@@ -636,20 +729,23 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query("delete from ignored_serials where org_id = $1 and serial = $2")
             .bind(org.0)
             .bind(serial)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotIgnored(serial.to_owned()));
         }
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceUnignored).serial(serial)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
-    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned> {
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
         let mut tx = self.begin().await?;
         let device = locked_device(&mut tx, org, serial).await?;
         let product = fetch_product(&mut tx, org, code).await?;
@@ -661,6 +757,8 @@ impl LicenseStore for PgStore {
         let outcome = if held.is_some() {
             Assigned::Already
         } else if take_seat(&mut tx, product.id, device, now()).await? {
+            let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
+            record(&mut tx, org, now(), change).await?;
             Assigned::Newly
         } else {
             return Err(StoreError::NoSeatsAvailable);
@@ -675,7 +773,7 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()> {
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
         let mut tx = self.begin().await?;
         let device = locked_device(&mut tx, org, serial).await?;
         let product = fetch_product(&mut tx, org, code).await?;
@@ -700,6 +798,9 @@ impl LicenseStore for PgStore {
         .bind(now())
         .execute(&mut *tx)
         .await?;
+        let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+        record(&mut tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -762,7 +863,11 @@ impl LicenseStore for PgStore {
         let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
             SeatRule::Holds => None,
             SeatRule::Denied(denial) => Some(denial),
-            SeatRule::TakeFreeSeat if take_seat(&mut tx, product.id, device, now).await? => None,
+            SeatRule::TakeFreeSeat if take_seat(&mut tx, product.id, device, now).await? => {
+                let change = Change::new(Actor::Device, ActivityKind::SeatAutoAssigned).product(code).serial(serial);
+                record(&mut tx, org, now, change).await?;
+                None
+            }
             SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
         };
         let reply = answer(denial.is_none(), denial, seen);

@@ -136,7 +136,7 @@ impl SqliteStore {
         fetch_product(tx, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
 
-    async fn rotate_key(&self, org: OrgId, kind: KeyKind) -> Result<String> {
+    async fn rotate_key(&self, org: OrgId, kind: KeyKind, by: Actor) -> Result<String> {
         let key = keys::generate(kind);
         let mut tx = self.write().await?;
         let done = match kind {
@@ -154,6 +154,8 @@ impl SqliteStore {
         if kind == KeyKind::Admin {
             sqlx::query("delete from sessions where org_id = ?").bind(org.0).execute(&mut *tx).await?;
         }
+        let rotated = if kind == KeyKind::Admin { ActivityKind::AdminKeyRotated } else { ActivityKind::ProductKeyRotated };
+        record(&mut tx, org, now(), Change::new(by, rotated)).await?;
         tx.commit().await?;
         Ok(key)
     }
@@ -232,6 +234,21 @@ async fn take_seat(conn: &mut SqliteConnection, product_id: i64, device_id: i64,
             .await?;
     }
     Ok(taken)
+}
+
+/// Writes a change to the audit log, inside the caller's transaction.
+async fn record(conn: &mut SqliteConnection, org: OrgId, at: Timestamp, change: Change<'_>) -> Result<()> {
+    sqlx::query("insert into activity (org_id, at, actor, kind, product, serial, detail) values (?, ?, ?, ?, ?, ?, ?)")
+        .bind(org.0)
+        .bind(millis(at))
+        .bind(change.by.as_str())
+        .bind(change.kind.as_str())
+        .bind(change.product)
+        .bind(change.serial)
+        .bind(change.detail)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Frees every seat the device holds (before the device itself is deleted).
@@ -358,24 +375,29 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn add_product(&self, org: OrgId, product: &NewProduct) -> Result<Product> {
-        let mut conn = self.writer.acquire().await?;
-        insert_product(&mut conn, org, product, now()).await
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
+        let now = now();
+        let mut tx = self.write().await?;
+        let added = insert_product(&mut tx, org, product, now).await?;
+        let detail = format!("{} seats, auto-assign {}", added.seats, on_off(added.auto_assign));
+        record(&mut tx, org, now, Change::new(by, ActivityKind::ProductAdded).product(&added.code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(added)
     }
 
     #[tracing::instrument(skip_all)]
-    async fn set_seats(&self, org: OrgId, code: &str, seats: i64) -> Result<Product> {
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
         validate::seats(seats)?;
         let mut tx = self.write().await?;
-        let done = sqlx::query("update products set seats = ? where org_id = ? and code = ?")
+        let before = self.org_product(&mut tx, org, code).await?.product.seats;
+        sqlx::query("update products set seats = ? where org_id = ? and code = ?")
             .bind(seats)
             .bind(org.0)
             .bind(code)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::UnknownProduct(code.to_owned()));
-        }
+        let detail = format!("seats {before} → {seats}");
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
         let product = self.org_product(&mut tx, org, code).await?.product;
         tx.commit().await?;
         Ok(product)
@@ -425,13 +447,13 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn rotate_product_key(&self, org: OrgId) -> Result<String> {
-        self.rotate_key(org, KeyKind::Product).await
+    async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        self.rotate_key(org, KeyKind::Product, by).await
     }
 
     #[tracing::instrument(skip_all)]
-    async fn rotate_admin_key(&self, org: OrgId) -> Result<String> {
-        self.rotate_key(org, KeyKind::Admin).await
+    async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        self.rotate_key(org, KeyKind::Admin, by).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -493,7 +515,7 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool) -> Result<Product> {
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
         let mut tx = self.write().await?;
         sqlx::query("update products set auto_assign = ? where org_id = ? and code = ?")
             .bind(auto_assign)
@@ -502,6 +524,8 @@ impl LicenseStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let product = self.org_product(&mut tx, org, code).await?.product;
+        let detail = format!("auto-assign {}", on_off(auto_assign));
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -513,9 +537,10 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate) -> Result<ProductPolicy> {
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         update.validate()?;
         let mut tx = self.write().await?;
+        let before = fetch_policy(&mut tx, org, code).await?;
         sqlx::query("update products set license_days = coalesce(?, license_days) where org_id = ? and code = ?")
             .bind(update.license_days)
             .bind(org.0)
@@ -523,6 +548,8 @@ impl LicenseStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let policy = fetch_policy(&mut tx, org, code).await?;
+        let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&policy));
+        record(&mut tx, org, now(), change).await?;
         tx.commit().await?;
         Ok(policy)
     }
@@ -539,6 +566,63 @@ impl LicenseStore for SqliteStore {
         .await?;
         let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
         Ok(LicenseTerms { organization, license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
+        let limit = PageRequest { after: None, limit: filter.limit }.clamped_limit();
+        let mut select = sqlx::QueryBuilder::new(
+            "select id, at, actor, kind, product, serial, detail from activity where org_id = ",
+        );
+        select.push_bind(org.0);
+        if let Some(product) = &filter.product {
+            select.push(" and product = ").push_bind(product);
+        }
+        if let Some(serial) = &filter.serial {
+            select.push(" and serial = ").push_bind(serial);
+        }
+        if let Some(kind) = filter.kind {
+            select.push(" and kind = ").push_bind(kind.as_str());
+        }
+        if let Some(actor) = filter.actor {
+            select.push(" and actor = ").push_bind(actor.as_str());
+        }
+        if let Some(since) = filter.since {
+            select.push(" and at >= ").push_bind(millis(since));
+        }
+        if let Some(until) = filter.until {
+            select.push(" and at < ").push_bind(millis(until));
+        }
+        if let Some(before) = filter.before {
+            select.push(" and id < ").push_bind(before);
+        }
+        select.push(" order by id desc limit ").push_bind(limit + 1);
+        type Row = (i64, i64, String, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = select.build_query_as().fetch_all(&self.readers).await?;
+        let rows = rows
+            .into_iter()
+            .map(|(id, at, actor, kind, product, serial, detail)| (id, timestamp(at), actor, kind, product, serial, detail))
+            .collect();
+        Ok(activity_page(rows, limit))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
+        // In slices, so that check-ins waiting for the writer are not held up.
+        let mut pruned = 0;
+        loop {
+            let done = sqlx::query(
+                "delete from activity where id in (select id from activity where at < ? order by at limit 5000)",
+            )
+            .bind(millis(before))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            pruned += done;
+            if done < 5000 {
+                return Ok(pruned);
+            }
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -699,18 +783,19 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn delete_device(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
         let mut tx = self.write().await?;
         let id = device_id(&mut tx, org, serial).await?;
         free_all_seats(&mut tx, id).await?;
         sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
         tx.commit().await?;
         self.known.clear();
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
-    async fn ignore_device(&self, org: OrgId, serial: &str) -> Result<bool> {
+    async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
         validate::serial(serial)?;
         let mut tx = self.write().await?;
         let removed = match device_id(&mut tx, org, serial).await {
@@ -728,6 +813,11 @@ impl LicenseStore for SqliteStore {
             .bind(millis(now()))
             .execute(&mut *tx)
             .await?;
+        let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
+        if removed {
+            change = change.detail("the recorded device was removed");
+        }
+        record(&mut tx, org, now(), change).await?;
         tx.commit().await?;
         self.known.clear();
         Ok(removed)
@@ -751,20 +841,23 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn unignore(&self, org: OrgId, serial: &str) -> Result<()> {
+    async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+        let mut tx = self.write().await?;
         let done = sqlx::query("delete from ignored_serials where org_id = ? and serial = ?")
             .bind(org.0)
             .bind(serial)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotIgnored(serial.to_owned()));
         }
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceUnignored).serial(serial)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
-    async fn assign(&self, org: OrgId, serial: &str, code: &str) -> Result<Assigned> {
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
         let mut tx = self.write().await?;
         let device = device_id(&mut tx, org, serial).await?;
         let product = self.org_product(&mut tx, org, code).await?;
@@ -776,6 +869,8 @@ impl LicenseStore for SqliteStore {
         let outcome = if held.is_some() {
             Assigned::Already
         } else if take_seat(&mut tx, product.id, device, now()).await? {
+            let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
+            record(&mut tx, org, now(), change).await?;
             Assigned::Newly
         } else {
             return Err(StoreError::NoSeatsAvailable);
@@ -790,7 +885,7 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn unassign(&self, org: OrgId, serial: &str, code: &str) -> Result<()> {
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
         let mut tx = self.write().await?;
         let device = device_id(&mut tx, org, serial).await?;
         let product = self.org_product(&mut tx, org, code).await?;
@@ -811,6 +906,9 @@ impl LicenseStore for SqliteStore {
             .bind(product.id)
             .bind(millis(now()))
             .execute(&mut *tx)
+            .await?;
+        let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+        record(&mut tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
             .await?;
         tx.commit().await?;
         self.known.clear();
@@ -973,7 +1071,11 @@ async fn decide(
     let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
         SeatRule::Holds => None,
         SeatRule::Denied(denial) => Some(denial),
-        SeatRule::TakeFreeSeat if take_seat(conn, product.id, device, now).await? => None,
+        SeatRule::TakeFreeSeat if take_seat(conn, product.id, device, now).await? => {
+            let change = Change::new(Actor::Device, ActivityKind::SeatAutoAssigned).product(&product.product.code);
+            record(conn, org, now, change.serial(serial)).await?;
+            None
+        }
         SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
     };
     Ok((answer(denial.is_none(), denial, seen), Some(device)))

@@ -74,7 +74,7 @@ fn search_finds_exactly(serials: std::collections::BTreeSet<String>, query: Stri
             store.create_organization("acme").await.unwrap();
             let org = store.organization_by_name("acme").await.unwrap().id;
             let product = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 0, auto_assign: false };
-            store.add_product(org, &product).await.unwrap();
+            store.add_product(org, &product, store::Actor::Operator).await.unwrap();
             for serial in &serials {
                 store.check_in(org, "editor", serial).await.unwrap();
             }

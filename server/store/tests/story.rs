@@ -50,6 +50,8 @@ stories!(
     operator_conflicts_are_reported_not_overwritten,
     a_product_policy_changes_only_what_is_named_and_refuses_bad_values,
     servers_racing_to_make_the_first_signing_key_store_one_and_rotation_retires_it,
+    every_change_is_recorded_with_who_made_it_and_nothing_else_is,
+    the_audit_log_filters_pages_and_forgets_old_changes,
     bootstrap_creates_the_default_organization_only_once,
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
@@ -61,7 +63,7 @@ async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto
     store.create_organization(org).await.expect("create organization");
     let id = store.organization_by_name(org).await.expect("find organization").id;
     let product = NewProduct { code: code.into(), name: format!("{code} app"), seats, auto_assign };
-    store.add_product(id, &product).await.expect("add product");
+    store.add_product(id, &product, Actor::Operator).await.expect("add product");
     id
 }
 
@@ -124,11 +126,11 @@ async fn auto_assign_off_leaves_new_devices_unlicensed(store: Store) {
     assert_eq!(store.device(org, "SN-1").await.unwrap().device.seats_assigned, 0);
 
     // An admin assigns by hand; the device is then licensed.
-    assert_eq!(store.assign(org, "SN-1", "editor").await.unwrap(), Assigned::Newly);
+    assert_eq!(store.assign(org, "SN-1", "editor", Actor::Operator).await.unwrap(), Assigned::Newly);
     assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
 
     // Switching auto-assign on takes effect at once.
-    let product = store.set_auto_assign(org, "editor", true).await.unwrap();
+    let product = store.set_auto_assign(org, "editor", true, Actor::Operator).await.unwrap();
     assert!(product.auto_assign);
     assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed);
 }
@@ -142,14 +144,14 @@ async fn a_full_product_answers_no_seats_available(store: Store) {
     assert_eq!(holders_of(&store, org, "editor").await, ["SN-1"]);
 
     // A freed seat goes to the next device that asks.
-    store.delete_device(org, "SN-1").await.unwrap();
+    store.delete_device(org, "SN-1", Actor::Operator).await.unwrap();
     assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed);
 }
 
 async fn revoked_seat_is_not_reassigned_by_auto_assign(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 3, true).await;
     assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
-    store.unassign(org, "SN-1", "editor").await.unwrap();
+    store.unassign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
     assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0, "the seat is freed at once");
 
     let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
@@ -158,7 +160,7 @@ async fn revoked_seat_is_not_reassigned_by_auto_assign(store: Store) {
     assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed, "the seat went to another device");
 
     // The admin's decision holds until an admin assigns again.
-    store.assign(org, "SN-1", "editor").await.unwrap();
+    store.assign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
     assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
     assert_eq!(holders_of(&store, org, "editor").await, ["SN-1", "SN-2"]);
 }
@@ -173,20 +175,20 @@ async fn a_device_answered_from_memory_loses_its_seat_at_once(store: Store) {
     };
 
     assert!(twice("SN-1").await.licensed);
-    store.unassign(org, "SN-1", "editor").await.unwrap();
+    store.unassign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
     let revoked = store.check_in(org, "editor", "SN-1").await.unwrap();
     assert_eq!((revoked.licensed, revoked.reason), (false, Some(Denial::RevokedByAdmin)));
-    store.assign(org, "SN-1", "editor").await.unwrap();
+    store.assign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
 
     let before_delete = twice("SN-1").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    store.delete_device(org, "SN-1").await.unwrap();
+    store.delete_device(org, "SN-1", Actor::Operator).await.unwrap();
     let returned = store.check_in(org, "editor", "SN-1").await.unwrap();
     assert!(returned.licensed);
     assert!(returned.first_seen > before_delete.first_seen, "answered as a new device, not from memory");
 
     twice("SN-1").await;
-    store.ignore_device(org, "SN-1").await.unwrap();
+    store.ignore_device(org, "SN-1", Actor::Operator).await.unwrap();
     let ignored = store.check_in(org, "editor", "SN-1").await.unwrap();
     assert_eq!((ignored.licensed, ignored.reason), (false, Some(Denial::DeviceIgnored)));
     assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
@@ -206,23 +208,23 @@ async fn assign_without_a_free_seat_fails_and_changes_nothing(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 1, false).await;
     store.check_in(org, "editor", "SN-1").await.unwrap();
     store.check_in(org, "editor", "SN-2").await.unwrap();
-    assert_eq!(store.assign(org, "SN-1", "editor").await.unwrap(), Assigned::Newly);
-    assert_eq!(store.assign(org, "SN-1", "editor").await.unwrap(), Assigned::Already);
-    assert!(matches!(store.assign(org, "SN-2", "editor").await, Err(StoreError::NoSeatsAvailable)));
+    assert_eq!(store.assign(org, "SN-1", "editor", Actor::Operator).await.unwrap(), Assigned::Newly);
+    assert_eq!(store.assign(org, "SN-1", "editor", Actor::Operator).await.unwrap(), Assigned::Already);
+    assert!(matches!(store.assign(org, "SN-2", "editor", Actor::Operator).await, Err(StoreError::NoSeatsAvailable)));
     assert_eq!(holders_of(&store, org, "editor").await, ["SN-1"]);
     assert_eq!(store.device(org, "SN-2").await.unwrap().device.seats_assigned, 0);
 
-    assert!(matches!(store.assign(org, "SN-9", "editor").await, Err(StoreError::UnknownDevice(_))));
-    assert!(matches!(store.assign(org, "SN-1", "nope").await, Err(StoreError::UnknownProduct(_))));
-    assert!(matches!(store.unassign(org, "SN-9", "editor").await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.assign(org, "SN-9", "editor", Actor::Operator).await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.assign(org, "SN-1", "nope", Actor::Operator).await, Err(StoreError::UnknownProduct(_))));
+    assert!(matches!(store.unassign(org, "SN-9", "editor", Actor::Operator).await, Err(StoreError::UnknownDevice(_))));
 }
 
 async fn unassign_of_a_seat_not_held_still_blocks_auto_assign(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 3, false).await;
     store.check_in(org, "editor", "SN-1").await.unwrap();
-    store.unassign(org, "SN-1", "editor").await.unwrap();
+    store.unassign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
     assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
-    store.set_auto_assign(org, "editor", true).await.unwrap();
+    store.set_auto_assign(org, "editor", true, Actor::Operator).await.unwrap();
     let answer = store.check_in(org, "editor", "SN-1").await.unwrap();
     assert_eq!(answer.reason, Some(Denial::RevokedByAdmin));
 }
@@ -230,19 +232,19 @@ async fn unassign_of_a_seat_not_held_still_blocks_auto_assign(store: Store) {
 async fn deleting_a_device_frees_its_seats_and_it_returns_as_new(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
     let viewer = NewProduct { code: "viewer".into(), name: "Viewer".into(), seats: 1, auto_assign: true };
-    store.add_product(org, &viewer).await.unwrap();
+    store.add_product(org, &viewer, Actor::Operator).await.unwrap();
     let first = store.check_in(org, "editor", "SN-1").await.unwrap();
     store.check_in(org, "viewer", "SN-1").await.unwrap();
-    store.unassign(org, "SN-1", "editor").await.unwrap();
-    store.assign(org, "SN-1", "editor").await.unwrap();
+    store.unassign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
+    store.assign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
     assert_eq!(store.device(org, "SN-1").await.unwrap().device.seats_assigned, 2);
 
     tokio::time::sleep(Duration::from_millis(15)).await;
-    store.delete_device(org, "SN-1").await.unwrap();
+    store.delete_device(org, "SN-1", Actor::Operator).await.unwrap();
     assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
     assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
     assert_eq!(store.product(org, "viewer").await.unwrap().assigned, 0);
-    assert!(matches!(store.delete_device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.delete_device(org, "SN-1", Actor::Operator).await, Err(StoreError::UnknownDevice(_))));
 
     let again = store.check_in(org, "editor", "SN-1").await.unwrap();
     assert!(again.licensed, "a deleted device's revokes are forgotten with it");
@@ -252,7 +254,7 @@ async fn deleting_a_device_frees_its_seats_and_it_returns_as_new(store: Store) {
 async fn an_ignored_device_is_not_recorded_until_unignored(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
     store.check_in(org, "editor", "SN-1").await.unwrap();
-    assert!(store.ignore_device(org, "SN-1").await.unwrap(), "a recorded device was removed");
+    assert!(store.ignore_device(org, "SN-1", Actor::Operator).await.unwrap(), "a recorded device was removed");
     assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0, "its seat is freed");
     assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))));
 
@@ -264,13 +266,13 @@ async fn an_ignored_device_is_not_recorded_until_unignored(store: Store) {
     assert!(matches!(store.device(org, "SN-1").await, Err(StoreError::UnknownDevice(_))), "not recorded");
 
     // A serial never seen can be ignored ahead of time; ignoring twice is harmless.
-    assert!(!store.ignore_device(org, "SN-2").await.unwrap(), "nothing to remove");
-    assert!(!store.ignore_device(org, "SN-2").await.unwrap());
+    assert!(!store.ignore_device(org, "SN-2", Actor::Operator).await.unwrap(), "nothing to remove");
+    assert!(!store.ignore_device(org, "SN-2", Actor::Operator).await.unwrap());
     let listed: Vec<String> = store.ignored(org, &PageRequest::first(10)).await.unwrap().items.into_iter().map(|i| i.serial).collect();
     assert_eq!(listed, ["SN-1", "SN-2"]);
 
-    store.unignore(org, "SN-1").await.unwrap();
-    assert!(matches!(store.unignore(org, "SN-1").await, Err(StoreError::NotIgnored(_))));
+    store.unignore(org, "SN-1", Actor::Operator).await.unwrap();
+    assert!(matches!(store.unignore(org, "SN-1", Actor::Operator).await, Err(StoreError::NotIgnored(_))));
     assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
 }
 
@@ -279,16 +281,16 @@ async fn lowering_seats_below_assigned_revokes_nothing_and_gives_no_new_seat(sto
     for serial in ["SN-1", "SN-2", "SN-3"] {
         assert!(store.check_in(org, "editor", serial).await.unwrap().licensed);
     }
-    let product = store.set_seats(org, "editor", 1).await.unwrap();
+    let product = store.set_seats(org, "editor", 1, Actor::Operator).await.unwrap();
     assert_eq!((product.seats, product.assigned, product.available), (1, 3, 0));
     assert!(product.over_allocated());
     assert!(store.check_in(org, "editor", "SN-2").await.unwrap().licensed, "held seats stay held");
     assert_eq!(store.check_in(org, "editor", "SN-4").await.unwrap().reason, Some(Denial::NoSeatsAvailable));
 
-    store.delete_device(org, "SN-1").await.unwrap();
-    store.delete_device(org, "SN-2").await.unwrap();
+    store.delete_device(org, "SN-1", Actor::Operator).await.unwrap();
+    store.delete_device(org, "SN-2", Actor::Operator).await.unwrap();
     assert_eq!(store.check_in(org, "editor", "SN-4").await.unwrap().reason, Some(Denial::NoSeatsAvailable), "still at the limit");
-    store.delete_device(org, "SN-3").await.unwrap();
+    store.delete_device(org, "SN-3", Actor::Operator).await.unwrap();
     assert!(store.check_in(org, "editor", "SN-4").await.unwrap().licensed, "below the limit again");
 }
 
@@ -303,14 +305,14 @@ async fn organizations_never_see_or_change_each_others_data(store: Store) {
     assert!(theirs.licensed);
     assert_eq!(holders_of(&store, globex, "editor").await, ["SHARED"]);
     assert!(matches!(store.device(globex, "ACME-ONLY").await, Err(StoreError::UnknownDevice(_))));
-    assert!(matches!(store.delete_device(globex, "ACME-ONLY").await, Err(StoreError::UnknownDevice(_))));
-    assert!(matches!(store.unassign(globex, "ACME-ONLY", "editor").await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.delete_device(globex, "ACME-ONLY", Actor::Operator).await, Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(store.unassign(globex, "ACME-ONLY", "editor", Actor::Operator).await, Err(StoreError::UnknownDevice(_))));
     let globex_devices = store.devices(globex, None, &PageRequest::first(50)).await.unwrap();
     assert_eq!(globex_devices.items.iter().map(|d| d.serial.as_str()).collect::<Vec<_>>(), ["SHARED"]);
 
-    store.ignore_device(globex, "ACME-ONLY").await.unwrap();
+    store.ignore_device(globex, "ACME-ONLY", Actor::Operator).await.unwrap();
     assert!(store.check_in(acme, "editor", "ACME-ONLY").await.unwrap().licensed, "another org's ignore list");
-    store.set_auto_assign(globex, "editor", false).await.unwrap();
+    store.set_auto_assign(globex, "editor", false, Actor::Operator).await.unwrap();
     assert!(store.product(acme, "editor").await.unwrap().auto_assign);
     assert_eq!(holders_of(&store, acme, "editor").await, ["ACME-ONLY", "SHARED"]);
 }
@@ -327,12 +329,12 @@ async fn keys_identify_their_organization_and_rotation_retires_the_old_key(store
     assert_eq!(store.authenticate_admin("sk_admin_0000").await.unwrap(), None);
     assert_eq!(store.settings(acme_id).await.unwrap(), Settings { organization_name: "acme".into(), product_key: acme.product_key.clone() });
 
-    let new_product_key = store.rotate_product_key(acme_id).await.unwrap();
+    let new_product_key = store.rotate_product_key(acme_id, Actor::Operator).await.unwrap();
     assert_eq!(store.authenticate_product(&acme.product_key).await.unwrap(), None);
     assert_eq!(store.authenticate_product(&new_product_key).await.unwrap(), Some(acme_id));
     assert_eq!(store.settings(acme_id).await.unwrap().product_key, new_product_key);
 
-    let new_admin_key = store.rotate_admin_key(acme_id).await.unwrap();
+    let new_admin_key = store.rotate_admin_key(acme_id, Actor::Operator).await.unwrap();
     assert_eq!(store.authenticate_admin(&acme.admin_key).await.unwrap(), None);
     assert_eq!(store.authenticate_admin(&new_admin_key).await.unwrap().map(|o| o.name), Some("acme".into()));
     assert!(store.authenticate_admin(&globex.admin_key).await.unwrap().is_some(), "others keep their keys");
@@ -375,7 +377,7 @@ async fn the_product_screen_lists_its_holders_in_pages(store: Store) {
     for i in 0..15 {
         store.check_in(org, "editor", &format!("SN-{i:02}")).await.unwrap();
     }
-    store.unassign(org, "SN-03", "editor").await.unwrap();
+    store.unassign(org, "SN-03", "editor", Actor::Operator).await.unwrap();
     let holders = holders_of(&store, org, "editor").await;
     assert_eq!(holders.len(), 14);
     assert!(!holders.contains(&"SN-03".to_string()));
@@ -399,13 +401,13 @@ async fn bad_input_is_refused_and_records_nothing(store: Store) {
 
     for code in ["", "Upper", "-lead", "has space", &"a".repeat(65)] {
         let product = NewProduct { code: code.into(), name: "X".into(), seats: 1, auto_assign: false };
-        assert!(matches!(store.add_product(org, &product).await, Err(StoreError::Invalid(_))), "{code:?}");
+        assert!(matches!(store.add_product(org, &product, Actor::Operator).await, Err(StoreError::Invalid(_))), "{code:?}");
     }
     let negative = NewProduct { code: "neg".into(), name: "Neg".into(), seats: -1, auto_assign: false };
-    assert!(matches!(store.add_product(org, &negative).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.add_product(org, &negative, Actor::Operator).await, Err(StoreError::Invalid(_))));
     let blank = NewProduct { code: "blank".into(), name: "  ".into(), seats: 1, auto_assign: false };
-    assert!(matches!(store.add_product(org, &blank).await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.set_seats(org, "editor", -5).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.add_product(org, &blank, Actor::Operator).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.set_seats(org, "editor", -5, Actor::Operator).await, Err(StoreError::Invalid(_))));
     assert!(matches!(store.create_organization("").await, Err(StoreError::Invalid(_))));
     assert_eq!(store.products(org).await.unwrap().len(), 1);
     assert_eq!(store.product(org, "editor").await.unwrap().seats, 2);
@@ -415,11 +417,11 @@ async fn operator_conflicts_are_reported_not_overwritten(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
     assert!(matches!(store.create_organization("acme").await, Err(StoreError::Conflict(_))));
     let again = NewProduct { code: "editor".into(), name: "Other".into(), seats: 9, auto_assign: false };
-    assert!(matches!(store.add_product(org, &again).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.add_product(org, &again, Actor::Operator).await, Err(StoreError::Conflict(_))));
     let product = store.product(org, "editor").await.unwrap();
     assert_eq!((product.name.as_str(), product.seats), ("editor app", 2));
     assert!(matches!(store.organization_by_name("nobody").await, Err(StoreError::UnknownOrganization(_))));
-    assert!(matches!(store.set_seats(org, "nope", 3).await, Err(StoreError::UnknownProduct(_))));
+    assert!(matches!(store.set_seats(org, "nope", 3, Actor::Operator).await, Err(StoreError::UnknownProduct(_))));
 
     let listed = store.organizations().await.unwrap();
     assert_eq!(listed.iter().map(|o| (o.name.as_str(), o.products)).collect::<Vec<_>>(), [("acme", 1)]);
@@ -478,10 +480,10 @@ async fn concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact(store:
             let serial = format!("ADMIN-{i}");
             tasks.push(tokio::spawn(async move {
                 let done = match (round + i) % 4 {
-                    0 => store.unassign(org, &serial, "editor").await.map(drop),
-                    1 => store.assign(org, &serial, "editor").await.map(drop),
+                    0 => store.unassign(org, &serial, "editor", Actor::Operator).await.map(drop),
+                    1 => store.assign(org, &serial, "editor", Actor::Operator).await.map(drop),
                     2 => store.check_in(org, "editor", &format!("NEW-{round}-{i}")).await.map(drop),
-                    _ => store.delete_device(org, &serial).await,
+                    _ => store.delete_device(org, &serial, Actor::Operator).await,
                 };
                 // A device deleted by an earlier action, or a full product, is an
                 // answer, not a failure.
@@ -520,9 +522,9 @@ async fn browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation(store: S
     let first = store.create_session(acme, hour).await.unwrap();
     let second = store.create_session(acme, hour).await.unwrap();
     let theirs = store.create_session(globex, hour).await.unwrap();
-    store.rotate_product_key(acme).await.unwrap();
+    store.rotate_product_key(acme, Actor::Operator).await.unwrap();
     assert!(store.session(&first).await.unwrap().is_some(), "a product key rotation keeps sessions");
-    store.rotate_admin_key(acme).await.unwrap();
+    store.rotate_admin_key(acme, Actor::Operator).await.unwrap();
     assert_eq!(store.session(&first).await.unwrap(), None);
     assert_eq!(store.session(&second).await.unwrap(), None);
     assert_eq!(store.session(&theirs).await.unwrap().map(|o| o.name), Some("globex".into()), "other organizations keep theirs");
@@ -538,7 +540,7 @@ async fn ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded(store: Store)
                 tokio::spawn(async move { store.check_in(org, "editor", &serial).await })
             })
             .collect();
-        store.ignore_device(org, &serial).await.unwrap();
+        store.ignore_device(org, &serial, Actor::Operator).await.unwrap();
         for check_in in check_ins {
             check_in.await.unwrap().unwrap();
         }
@@ -554,11 +556,11 @@ async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(stor
     let terms = store.license_terms(org, "editor").await.unwrap();
     assert_eq!(terms, LicenseTerms { organization: "acme".into(), license_days: 7 });
 
-    let changed = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(365) }).await.unwrap();
+    let changed = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(365) }, Actor::Operator).await.unwrap();
     assert_eq!(changed.license_days, 365);
-    assert_eq!(store.update_policy(org, "editor", &PolicyUpdate::default()).await.unwrap().license_days, 365);
+    assert_eq!(store.update_policy(org, "editor", &PolicyUpdate::default(), Actor::Operator).await.unwrap().license_days, 365);
     for bad in [0, -1, 366, i64::MAX] {
-        let refused = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(bad) }).await;
+        let refused = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(bad) }, Actor::Operator).await;
         assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad}: {refused:?}");
     }
     assert_eq!(store.license_terms(org, "editor").await.unwrap().license_days, 365);
@@ -568,7 +570,7 @@ async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(stor
     let other = org_with_product(&store, "globex", "viewer", 1, false).await;
     assert!(matches!(store.policy(other, "editor").await, Err(StoreError::UnknownProduct(_))));
     assert!(matches!(
-        store.update_policy(other, "editor", &PolicyUpdate { license_days: Some(1) }).await,
+        store.update_policy(other, "editor", &PolicyUpdate { license_days: Some(1) }, Actor::Operator).await,
         Err(StoreError::UnknownProduct(_))
     ));
     assert!(matches!(store.license_terms(other, "editor").await, Err(StoreError::UnknownProduct(_))));
@@ -607,4 +609,123 @@ async fn futures_count(tasks: impl Iterator<Item = tokio::task::JoinHandle<bool>
         count += usize::from(task.await.unwrap());
     }
     count
+}
+
+fn activity_filter() -> ActivityFilter {
+    ActivityFilter { limit: 100, ..ActivityFilter::default() }
+}
+
+/// (who, what, product, serial) of the organization's changes, oldest first.
+async fn changes(store: &Store, org: OrgId) -> Vec<(Actor, ActivityKind, Option<String>, Option<String>)> {
+    let page = store.activity(org, &activity_filter()).await.unwrap();
+    page.items.into_iter().rev().map(|a| (a.actor, a.kind, a.product, a.serial)).collect()
+}
+
+async fn every_change_is_recorded_with_who_made_it_and_nothing_else_is(store: Store) {
+    use ActivityKind::*;
+    let org = store.create_organization("acme").await.unwrap();
+    let org = store.organization_by_name(&org.name).await.unwrap().id;
+    let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 1, auto_assign: true };
+    store.add_product(org, &editor, Actor::Operator).await.unwrap();
+    store.check_in(org, "editor", "SN-1").await.unwrap();
+    store.check_in(org, "editor", "SN-1").await.unwrap(); // holds its seat: no change
+    store.check_in(org, "editor", "SN-2").await.unwrap(); // no seat left: no change
+    assert!(store.assign(org, "SN-2", "editor", Actor::AdminApi).await.is_err(), "refused: recorded nothing");
+    store.set_seats(org, "editor", 3, Actor::Operator).await.unwrap();
+    store.assign(org, "SN-2", "editor", Actor::AdminSession).await.unwrap();
+    store.assign(org, "SN-2", "editor", Actor::AdminSession).await.unwrap(); // already: no change
+    store.unassign(org, "SN-1", "editor", Actor::AdminApi).await.unwrap();
+    store.set_auto_assign(org, "editor", false, Actor::AdminSession).await.unwrap();
+    store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(30) }, Actor::AdminApi).await.unwrap();
+    store.delete_device(org, "SN-2", Actor::AdminApi).await.unwrap();
+    store.ignore_device(org, "SN-1", Actor::AdminSession).await.unwrap();
+    store.unignore(org, "SN-1", Actor::AdminSession).await.unwrap();
+    store.rotate_product_key(org, Actor::Operator).await.unwrap();
+    store.rotate_admin_key(org, Actor::AdminApi).await.unwrap();
+
+    let e = || Some("editor".to_owned());
+    let sn = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        changes(&store, org).await,
+        vec![
+            (Actor::Operator, ProductAdded, e(), None),
+            (Actor::Device, SeatAutoAssigned, e(), sn("SN-1")),
+            (Actor::Operator, SeatsChanged, e(), None),
+            (Actor::AdminSession, SeatAssigned, e(), sn("SN-2")),
+            (Actor::AdminApi, SeatRevoked, e(), sn("SN-1")),
+            (Actor::AdminSession, AutoAssignChanged, e(), None),
+            (Actor::AdminApi, PolicyChanged, e(), None),
+            (Actor::AdminApi, DeviceDeleted, None, sn("SN-2")),
+            (Actor::AdminSession, DeviceIgnored, None, sn("SN-1")),
+            (Actor::AdminSession, DeviceUnignored, None, sn("SN-1")),
+            (Actor::Operator, ProductKeyRotated, None, None),
+            (Actor::AdminApi, AdminKeyRotated, None, None),
+        ]
+    );
+    let details: Vec<Option<String>> =
+        store.activity(org, &activity_filter()).await.unwrap().items.into_iter().rev().map(|a| a.detail).collect();
+    assert_eq!(details[0].as_deref(), Some("1 seats, auto-assign on"));
+    assert_eq!(details[2].as_deref(), Some("seats 1 → 3"));
+    assert_eq!(details[5].as_deref(), Some("auto-assign off"));
+    assert_eq!(details[6].as_deref(), Some("license_days 7 → 30"));
+    assert_eq!(details[8].as_deref(), Some("the recorded device was removed"));
+
+    let other = org_with_product(&store, "globex", "viewer", 1, true).await;
+    assert!(changes(&store, other).await.iter().all(|(_, _, product, _)| product.as_deref() == Some("viewer")));
+}
+
+async fn the_audit_log_filters_pages_and_forgets_old_changes(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 100, true).await;
+    let viewer = NewProduct { code: "viewer".into(), name: "Viewer".into(), seats: 100, auto_assign: true };
+    store.add_product(org, &viewer, Actor::Operator).await.unwrap();
+    for i in 0..25 {
+        store.check_in(org, "editor", &format!("SN-{i:02}")).await.unwrap();
+    }
+    let middle = now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.check_in(org, "viewer", "SN-00").await.unwrap();
+    store.unassign(org, "SN-00", "editor", Actor::AdminApi).await.unwrap();
+
+    let only = |filter: ActivityFilter| {
+        let store = store.clone();
+        async move { store.activity(org, &ActivityFilter { limit: 100, ..filter }).await.unwrap().items }
+    };
+    assert_eq!(only(ActivityFilter { product: Some("viewer".into()), ..Default::default() }).await.len(), 2, "added, auto-assigned");
+    let sn00 = only(ActivityFilter { serial: Some("SN-00".into()), ..Default::default() }).await;
+    assert_eq!(sn00.iter().map(|a| a.kind).collect::<Vec<_>>(), [ActivityKind::SeatRevoked, ActivityKind::SeatAutoAssigned, ActivityKind::SeatAutoAssigned]);
+    assert_eq!(only(ActivityFilter { kind: Some(ActivityKind::SeatRevoked), ..Default::default() }).await.len(), 1);
+    assert_eq!(only(ActivityFilter { actor: Some(Actor::Device), ..Default::default() }).await.len(), 26);
+    assert_eq!(only(ActivityFilter { since: Some(middle), ..Default::default() }).await.len(), 2);
+    assert_eq!(only(ActivityFilter { until: Some(middle), actor: Some(Actor::Device), ..Default::default() }).await.len(), 25);
+
+    // Pages of 10, newest first, each id once.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.activity(org, &ActivityFilter { before, limit: 10, ..Default::default() }).await.unwrap();
+        seen.extend(page.items.iter().map(|a| a.id));
+        match page.next {
+            Some(next) => before = Some(next.parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 29, "2 products added, 26 auto-assigned, 1 revoked");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats");
+
+    assert_eq!(store.prune_activity(middle).await.unwrap(), 27);
+    assert_eq!(only(ActivityFilter::default()).await.len(), 2);
+
+    // Words from a query string: dates, names, and what is wrong with them.
+    let query = ActivityQuery { kind: Some("seat_revoked".into()), since: Some("2026-11-29".into()), until: Some("2026-11-29".into()), ..Default::default() };
+    let filter = query.filter(None, 50).unwrap();
+    assert_eq!(filter.kind, Some(ActivityKind::SeatRevoked));
+    assert_eq!(filter.until.unwrap() - filter.since.unwrap(), chrono::Duration::days(1), "a date as until means through its end");
+    for bad in [
+        ActivityQuery { kind: Some("exploded".into()), ..Default::default() },
+        ActivityQuery { actor: Some("root".into()), ..Default::default() },
+        ActivityQuery { since: Some("yesterday".into()), ..Default::default() },
+        ActivityQuery { since: Some("2026-11-30".into()), until: Some("2026-11-29".into()), ..Default::default() },
+    ] {
+        assert!(matches!(bad.filter(None, 50), Err(StoreError::Invalid(_))), "{bad:?}");
+    }
 }

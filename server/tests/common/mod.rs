@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use seatkeeper::{AppState, router};
 use serde_json::Value;
 use store::testing::TestDatabase;
-use store::{LicenseStore, NewProduct, Store};
+use store::{Actor, LicenseStore, NewProduct, Store};
 use tower::ServiceExt;
 
 /// Runs each test on SQLite and on PostgreSQL.
@@ -90,7 +90,7 @@ impl TestApp {
         let id = self.store.organization_by_name(name).await.unwrap().id;
         for &(code, seats, auto_assign) in products {
             let product = NewProduct { code: code.into(), name: format!("{code} app"), seats, auto_assign };
-            self.store.add_product(id, &product).await.unwrap();
+            self.store.add_product(id, &product, Actor::Operator).await.unwrap();
         }
         Org { name: name.into(), admin_key: created.admin_key, product_key: created.product_key }
     }
