@@ -18,6 +18,9 @@ pub struct ProductView {
     pub available: i64,
     pub auto_assign: bool,
     pub over_allocated: bool,
+    /// Seats of devices not seen for this many days are reclaimed.
+    #[serde(default)]
+    pub reclaim_after_days: Option<i64>,
 }
 
 #[cfg(feature = "ssr")]
@@ -31,6 +34,7 @@ impl From<store::Product> for ProductView {
             assigned: p.assigned,
             available: p.available,
             auto_assign: p.auto_assign,
+            reclaim_after_days: None,
         }
     }
 }
@@ -41,7 +45,13 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
     use store::LicenseStore;
     respond(async {
         let org = require_org().await?;
-        Ok(store()?.products(org.id).await?.into_iter().map(ProductView::from).collect())
+        let store = store()?;
+        let mut views = Vec::new();
+        for product in store.products(org.id).await? {
+            let policy = store.policy(org.id, &product.code).await?;
+            views.push(ProductView { reclaim_after_days: policy.reclaim_after_days, ..ProductView::from(product) });
+        }
+        Ok(views)
     }
     .await)
 }
@@ -121,6 +131,9 @@ fn ProductRow(product: ProductView, hydrated: ReadSignal<bool>, saved: Callback<
                 <meter class="seats" aria-hidden="true" min="0" max=product.seats.max(1) value=product.assigned.min(product.seats.max(1))></meter>
                 {product.over_allocated.then(|| view! {
                     <span class="badge danger">"Over-allocated"</span>
+                })}
+                {product.reclaim_after_days.map(|days| view! {
+                    <span class="note">{format!("Idle seats reclaimed after {days} days")}</span>
                 })}
             </th>
             <td class="num">{product.seats}</td>

@@ -24,6 +24,7 @@ pub struct HolderView {
 pub struct ProductScreen {
     pub product: ProductView,
     pub license_days: i64,
+    pub reclaim_after_days: Option<i64>,
     pub holders: Vec<HolderView>,
     /// The serial to continue after, for the next page.
     pub next: Option<String>,
@@ -43,6 +44,7 @@ pub async fn load_product(code: String, after: Option<String>) -> Result<Product
         Ok(ProductScreen {
             product: product.into(),
             license_days: policy.license_days,
+            reclaim_after_days: policy.reclaim_after_days,
             holders: page
                 .items
                 .into_iter()
@@ -76,11 +78,34 @@ pub async fn set_license_days(code: String, days: String) -> Result<(), UiError>
         let org = require_org().await?;
         let days = days.trim().parse::<i64>().ok().filter(|days| validate::license_days(*days).is_ok());
         let Some(days) = days else { return Err(UiError::new("invalid_license_days")) };
-        store()?.update_policy(org.id, &code, &PolicyUpdate { license_days: Some(days) }, store::Actor::AdminSession).await?;
+        let update = PolicyUpdate { license_days: Some(days), ..PolicyUpdate::default() };
+        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
         Ok(())
     }
     .await;
     finish_form("license-days", result)
+}
+
+/// `days` as typed: empty turns reclaiming off.
+#[server]
+pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::{LicenseStore, PolicyUpdate, validate};
+    let result = async {
+        let org = require_org().await?;
+        let days = match days.trim() {
+            "" => None,
+            text => match text.parse::<i64>().ok().filter(|days| validate::reclaim_after_days(*days).is_ok()) {
+                Some(days) => Some(days),
+                None => return Err(UiError::new("invalid_reclaim_days")),
+            },
+        };
+        let update = PolicyUpdate { reclaim_after_days: Some(days), ..PolicyUpdate::default() };
+        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("reclaim-days", result)
 }
 
 #[component]
@@ -90,9 +115,10 @@ pub fn ProductPage() -> impl IntoView {
     let query = use_query_map();
     let revoke = ServerAction::<RevokeSeat>::new();
     let set_days = ServerAction::<SetLicenseDays>::new();
+    let set_reclaim = ServerAction::<SetReclaimDays>::new();
     let screen = Resource::new(
         move || {
-            let versions = (revoke.version().get(), set_days.version().get());
+            let versions = (revoke.version().get(), set_days.version().get(), set_reclaim.version().get());
             (params.read().get("code").unwrap_or_default(), query.read().get("after"), auth.version(), versions)
         },
         |(code, after, _, _)| load_product(code, after),
@@ -106,7 +132,7 @@ pub fn ProductPage() -> impl IntoView {
                         <Failure error/>
                         <p><A href="/">"Back to Licenses"</A></p>
                     }.into_any(),
-                    Ok(ProductScreen { product, license_days, holders, next }) => {
+                    Ok(ProductScreen { product, license_days, reclaim_after_days, holders, next }) => {
                         let code = product.code.clone();
                         view! {
                             <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
@@ -124,6 +150,15 @@ pub fn ProductPage() -> impl IntoView {
                                 <button type="submit" class="small">"Save"</button>
                             </ActionForm>
                             <ActionError value=set_days.value() form="license-days" />
+                            <ActionForm action=set_reclaim attr:class="inline setting">
+                                <input type="hidden" name="code" value=product.code.clone() />
+                                <label for="reclaim-days">"Reclaim seats of devices not seen for"</label>
+                                <input id="reclaim-days" type="number" name="days" min="1" max="3650" placeholder="never"
+                                    value=reclaim_after_days.map(|days| days.to_string()).unwrap_or_default() />
+                                <span>"days (empty: never)"</span>
+                                <button type="submit" class="small">"Save"</button>
+                            </ActionForm>
+                            <ActionError value=set_reclaim.value() form="reclaim-days" />
                             <ActionError value=revoke.value() form="revoke" />
                             {if holders.is_empty() {
                                 view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()

@@ -144,7 +144,7 @@ fn status_of(error: &UiError) -> http::StatusCode {
         "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
         "no_seats_available" => StatusCode::CONFLICT,
         "unknown_product" | "unknown_device" | "not_ignored" => StatusCode::NOT_FOUND,
-        "invalid_request" | "invalid_license_days" | "bad_request" => StatusCode::BAD_REQUEST,
+        "invalid_request" | "invalid_license_days" | "invalid_reclaim_days" | "bad_request" => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

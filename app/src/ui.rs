@@ -52,6 +52,7 @@ pub fn message_for(code: &str) -> &'static str {
         "not_ignored" => "That serial is not on the ignore list.",
         "invalid_request" => "That input is not valid.",
         "invalid_license_days" => "License validity must be a whole number of days from 1 to 365.",
+        "invalid_reclaim_days" => "Reclaiming needs a whole number of days from 1 to 3650, or empty for never.",
         "unreachable" => "The server could not be reached. Check your connection and try again.",
         "bad_request" => "The request was not understood. Reload the page and try again.",
         _ => "Something went wrong on the server; nothing was changed. Try again.",

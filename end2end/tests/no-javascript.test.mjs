@@ -43,16 +43,32 @@ test('auto-assign switches with its Save button', async () => {
   await screenshot(page, 'no-js-licenses');
 });
 
-test('license validity is set on the Product screen with its Save button', async () => {
+test('license validity and reclaiming are set on the Product screen with their Save buttons', async () => {
   await page.goto(`${server.baseURL}/products/editor`);
-  await page.getByLabel('Signed licenses stay valid for').fill('14');
-  await page.getByRole('button', { name: 'Save' }).click();
+  const days = page.getByLabel('Signed licenses stay valid for');
+  const save = page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' });
+  await days.fill('14');
+  await save.click();
   await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
-  assert.equal(await page.getByLabel('Signed licenses stay valid for').inputValue(), '14');
+  assert.equal(await days.inputValue(), '14');
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 14);
 
-  const days = page.getByLabel('Signed licenses stay valid for');
   await days.evaluate((input) => { input.removeAttribute('max'); input.value = '400'; });
+  await save.click();
+  assert.match(await page.getByRole('alert').textContent(), /1 to 365/);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 14, 'nothing changed');
+
+  const reclaim = page.getByLabel('Reclaim seats of devices not seen for');
+  await reclaim.fill('45');
+  await page.locator('form').filter({ has: reclaim }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal(await reclaim.inputValue(), '45');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).reclaim_after_days, 45);
+  await reclaim.fill('');
+  await page.locator('form').filter({ has: reclaim }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).reclaim_after_days, null);
+});
   await page.getByRole('button', { name: 'Save' }).click();
   assert.match(await page.getByRole('alert').textContent(), /1 to 365/);
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 14, 'nothing changed');

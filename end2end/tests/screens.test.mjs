@@ -114,7 +114,7 @@ test('the Product screen sets how long signed licenses stay valid', async () => 
   const days = page.getByLabel('Signed licenses stay valid for');
   assert.equal(await days.inputValue(), '7');
   await days.fill('30');
-  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
   for (let tries = 0; ; tries++) {
     const policy = await admin(server.baseURL, keys.adminKey, '/products/editor/policy');
     if (policy.license_days === 30) break;
@@ -127,9 +127,37 @@ test('the Product screen sets how long signed licenses stay valid', async () => 
 
   await days.fill('0');
   await days.evaluate((input) => input.removeAttribute('min'));
-  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
   await page.getByRole('alert').filter({ hasText: '1 to 365' }).waitFor();
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 30, 'nothing changed');
+});
+
+test('the Product screen sets when idle seats are reclaimed, and the Licenses screen shows it', async () => {
+  await page.goto(`${server.baseURL}/products/viewer`);
+  await hydrated(page);
+  const days = page.getByLabel('Reclaim seats of devices not seen for');
+  assert.equal(await days.inputValue(), '', 'never, by default');
+  await days.fill('30');
+  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
+  for (let tries = 0; ; tries++) {
+    const policy = await admin(server.baseURL, keys.adminKey, '/products/viewer/policy');
+    if (policy.reclaim_after_days === 30) break;
+    assert.ok(tries < 50, `saved: ${JSON.stringify(policy)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await page.getByRole('link', { name: 'Licenses' }).click();
+  await page.getByRole('row', { name: /Viewer/ }).getByText('Idle seats reclaimed after 30 days').waitFor();
+
+  await page.goto(`${server.baseURL}/products/viewer`);
+  await hydrated(page);
+  await days.fill('');
+  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
+  for (let tries = 0; ; tries++) {
+    const policy = await admin(server.baseURL, keys.adminKey, '/products/viewer/policy');
+    if (policy.reclaim_after_days === null) break;
+    assert.ok(tries < 50, `turned off: ${JSON.stringify(policy)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 });
 
 test('the Activity screen lists every change, filters it and downloads it as CSV', async () => {

@@ -51,6 +51,11 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_ACTIVITY_RETENTION_DAYS", default_value_t = 365, global = true)]
     pub activity_retention_days: u32,
 
+    /// Seconds between two passes of the task that frees idle seats of
+    /// products with `reclaim_after_days`.
+    #[arg(long, env = "SEATKEEPER_RECLAIM_INTERVAL", default_value_t = 600, global = true)]
+    pub reclaim_interval: u64,
+
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,

@@ -44,6 +44,7 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
     let state = AppState::new(store.clone(), addr).with_limits(cli.limits());
     state.licenser.load().await.context("loading the license signing keys")?;
+    seatkeeper::spawn_reclaim(store.clone(), std::time::Duration::from_secs(cli.reclaim_interval.max(1)));
     if cli.activity_retention_days > 0 {
         let days = u64::from(cli.activity_retention_days);
         seatkeeper::spawn_activity_retention(store.clone(), std::time::Duration::from_secs(days * 86_400));

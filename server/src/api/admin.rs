@@ -130,7 +130,7 @@ async fn update_policy(
     JsonBody(update): JsonBody<PolicyUpdate>,
 ) -> Result<Json<ProductPolicy>, ApiError> {
     if update.is_empty() {
-        return Err(ApiError::invalid_request("name what to change: license_days"));
+        return Err(ApiError::invalid_request("name what to change: license_days, reclaim_after_days"));
     }
     let policy = store.update_policy(org.id, &code, &update, Actor::AdminApi).await?;
     licenser.forget_terms(org.id, &code);

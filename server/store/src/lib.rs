@@ -146,6 +146,11 @@ pub trait LicenseStore {
     /// auto-assign when the rules allow.
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
 
+    /// Frees the seats of devices that have not checked in for their
+    /// product's `reclaim_after_days` as of `now`, recording each as
+    /// reclaimed (not revoked: auto-assign may give it back). Says how many.
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64>;
+
     // --- The audit log ---
 
     /// The organization's changes that pass the filter, newest first; a
@@ -331,6 +336,9 @@ impl LicenseStore for Store {
     }
     async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
         dispatch!(self, activity(org, filter))
+    }
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
+        dispatch!(self, reclaim_idle_seats(now))
     }
     async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
         dispatch!(self, prune_activity(before))

@@ -178,12 +178,22 @@ pub struct Settings {
 pub struct ProductPolicy {
     /// Days a signed license stays valid after the check-in that issued it.
     pub license_days: i64,
+    /// Seats of devices not seen for this many days are freed (`None`: never).
+    pub reclaim_after_days: Option<i64>,
 }
 
 impl ProductPolicy {
     /// The audit log's words for a change from `self` to `after`.
     pub(crate) fn changes_to(&self, after: &ProductPolicy) -> String {
-        format!("license_days {} → {}", self.license_days, after.license_days)
+        let days = |days: Option<i64>| days.map_or_else(|| "never".to_owned(), |days| days.to_string());
+        let mut changes = Vec::new();
+        if self.license_days != after.license_days {
+            changes.push(format!("license_days {} → {}", self.license_days, after.license_days));
+        }
+        if self.reclaim_after_days != after.reclaim_after_days {
+            changes.push(format!("reclaim_after_days {} → {}", days(self.reclaim_after_days), days(after.reclaim_after_days)));
+        }
+        if changes.is_empty() { "unchanged".to_owned() } else { changes.join(", ") }
     }
 }
 
@@ -192,16 +202,27 @@ impl ProductPolicy {
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
     pub license_days: Option<i64>,
+    /// `Some(None)` (JSON `null`) turns reclaiming off; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    pub reclaim_after_days: Option<Option<i64>>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(deserializer).map(Some)
 }
 
 impl PolicyUpdate {
     pub fn is_empty(&self) -> bool {
-        self.license_days.is_none()
+        self.license_days.is_none() && self.reclaim_after_days.is_none()
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::StoreError> {
         if let Some(days) = self.license_days {
             crate::validate::license_days(days)?;
+        }
+        if let Some(Some(days)) = self.reclaim_after_days {
+            crate::validate::reclaim_after_days(days)?;
         }
         Ok(())
     }

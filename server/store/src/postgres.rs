@@ -462,37 +462,43 @@ impl LicenseStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
-        let license_days: Option<i64> =
-            sqlx::query_scalar("select license_days from products where org_id = $1 and code = $2")
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("select license_days, reclaim_after_days from products where org_id = $1 and code = $2")
                 .bind(org.0)
                 .bind(code)
                 .fetch_optional(&self.pool)
                 .await?;
-        let license_days = license_days.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-        Ok(ProductPolicy { license_days })
+        let (license_days, reclaim_after_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(ProductPolicy { license_days, reclaim_after_days })
     }
 
     #[tracing::instrument(skip_all)]
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         update.validate()?;
         let mut tx = self.begin().await?;
-        let before: Option<i64> =
-            sqlx::query_scalar("select license_days from products where org_id = $1 and code = $2 for update")
-                .bind(org.0)
-                .bind(code)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let before = ProductPolicy { license_days: before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))? };
-        let license_days: i64 = sqlx::query_scalar(
-            "update products set license_days = coalesce($1, license_days) where org_id = $2 and code = $3
-             returning license_days",
+        let before: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "select license_days, reclaim_after_days from products where org_id = $1 and code = $2 for update",
+        )
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (license_days, reclaim_after_days) = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        let before = ProductPolicy { license_days, reclaim_after_days };
+        let (license_days, reclaim_after_days): (i64, Option<i64>) = sqlx::query_as(
+            "update products set license_days = coalesce($1, license_days),
+                    reclaim_after_days = case when $2 then $3 else reclaim_after_days end
+             where org_id = $4 and code = $5
+             returning license_days, reclaim_after_days",
         )
         .bind(update.license_days)
+        .bind(update.reclaim_after_days.is_some())
+        .bind(update.reclaim_after_days.flatten())
         .bind(org.0)
         .bind(code)
         .fetch_one(&mut *tx)
         .await?;
-        let after = ProductPolicy { license_days };
+        let after = ProductPolicy { license_days, reclaim_after_days };
         let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&after));
         record(&mut tx, org, now(), change).await?;
         tx.commit().await?;
@@ -544,6 +550,59 @@ impl LicenseStore for PgStore {
         select.push(" order by id desc limit ").push_bind(limit + 1);
         let rows: Vec<ActivityRow> = select.build_query_as().fetch_all(&self.pool).await?;
         Ok(activity_page(rows, limit))
+    }
+
+    /// One transaction per seat, each locking the device's row first as
+    /// every seat change does (see the module's lock order), and checking
+    /// again under the lock that the device is still idle.
+    #[tracing::instrument(skip_all)]
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
+        const SLICE: i64 = 500;
+        let mut reclaimed = 0;
+        loop {
+            let idle: Vec<(i64, i64)> = sqlx::query_as(
+                "select a.product_id, a.device_id
+                 from products p
+                 join assignments a on a.product_id = p.id
+                 join devices d on d.id = a.device_id
+                 where p.reclaim_after_days is not null
+                   and d.last_seen < $1 - p.reclaim_after_days * interval '1 day'
+                 limit $2",
+            )
+            .bind(now)
+            .bind(SLICE)
+            .fetch_all(&self.pool)
+            .await?;
+            for &(product, device) in &idle {
+                let mut tx = self.begin().await?;
+                sqlx::query("select id from devices where id = $1 for update").bind(device).execute(&mut *tx).await?;
+                let freed: Option<(i64, String, String, i64)> = sqlx::query_as(
+                    "delete from assignments a using products p, devices d
+                     where a.product_id = $1 and a.device_id = $2 and p.id = a.product_id and d.id = a.device_id
+                       and p.reclaim_after_days is not null
+                       and d.last_seen < $3 - p.reclaim_after_days * interval '1 day'
+                     returning p.org_id, p.code, d.serial, p.reclaim_after_days",
+                )
+                .bind(product)
+                .bind(device)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((org, code, serial, days)) = freed {
+                    sqlx::query("update products set assigned = assigned - 1 where id = $1")
+                        .bind(product)
+                        .execute(&mut *tx)
+                        .await?;
+                    let change = Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(&code).serial(&serial);
+                    record(&mut tx, OrgId(org), now, change.detail(format!("not seen for {days} days"))).await?;
+                    reclaimed += 1;
+                }
+                tx.commit().await?;
+            }
+            if (idle.len() as i64) < SLICE {
+                return Ok(reclaimed);
+            }
+        }
     }
 
     #[tracing::instrument(skip_all)]

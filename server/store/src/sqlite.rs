@@ -198,13 +198,14 @@ async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> R
 }
 
 async fn fetch_policy(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductPolicy> {
-    let license_days: Option<i64> = sqlx::query_scalar("select license_days from products where org_id = ? and code = ?")
-        .bind(org.0)
-        .bind(code)
-        .fetch_optional(conn)
-        .await?;
-    let license_days = license_days.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-    Ok(ProductPolicy { license_days })
+    let row: Option<(i64, Option<i64>)> =
+        sqlx::query_as("select license_days, reclaim_after_days from products where org_id = ? and code = ?")
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(conn)
+            .await?;
+    let (license_days, reclaim_after_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+    Ok(ProductPolicy { license_days, reclaim_after_days })
 }
 
 async fn device_id(conn: &mut SqliteConnection, org: OrgId, serial: &str) -> Result<i64> {
@@ -541,12 +542,18 @@ impl LicenseStore for SqliteStore {
         update.validate()?;
         let mut tx = self.write().await?;
         let before = fetch_policy(&mut tx, org, code).await?;
-        sqlx::query("update products set license_days = coalesce(?, license_days) where org_id = ? and code = ?")
-            .bind(update.license_days)
-            .bind(org.0)
-            .bind(code)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "update products set license_days = coalesce(?, license_days),
+                    reclaim_after_days = case when ? then ? else reclaim_after_days end
+             where org_id = ? and code = ?",
+        )
+        .bind(update.license_days)
+        .bind(update.reclaim_after_days.is_some())
+        .bind(update.reclaim_after_days.flatten())
+        .bind(org.0)
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
         let policy = fetch_policy(&mut tx, org, code).await?;
         let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&policy));
         record(&mut tx, org, now(), change).await?;
@@ -604,6 +611,54 @@ impl LicenseStore for SqliteStore {
             .map(|(id, at, actor, kind, product, serial, detail)| (id, timestamp(at), actor, kind, product, serial, detail))
             .collect();
         Ok(activity_page(rows, limit))
+    }
+
+    /// In transactions of at most 500 seats, so that check-ins waiting for
+    /// the writer are not held up long.
+    #[tracing::instrument(skip_all)]
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
+        const SLICE: usize = 500;
+        // `last seen` times still in memory first: a device seen a moment ago
+        // is not idle.
+        flush_touches(&self.writer, &self.touches).await?;
+        let mut reclaimed = 0;
+        loop {
+            let mut tx = self.write().await?;
+            let idle: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+                "select a.product_id, a.device_id, p.org_id, p.code, d.serial, p.reclaim_after_days
+                 from products p
+                 join assignments a on a.product_id = p.id
+                 join devices d on d.id = a.device_id
+                 where p.reclaim_after_days is not null and d.last_seen < ?1 - p.reclaim_after_days * 86400000
+                 limit ?2",
+            )
+            .bind(millis(now))
+            .bind(SLICE as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (product, device, org, code, serial, days) in &idle {
+                sqlx::query("delete from assignments where product_id = ? and device_id = ?")
+                    .bind(product)
+                    .bind(device)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("update products set assigned = assigned - 1 where id = ?")
+                    .bind(product)
+                    .execute(&mut *tx)
+                    .await?;
+                let change = Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(code).serial(serial);
+                record(&mut tx, OrgId(*org), now, change.detail(format!("not seen for {days} days"))).await?;
+            }
+            tx.commit().await?;
+            if !idle.is_empty() {
+                // Devices answered from memory must be decided again.
+                self.known.clear();
+            }
+            reclaimed += idle.len() as u64;
+            if idle.len() < SLICE {
+                return Ok(reclaimed);
+            }
+        }
     }
 
     #[tracing::instrument(skip_all)]

@@ -77,6 +77,17 @@ pub fn license_days(days: i64) -> Result<(), StoreError> {
     }
 }
 
+pub const RECLAIM_DAYS_MAX: i64 = 3650;
+
+/// After how many days unseen a device's seats are reclaimed: 1 to 3650.
+pub fn reclaim_after_days(days: i64) -> Result<(), StoreError> {
+    if (1..=RECLAIM_DAYS_MAX).contains(&days) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(format!("reclaim_after_days must be a whole number from 1 to {RECLAIM_DAYS_MAX}, or null for never")))
+    }
+}
+
 /// A LIKE pattern matching serials that contain `query`, with LIKE's own
 /// wildcards escaped by `\`.
 pub(crate) fn contains_pattern(query: &str) -> String {

@@ -52,6 +52,7 @@ stories!(
     servers_racing_to_make_the_first_signing_key_store_one_and_rotation_retires_it,
     every_change_is_recorded_with_who_made_it_and_nothing_else_is,
     the_audit_log_filters_pages_and_forgets_old_changes,
+    idle_seats_are_reclaimed_and_auto_assign_gives_them_back,
     bootstrap_creates_the_default_organization_only_once,
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
@@ -552,15 +553,15 @@ async fn ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded(store: Store)
 
 async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
-    assert_eq!(store.policy(org, "editor").await.unwrap(), ProductPolicy { license_days: 7 });
+    assert_eq!(store.policy(org, "editor").await.unwrap(), ProductPolicy { license_days: 7, reclaim_after_days: None });
     let terms = store.license_terms(org, "editor").await.unwrap();
     assert_eq!(terms, LicenseTerms { organization: "acme".into(), license_days: 7 });
 
-    let changed = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(365) }, Actor::Operator).await.unwrap();
+    let changed = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(365), ..Default::default() }, Actor::Operator).await.unwrap();
     assert_eq!(changed.license_days, 365);
     assert_eq!(store.update_policy(org, "editor", &PolicyUpdate::default(), Actor::Operator).await.unwrap().license_days, 365);
     for bad in [0, -1, 366, i64::MAX] {
-        let refused = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(bad) }, Actor::Operator).await;
+        let refused = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(bad), ..Default::default() }, Actor::Operator).await;
         assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad}: {refused:?}");
     }
     assert_eq!(store.license_terms(org, "editor").await.unwrap().license_days, 365);
@@ -570,7 +571,7 @@ async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(stor
     let other = org_with_product(&store, "globex", "viewer", 1, false).await;
     assert!(matches!(store.policy(other, "editor").await, Err(StoreError::UnknownProduct(_))));
     assert!(matches!(
-        store.update_policy(other, "editor", &PolicyUpdate { license_days: Some(1) }, Actor::Operator).await,
+        store.update_policy(other, "editor", &PolicyUpdate { license_days: Some(1), ..Default::default() }, Actor::Operator).await,
         Err(StoreError::UnknownProduct(_))
     ));
     assert!(matches!(store.license_terms(other, "editor").await, Err(StoreError::UnknownProduct(_))));
@@ -636,7 +637,7 @@ async fn every_change_is_recorded_with_who_made_it_and_nothing_else_is(store: St
     store.assign(org, "SN-2", "editor", Actor::AdminSession).await.unwrap(); // already: no change
     store.unassign(org, "SN-1", "editor", Actor::AdminApi).await.unwrap();
     store.set_auto_assign(org, "editor", false, Actor::AdminSession).await.unwrap();
-    store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(30) }, Actor::AdminApi).await.unwrap();
+    store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(30), ..Default::default() }, Actor::AdminApi).await.unwrap();
     store.delete_device(org, "SN-2", Actor::AdminApi).await.unwrap();
     store.ignore_device(org, "SN-1", Actor::AdminSession).await.unwrap();
     store.unignore(org, "SN-1", Actor::AdminSession).await.unwrap();
@@ -727,5 +728,52 @@ async fn the_audit_log_filters_pages_and_forgets_old_changes(store: Store) {
         ActivityQuery { since: Some("2026-11-30".into()), until: Some("2026-11-29".into()), ..Default::default() },
     ] {
         assert!(matches!(bad.filter(None, 50), Err(StoreError::Invalid(_))), "{bad:?}");
+    }
+}
+
+async fn idle_seats_are_reclaimed_and_auto_assign_gives_them_back(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    let viewer = NewProduct { code: "viewer".into(), name: "Viewer".into(), seats: 2, auto_assign: true };
+    store.add_product(org, &viewer, Actor::Operator).await.unwrap();
+    for serial in ["SN-1", "SN-2"] {
+        store.check_in(org, "editor", serial).await.unwrap();
+        store.check_in(org, "viewer", serial).await.unwrap();
+    }
+    // Answered from memory on SQLite from now on.
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+
+    let thirty = PolicyUpdate { reclaim_after_days: Some(Some(30)), ..Default::default() };
+    assert_eq!(store.update_policy(org, "editor", &thirty, Actor::AdminApi).await.unwrap().reclaim_after_days, Some(30));
+    let day = chrono::Duration::days(1);
+    assert_eq!(store.reclaim_idle_seats(now() + day * 29).await.unwrap(), 0, "seen 29 days ago: not idle yet");
+    assert_eq!(store.reclaim_idle_seats(now() + day * 31).await.unwrap(), 2, "both editor seats");
+    assert_eq!(store.reclaim_idle_seats(now() + day * 31).await.unwrap(), 0, "nothing left to do");
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0);
+    assert_eq!(store.product(org, "viewer").await.unwrap().assigned, 2, "a product without the policy keeps its seats");
+    assert!(holders_of(&store, org, "editor").await.is_empty());
+
+    let reclaimed = store
+        .activity(org, &ActivityFilter { kind: Some(ActivityKind::SeatReclaimed), ..activity_filter() })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(reclaimed.len(), 2);
+    assert!(reclaimed.iter().all(|a| a.actor == Actor::Reclaim && a.detail.as_deref() == Some("not seen for 30 days")));
+
+    // Not an admin's revoke: with auto-assign on, the device gets a seat back
+    // when it returns; with it off, it is told so (not answered from memory).
+    store.set_auto_assign(org, "editor", false, Actor::AdminApi).await.unwrap();
+    let back = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert_eq!((back.licensed, back.reason), (false, Some(Denial::AutoAssignDisabled)));
+    store.set_auto_assign(org, "editor", true, Actor::AdminApi).await.unwrap();
+    assert!(store.check_in(org, "editor", "SN-1").await.unwrap().licensed);
+
+    // Turning it off: nothing is reclaimed however long the device is away.
+    let never = PolicyUpdate { reclaim_after_days: Some(None), ..Default::default() };
+    assert_eq!(store.update_policy(org, "editor", &never, Actor::AdminApi).await.unwrap().reclaim_after_days, None);
+    assert_eq!(store.reclaim_idle_seats(now() + day * 3000).await.unwrap(), 0);
+    for bad in [0, 3651, -5] {
+        let refused = store.update_policy(org, "editor", &PolicyUpdate { reclaim_after_days: Some(Some(bad)), ..Default::default() }, Actor::AdminApi).await;
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad}");
     }
 }
