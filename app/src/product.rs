@@ -134,6 +134,7 @@ pub fn ProductPage() -> impl IntoView {
                     }.into_any(),
                     Ok(ProductScreen { product, license_days, reclaim_after_days, holders, next }) => {
                         let code = product.code.clone();
+                        let (days_code, reclaim_code) = (code.clone(), code.clone());
                         view! {
                             <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
                             <h1>{product.name.clone()}</h1>
@@ -142,7 +143,7 @@ pub fn ProductPage() -> impl IntoView {
                                 {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
                             </p>
                             <ActionForm action=set_days attr:class="inline setting">
-                                <input type="hidden" name="code" value=product.code.clone() />
+                                <input type="hidden" name="code" value=days_code />
                                 <label for="license-days">"Signed licenses stay valid for"</label>
                                 <input id="license-days" type="number" name="days" min="1" max="365" required
                                     value=license_days.to_string() />
@@ -151,7 +152,7 @@ pub fn ProductPage() -> impl IntoView {
                             </ActionForm>
                             <ActionError value=set_days.value() form="license-days" />
                             <ActionForm action=set_reclaim attr:class="inline setting">
-                                <input type="hidden" name="code" value=product.code.clone() />
+                                <input type="hidden" name="code" value=reclaim_code />
                                 <label for="reclaim-days">"Reclaim seats of devices not seen for"</label>
                                 <input id="reclaim-days" type="number" name="days" min="1" max="3650" placeholder="never"
                                     value=reclaim_after_days.map(|days| days.to_string()).unwrap_or_default() />
