@@ -69,10 +69,6 @@ test('license validity and reclaiming are set on the Product screen with their S
   await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).reclaim_after_days, null);
 });
-  await page.getByRole('button', { name: 'Save' }).click();
-  assert.match(await page.getByRole('alert').textContent(), /1 to 365/);
-  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 14, 'nothing changed');
-});
 
 test('a license that cannot be assigned says why, next to it', async () => {
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'FILLER')).licensed, true, 'takes the one Viewer seat');

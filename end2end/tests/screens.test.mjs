@@ -145,7 +145,7 @@ test('the Product screen sets when idle seats are reclaimed, and the Licenses sc
     assert.ok(tries < 50, `saved: ${JSON.stringify(policy)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  await page.getByRole('link', { name: 'Licenses' }).click();
+  await page.getByRole('navigation').getByRole('link', { name: 'Licenses' }).click();
   await page.getByRole('row', { name: /Viewer/ }).getByText('Idle seats reclaimed after 30 days').waitFor();
 
   await page.goto(`${server.baseURL}/products/viewer`);
