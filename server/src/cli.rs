@@ -56,12 +56,27 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_RECLAIM_INTERVAL", default_value_t = 600, global = true)]
     pub reclaim_interval: u64,
 
+    /// Serve `GET /metrics` (Prometheus) on this address instead of the main one.
+    #[arg(long, env = "SEATKEEPER_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// How the server logs: `text` for people, `json` (one object per line,
+    /// with the request id) for log collectors. The level is RUST_LOG's.
+    #[arg(long, env = "SEATKEEPER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

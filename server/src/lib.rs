@@ -12,6 +12,7 @@ pub mod cli;
 pub mod export;
 pub mod licensing;
 pub mod limits;
+pub mod observe;
 pub mod serve;
 
 use std::future::Future;
@@ -32,10 +33,10 @@ use tokio::net::TcpListener;
 use axum::http::StatusCode;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use licensing::Licenser;
 use limits::Limits;
+use observe::Metrics;
 
 /// What every request handler may reach.
 #[derive(Clone, FromRef)]
@@ -44,13 +45,29 @@ pub struct AppState {
     pub store: Store,
     pub limits: Arc<Limits>,
     pub licenser: Arc<Licenser>,
+    pub metrics: Arc<Metrics>,
+    /// Whether `GET /metrics` is served on the main address (not when the
+    /// operator gave it an address of its own).
+    pub metrics_on_main: bool,
 }
 
 impl AppState {
     /// A server without rate limits; see [`AppState::with_limits`].
     pub fn new(store: Store, addr: SocketAddr) -> Self {
         let licenser = Licenser::new(store.clone());
-        AppState { leptos_options: leptos_options(addr), store, limits: Limits::off(), licenser }
+        AppState {
+            leptos_options: leptos_options(addr),
+            store,
+            limits: Limits::off(),
+            licenser,
+            metrics: Metrics::new(),
+            metrics_on_main: true,
+        }
+    }
+
+    /// Serves `GET /metrics` only on [`metrics_router`], not on the main address.
+    pub fn with_metrics_elsewhere(self) -> Self {
+        AppState { metrics_on_main: false, ..self }
     }
 
     pub fn with_limits(self, limits: Arc<Limits>) -> Self {
@@ -74,7 +91,11 @@ pub fn leptos_options(addr: SocketAddr) -> LeptosOptions {
 pub fn router(state: AppState) -> Router {
     let pages = generate_route_list(app::App);
     let store = state.store.clone();
-    Router::new()
+    let mut router = Router::new();
+    if state.metrics_on_main {
+        router = router.route("/metrics", get(observe::metrics));
+    }
+    router
         .route("/healthz", get(healthz))
         // The screens' download links, by the browser's session.
         .route("/activity.csv", get(export::activity_for_session))
@@ -98,8 +119,14 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        .layer(TraceLayer::new_for_http())
+        // Outermost: the request id and the timing cover every answer above.
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), observe::observe))
         .with_state(state)
+}
+
+/// `GET /metrics` alone, for `--metrics-addr`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(observe::metrics)).with_state(state)
 }
 
 /// Liveness for load balancers: answers without touching the database. It is

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use seatkeeper::cli::{self, Cli, Command};
+use seatkeeper::cli::{self, Cli, Command, LogFormat};
 use seatkeeper::{AppState, serve};
 use store::{LicenseStore, Store};
 use tracing_subscriber::EnvFilter;
@@ -13,11 +13,13 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Each line names the request it belongs to (its `request` span).
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
 
     match cli.command {
         None | Some(Command::Serve) => match run_server(&cli).await {
@@ -42,7 +44,21 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
-    let state = AppState::new(store.clone(), addr).with_limits(cli.limits());
+    let mut state = AppState::new(store.clone(), addr).with_limits(cli.limits());
+    if let Some(metrics_addr) = cli.metrics_addr {
+        state = state.with_metrics_elsewhere();
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("listening for /metrics on {metrics_addr}"))?;
+        let bound = metrics.local_addr().context("reading the metrics address")?;
+        tracing::info!(%bound, "metrics on http://{bound}/metrics");
+        let router = seatkeeper::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics, router).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
     state.licenser.load().await.context("loading the license signing keys")?;
     seatkeeper::spawn_reclaim(store.clone(), std::time::Duration::from_secs(cli.reclaim_interval.max(1)));
     if cli.activity_retention_days > 0 {

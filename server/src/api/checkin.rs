@@ -16,6 +16,7 @@ use store::{CheckIn, LicenseStore, OrgId, Store, validate};
 use super::{ApiError, JsonBody, ProductOrg};
 use crate::licensing::{self, Licenser, PublicKeys};
 use crate::limits::{Limits, rate_limited};
+use crate::observe::Metrics;
 
 #[derive(Deserialize)]
 pub struct CheckInRequest {
@@ -41,12 +42,15 @@ pub async fn check_in(
     State(store): State<Store>,
     State(limits): State<Arc<Limits>>,
     State(licenser): State<Arc<Licenser>>,
+    State(metrics): State<Arc<Metrics>>,
     JsonBody(request): JsonBody<CheckInRequest>,
 ) -> Result<Json<CheckInAnswer>, Response> {
     if let Err(wait) = limits.checkins.take(org, Instant::now()) {
         return Err(rate_limited(wait));
     }
-    Ok(Json(decide(&store, &licenser, org, request).await.map_err(IntoResponse::into_response)?))
+    let answer = decide(&store, &licenser, org, request).await.map_err(IntoResponse::into_response)?;
+    metrics.check_in(&answer.check_in);
+    Ok(Json(answer))
 }
 
 async fn decide(store: &Store, licenser: &Licenser, org: OrgId, request: CheckInRequest) -> Result<CheckInAnswer, ApiError> {

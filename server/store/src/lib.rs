@@ -151,6 +151,9 @@ pub trait LicenseStore {
     /// reclaimed (not revoked: auto-assign may give it back). Says how many.
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64>;
 
+    /// Every product of every organization with its seats and assignments.
+    async fn seat_totals(&self) -> Result<Vec<SeatTotal>>;
+
     // --- The audit log ---
 
     /// The organization's changes that pass the filter, newest first; a
@@ -219,6 +222,14 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.flush().await,
             Store::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// This process's connection pools.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        match self {
+            Store::Sqlite(store) => store.pool_stats(),
+            Store::Postgres(store) => store.pool_stats(),
         }
     }
 
@@ -340,6 +351,9 @@ impl LicenseStore for Store {
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
         dispatch!(self, reclaim_idle_seats(now))
     }
+    async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
+        dispatch!(self, seat_totals())
+    }
     async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
         dispatch!(self, prune_activity(before))
     }
@@ -385,6 +399,19 @@ pub const DEFAULT_ORGANIZATION: &str = "default";
 /// When a session signed in now for `lifetime` expires.
 pub(crate) fn expiry(now: Timestamp, lifetime: std::time::Duration) -> Timestamp {
     chrono::Duration::from_std(lifetime).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
+}
+
+pub(crate) fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolStats {
+    PoolStats {
+        name,
+        size: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+    }
+}
+
+pub(crate) fn seat_total((organization, product, seats, assigned): (String, String, i64, i64)) -> SeatTotal {
+    SeatTotal { organization, product, seats, assigned }
 }
 
 pub(crate) fn on_off(on: bool) -> &'static str {

@@ -354,6 +354,24 @@ impl<T> Page<T> {
     }
 }
 
+/// One product's seats, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatTotal {
+    pub organization: String,
+    pub product: String,
+    pub seats: i64,
+    pub assigned: i64,
+}
+
+/// A database connection pool of this process, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    pub name: &'static str,
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// Who made a change, as the audit log records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

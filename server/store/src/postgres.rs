@@ -59,6 +59,10 @@ impl PgStore {
         Ok(PgStore { pool, touches })
     }
 
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        vec![crate::pool_stats("main", &self.pool), crate::pool_stats("touches", &self.touches)]
+    }
+
     async fn begin(&self) -> Result<Tx> {
         Ok(self.pool.begin().await?)
     }
@@ -603,6 +607,17 @@ impl LicenseStore for PgStore {
                 return Ok(reclaimed);
             }
         }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "select o.name, p.code, p.seats, p.assigned from products p join organizations o on o.id = p.org_id
+             order by o.name, p.code",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(seat_total).collect())
     }
 
     #[tracing::instrument(skip_all)]

@@ -123,6 +123,10 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        vec![crate::pool_stats("writer", &self.writer), crate::pool_stats("readers", &self.readers)]
+    }
+
     /// Writes the `last seen` times still waiting; called when the server stops.
     pub async fn flush(&self) -> Result<()> {
         flush_touches(&self.writer, &self.touches).await
@@ -659,6 +663,17 @@ impl LicenseStore for SqliteStore {
                 return Ok(reclaimed);
             }
         }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "select o.name, p.code, p.seats, p.assigned from products p join organizations o on o.id = p.org_id
+             order by o.name, p.code",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(seat_total).collect())
     }
 
     #[tracing::instrument(skip_all)]

@@ -58,7 +58,11 @@ impl Server {
         let base = log
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|line| line.find("http://").map(|at| line[at..].split_whitespace().next().unwrap_or_default().to_owned()))
+            .find_map(|line| {
+                // Plain or JSON logs: the address ends at a space or a quote.
+                let at = line.find("http://")?;
+                Some(line[at..].split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default().to_owned())
+            })
             .expect("the server says where it listens");
         // Keep reading the log so the server never writes into a full pipe.
         let kept = Arc::new(Mutex::new(String::new()));
