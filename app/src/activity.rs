@@ -108,7 +108,7 @@ pub fn ActivityPage() -> impl IntoView {
     let query = use_query_map();
     let value = move |name: &str| query.read().get(name).unwrap_or_default();
     let screen = Resource::new(
-        move || (FILTERS.map(|name| value(name)), value("before"), auth.version()),
+        move || (FILTERS.map(value), value("before"), auth.version()),
         |(filters, before, _)| {
             let given = |text: &String| (!text.is_empty()).then(|| text.clone());
             let [product, serial, kind, actor, since, until] = filters.each_ref().map(given);
