@@ -10,6 +10,7 @@ pub mod licenses;
 pub mod product;
 pub mod settings;
 pub mod ui;
+pub mod usage;
 
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -21,7 +21,15 @@ pub struct ProductView {
     /// Seats of devices not seen for this many days are reclaimed.
     #[serde(default)]
     pub reclaim_after_days: Option<i64>,
+    /// Assigned seats against seats over the last [`TREND_DAYS`] days.
+    #[serde(default)]
+    pub trend: Vec<crate::usage::UsagePoint>,
+    #[serde(default)]
+    pub today: i64,
 }
+
+/// Days a Licenses sparkline covers.
+pub const TREND_DAYS: i64 = 30;
 
 #[cfg(feature = "ssr")]
 impl From<store::Product> for ProductView {
@@ -35,6 +43,8 @@ impl From<store::Product> for ProductView {
             available: p.available,
             auto_assign: p.auto_assign,
             reclaim_after_days: None,
+            trend: Vec::new(),
+            today: 0,
         }
     }
 }
@@ -46,10 +56,13 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
     respond(async {
         let org = require_org().await?;
         let store = store()?;
+        let today = store::day_of(store::now());
+        let usage = store.usage(org.id, today - TREND_DAYS + 1).await?;
         let mut views = Vec::new();
         for product in store.products(org.id).await? {
             let policy = store.policy(org.id, &product.code).await?;
-            views.push(ProductView { reclaim_after_days: policy.reclaim_after_days, ..ProductView::from(product) });
+            let trend = usage_of(&usage, &product, today);
+            views.push(ProductView { reclaim_after_days: policy.reclaim_after_days, trend, today, ..ProductView::from(product) });
         }
         Ok(views)
     }
@@ -97,6 +110,7 @@ pub fn LicensesPage() -> impl IntoView {
                                         <th scope="col" class="num">"Assigned"</th>
                                         <th scope="col" class="num">"Available"</th>
                                         <th scope="col">"Auto-assign"</th>
+                                        <th scope="col">"Last 30 days"</th>
                                     </tr>
                                 </thead>
                                 <tbody>
@@ -161,6 +175,7 @@ fn ProductRow(product: ProductView, hydrated: ReadSignal<bool>, saved: Callback<
                     <ActionError value=switch.value() form=form_id />
                 </ActionForm>
             </td>
+            <td><crate::usage::Sparkline points=product.trend.clone() days=TREND_DAYS today=product.today /></td>
         </tr>
     }
 }

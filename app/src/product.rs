@@ -25,13 +25,17 @@ pub struct ProductScreen {
     pub product: ProductView,
     pub license_days: i64,
     pub reclaim_after_days: Option<i64>,
+    /// Seat usage over `usage_days` days up to `today`.
+    pub usage: Vec<crate::usage::UsagePoint>,
+    pub usage_days: i64,
+    pub today: i64,
     pub holders: Vec<HolderView>,
     /// The serial to continue after, for the next page.
     pub next: Option<String>,
 }
 
 #[server]
-pub async fn load_product(code: String, after: Option<String>) -> Result<ProductScreen, UiError> {
+pub async fn load_product(code: String, after: Option<String>, days: Option<String>) -> Result<ProductScreen, UiError> {
     use crate::server::*;
     use store::{LicenseStore, PageRequest};
     respond(async {
@@ -39,12 +43,18 @@ pub async fn load_product(code: String, after: Option<String>) -> Result<Product
         let store = store()?;
         let product = store.product(org.id, &code).await?;
         let policy = store.policy(org.id, &code).await?;
+        let usage_days = if days.as_deref() == Some("90") { 90 } else { 30 };
+        let today = store::day_of(store::now());
+        let usage = usage_of(&store.usage(org.id, today - usage_days + 1).await?, &product, today);
         let page = store.holders(org.id, &code, &PageRequest { after, limit: HOLDERS_PER_PAGE }).await?;
         let now = store::now();
         Ok(ProductScreen {
             product: product.into(),
             license_days: policy.license_days,
             reclaim_after_days: policy.reclaim_after_days,
+            usage,
+            usage_days,
+            today,
             holders: page
                 .items
                 .into_iter()
@@ -119,9 +129,10 @@ pub fn ProductPage() -> impl IntoView {
     let screen = Resource::new(
         move || {
             let versions = (revoke.version().get(), set_days.version().get(), set_reclaim.version().get());
-            (params.read().get("code").unwrap_or_default(), query.read().get("after"), auth.version(), versions)
+            let place = (query.read().get("after"), query.read().get("days"));
+            (params.read().get("code").unwrap_or_default(), place, auth.version(), versions)
         },
-        |(code, after, _, _)| load_product(code, after),
+        |(code, (after, days), _, _)| load_product(code, after, days),
     );
 
     view! {
@@ -132,7 +143,7 @@ pub fn ProductPage() -> impl IntoView {
                         <Failure error/>
                         <p><A href="/">"Back to Licenses"</A></p>
                     }.into_any(),
-                    Ok(ProductScreen { product, license_days, reclaim_after_days, holders, next }) => {
+                    Ok(ProductScreen { product, license_days, reclaim_after_days, usage, usage_days, today, holders, next }) => {
                         let code = product.code.clone();
                         let (days_code, reclaim_code) = (code.clone(), code.clone());
                         view! {
@@ -142,6 +153,17 @@ pub fn ProductPage() -> impl IntoView {
                                 {product.assigned}" of "{product.seats}" seats assigned, "{product.available}" available"
                                 {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
                             </p>
+                            <section class="usage" aria-label="Seat usage">
+                                <p class="range">
+                                    "Seat usage over "
+                                    {if usage_days == 90 {
+                                        view! { <A href="?days=30">"30 days"</A>" · "<strong>"90 days"</strong> }.into_any()
+                                    } else {
+                                        view! { <strong>"30 days"</strong>" · "<A href="?days=90">"90 days"</A> }.into_any()
+                                    }}
+                                </p>
+                                <crate::usage::UsageChart points=usage days=usage_days today />
+                            </section>
                             <ActionForm action=set_days attr:class="inline setting">
                                 <input type="hidden" name="code" value=days_code />
                                 <label for="license-days">"Signed licenses stay valid for"</label>

@@ -164,6 +164,18 @@ pub fn same_site_path(url: &str) -> String {
     }
 }
 
+/// A product's daily readings as the charts draw them, today's being the
+/// live figures (the snapshot of today may be up to an hour old).
+pub fn usage_of(rows: &[(String, store::UsagePoint)], product: &store::Product, today: i64) -> Vec<crate::usage::UsagePoint> {
+    let mut points: Vec<crate::usage::UsagePoint> = rows
+        .iter()
+        .filter(|(code, point)| *code == product.code && point.day < today)
+        .map(|(_, p)| crate::usage::UsagePoint { day: p.day, seats: p.seats, assigned: p.assigned })
+        .collect();
+    points.push(crate::usage::UsagePoint { day: today, seats: product.seats, assigned: product.assigned });
+    points
+}
+
 pub fn moment(at: DateTime<Utc>, now: DateTime<Utc>) -> Moment {
     let seconds = (now - at).num_seconds().max(0);
     let ago = match seconds {

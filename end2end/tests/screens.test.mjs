@@ -108,6 +108,20 @@ test('the Product screen lists the holders and revokes a seat at once', async ()
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-002')).reason, 'revoked_by_admin');
 });
 
+test('the Product screen charts seat usage over 30 or 90 days, and Licenses shows each trend', async () => {
+  await page.goto(`${server.baseURL}/products/editor`);
+  await hydrated(page);
+  const chart = page.getByRole('img', { name: /^Assigned seats over the last 30 days: now \d+ of \d+ seats/ });
+  await chart.waitFor();
+  assert.equal(await chart.locator('polyline').count(), 2, 'assigned and seats');
+  await page.getByRole('link', { name: '90 days' }).click();
+  await page.getByRole('img', { name: /^Assigned seats over the last 90 days/ }).waitFor();
+  await screenshot(page, 'product-usage');
+  await page.getByRole('navigation').getByRole('link', { name: 'Licenses' }).click();
+  const trend = page.getByRole('row', { name: /Editor Pro/ }).getByRole('img', { name: /^Assigned over 30 days/ });
+  await trend.waitFor();
+});
+
 test('the Product screen sets how long signed licenses stay valid', async () => {
   await page.goto(`${server.baseURL}/products/editor`);
   await hydrated(page);

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cli;
 pub mod export;
+pub mod housekeeping;
 pub mod licensing;
 pub mod limits;
 pub mod observe;
@@ -161,45 +162,6 @@ async fn refuse_cross_site_forms(request: axum::extract::Request, next: middlewa
         }
     }
     next.run(request).await
-}
-
-/// Frees idle seats (products' `reclaim_after_days`) at start and then every
-/// `interval`. With several server processes each runs it; the store's
-/// checks under lock make a second pass find nothing to do.
-pub fn spawn_reclaim(store: Store, interval: std::time::Duration) {
-    use store::LicenseStore;
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            match store.reclaim_idle_seats(store::now()).await {
-                Ok(0) => {}
-                Ok(reclaimed) => tracing::info!(reclaimed, "freed the seats of idle devices"),
-                Err(error) => tracing::warn!(%error, "reclaiming idle seats failed; trying again later"),
-            }
-        }
-    });
-}
-
-/// Deletes audit-log entries older than `retention`, at start and then hourly.
-pub fn spawn_activity_retention(store: Store, retention: std::time::Duration) {
-    use store::LicenseStore;
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            let Some(cutoff) = chrono::Duration::from_std(retention).ok().and_then(|age| store::now().checked_sub_signed(age))
-            else {
-                return;
-            };
-            match store.prune_activity(cutoff).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "deleted audit-log entries past their retention"),
-                Err(error) => tracing::warn!(%error, "pruning the audit log failed; trying again in an hour"),
-            }
-        }
-    });
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish;

@@ -60,10 +60,11 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
         });
     }
     state.licenser.load().await.context("loading the license signing keys")?;
-    seatkeeper::spawn_reclaim(store.clone(), std::time::Duration::from_secs(cli.reclaim_interval.max(1)));
+    seatkeeper::housekeeping::spawn_usage_snapshots(store.clone());
+    seatkeeper::housekeeping::spawn_reclaim(store.clone(), std::time::Duration::from_secs(cli.reclaim_interval.max(1)));
     if cli.activity_retention_days > 0 {
         let days = u64::from(cli.activity_retention_days);
-        seatkeeper::spawn_activity_retention(store.clone(), std::time::Duration::from_secs(days * 86_400));
+        seatkeeper::housekeeping::spawn_activity_retention(store.clone(), std::time::Duration::from_secs(days * 86_400));
     }
     serve(listener, state, shutdown).await.context("serving")?;
     store.flush().await.context("writing the last-seen times")?;

@@ -151,6 +151,13 @@ pub trait LicenseStore {
     /// reclaimed (not revoked: auto-assign may give it back). Says how many.
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64>;
 
+    /// Records every product's seats and assignments as of `now` for its day
+    /// (a later reading the same day replaces it). Says how many products.
+    async fn snapshot_usage(&self, now: Timestamp) -> Result<u64>;
+    /// The organization's products' daily readings from `since_day` on, by
+    /// product code, oldest first.
+    async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>>;
+
     /// Every product of every organization with its seats and assignments.
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>>;
 
@@ -353,6 +360,12 @@ impl LicenseStore for Store {
     }
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
         dispatch!(self, seat_totals())
+    }
+    async fn snapshot_usage(&self, now: Timestamp) -> Result<u64> {
+        dispatch!(self, snapshot_usage(now))
+    }
+    async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>> {
+        dispatch!(self, usage(org, since_day))
     }
     async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
         dispatch!(self, prune_activity(before))

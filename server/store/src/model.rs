@@ -354,6 +354,20 @@ impl<T> Page<T> {
     }
 }
 
+/// A product's seats and assignments on one day (the day's last reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePoint {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub seats: i64,
+    pub assigned: i64,
+}
+
+/// The day (since the Unix epoch, UTC) a moment falls on.
+pub fn day_of(at: Timestamp) -> i64 {
+    at.timestamp().div_euclid(86_400)
+}
+
 /// One product's seats, for the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatTotal {

@@ -53,6 +53,7 @@ stories!(
     every_change_is_recorded_with_who_made_it_and_nothing_else_is,
     the_audit_log_filters_pages_and_forgets_old_changes,
     idle_seats_are_reclaimed_and_auto_assign_gives_them_back,
+    daily_snapshots_keep_each_days_last_reading_per_product,
     bootstrap_creates_the_default_organization_only_once,
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
@@ -776,4 +777,27 @@ async fn idle_seats_are_reclaimed_and_auto_assign_gives_them_back(store: Store) 
         let refused = store.update_policy(org, "editor", &PolicyUpdate { reclaim_after_days: Some(Some(bad)), ..Default::default() }, Actor::AdminApi).await;
         assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad}");
     }
+}
+
+async fn daily_snapshots_keep_each_days_last_reading_per_product(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 5, true).await;
+    let other = org_with_product(&store, "globex", "viewer", 9, true).await;
+    let day = chrono::Duration::days(1);
+    let today = day_of(now());
+    assert_eq!(store.snapshot_usage(now() - day * 2).await.unwrap(), 2, "one reading per product");
+    store.check_in(org, "editor", "SN-1").await.unwrap();
+    store.snapshot_usage(now()).await.unwrap();
+    store.check_in(org, "editor", "SN-2").await.unwrap();
+    store.snapshot_usage(now()).await.unwrap(); // the day's last reading replaces the earlier one
+
+    let usage = store.usage(org, today - 29).await.unwrap();
+    assert_eq!(
+        usage,
+        vec![
+            ("editor".to_owned(), UsagePoint { day: today - 2, seats: 5, assigned: 0 }),
+            ("editor".to_owned(), UsagePoint { day: today, seats: 5, assigned: 2 }),
+        ]
+    );
+    assert_eq!(store.usage(org, today).await.unwrap().len(), 1, "from the day asked for on");
+    assert_eq!(store.usage(other, today - 29).await.unwrap().iter().map(|(code, _)| code.as_str()).collect::<Vec<_>>(), ["viewer", "viewer"]);
 }
