@@ -24,6 +24,9 @@ pub struct DeviceRow {
 pub struct DevicesScreen {
     pub devices: Vec<DeviceRow>,
     pub next: Option<String>,
+    /// The products a bulk action may assign: (code, name).
+    #[serde(default)]
+    pub products: Vec<(String, String)>,
 }
 
 #[server]
@@ -32,7 +35,9 @@ pub async fn list_devices(q: Option<String>, after: Option<String>) -> Result<De
     use store::{LicenseStore, PageRequest};
     respond(async {
         let org = require_org().await?;
-        let page = store()?.devices(org.id, q.as_deref(), &PageRequest { after, limit: DEVICES_PER_PAGE }).await?;
+        let store = store()?;
+        let page = store.devices(org.id, q.as_deref(), &PageRequest { after, limit: DEVICES_PER_PAGE }).await?;
+        let products = store.products(org.id).await?.into_iter().map(|p| (p.code, p.name)).collect();
         let now = store::now();
         Ok(DevicesScreen {
             devices: page
@@ -46,6 +51,7 @@ pub async fn list_devices(q: Option<String>, after: Option<String>) -> Result<De
                 })
                 .collect(),
             next: page.next,
+            products,
         })
     }
     .await)
@@ -79,6 +85,76 @@ pub async fn ignore_device(serial: String) -> Result<(), UiError> {
     finish_form("device-actions", result)
 }
 
+/// One action on the selected devices (`serials[]`), or with `every` on
+/// every device matching the search `q`. Answers the outcome in words.
+#[server]
+pub async fn bulk_devices(
+    action: String,
+    product: Option<String>,
+    serials: Option<Vec<String>>,
+    every: Option<String>,
+    q: Option<String>,
+) -> Result<String, UiError> {
+    use crate::server::*;
+    use store::bulk::{self, BulkAction};
+    let result = async {
+        let org = require_org().await?;
+        let store = store()?;
+        let action = BulkAction::parse(&action).ok_or_else(|| UiError::new("bad_request"))?;
+        let serials = match every {
+            Some(_) => bulk::matching(&store, org.id, q.as_deref()).await?,
+            None => serials.unwrap_or_default(),
+        };
+        if serials.is_empty() {
+            return Err(UiError::new("nothing_selected"));
+        }
+        let product = product.filter(|_| matches!(action, BulkAction::Assign | BulkAction::Unassign));
+        Ok(bulk::apply(&store, org.id, action, product.as_deref(), &serials, store::Actor::AdminSession).await?)
+    }
+    .await;
+    let told = result.as_ref().ok().map(|outcome| {
+        let mut told = format!("{}.{}", outcome.action.as_str(), outcome.done);
+        for (reason, count) in &outcome.skipped {
+            told.push_str(&format!(".{reason}-{count}"));
+        }
+        told
+    });
+    finish_form_telling("bulk", result.map(|outcome| outcome.summary), told)
+}
+
+/// The words for a bulk outcome carried back in `done=` when JavaScript is
+/// off: only known actions and reasons, and numbers, are read.
+pub fn told(done: &str) -> Option<String> {
+    let mut parts = done.split('.');
+    let action = match parts.next()? {
+        "assign" => "assigned",
+        "unassign" => "unassigned",
+        "delete" => "deleted",
+        "ignore" => "ignored",
+        _ => return None,
+    };
+    let count: u64 = parts.next()?.parse().ok()?;
+    let mut skipped = Vec::new();
+    let mut total = 0;
+    for part in parts {
+        let (reason, n) = part.split_once('-')?;
+        let n: u64 = n.parse().ok()?;
+        let words = match reason {
+            "no_seats_available" => "no seats left",
+            "already_assigned" => "already assigned",
+            "unknown_device" => "no such device",
+            _ => return None,
+        };
+        total += n;
+        skipped.push(format!("{n} {words}"));
+    }
+    Some(if skipped.is_empty() {
+        format!("{action} {count}")
+    } else {
+        format!("{action} {count}, {total} skipped: {}", skipped.join(", "))
+    })
+}
+
 /// What to ask before deleting or ignoring a device.
 pub fn questions(serial: &str) -> (String, String) {
     (
@@ -103,11 +179,21 @@ pub fn DevicesPage() -> impl IntoView {
     let query = use_query_map();
     let delete = ServerAction::<DeleteDevice>::new();
     let ignore = ServerAction::<IgnoreDevice>::new();
+    let bulk = ServerAction::<BulkDevices>::new();
     let search = move || query.read().get("q").unwrap_or_default();
     let screen = Resource::new(
-        move || (search(), query.read().get("after"), auth.version(), delete.version().get(), ignore.version().get()),
+        move || {
+            let versions = (delete.version().get(), ignore.version().get(), bulk.version().get());
+            (search(), query.read().get("after"), auth.version(), versions)
+        },
         |(q, after, ..)| list_devices((!q.is_empty()).then_some(q), after),
     );
+    // The outcome of the last bulk action: from the action (JavaScript) or
+    // from `done=` after a plain form post.
+    let bulk_told = move || match &*bulk.value().read() {
+        Some(Ok(summary)) => Some(summary.clone()),
+        _ => query.read().get("done").and_then(|done| told(&done)),
+    };
 
     let search_form = move || view! {
         <h1>"Devices"</h1>
@@ -121,6 +207,35 @@ pub fn DevicesPage() -> impl IntoView {
         </Form>
         <ActionError value=delete.value() form="device-actions" />
         <ActionError value=ignore.value() form="device-actions" />
+        <ActionError value=bulk.value() form="bulk" />
+        {move || bulk_told().map(|summary| view! { <p class="notice" role="status">{summary}</p> })}
+    };
+
+    let bulk_form = move |products: Vec<(String, String)>| {
+        let every_label = if search().is_empty() {
+            "every device".to_owned()
+        } else {
+            format!("every device matching “{}”", search())
+        };
+        view! {
+            <ActionForm action=bulk attr:id="bulk" attr:class="bulk"
+                on:submit=confirm_submit("Apply this to the selected devices?".to_owned())>
+                <input type="hidden" name="q" value=search />
+                <label for="bulk-action">"With the selected devices"</label>
+                <select id="bulk-action" name="action">
+                    <option value="assign">"Assign"</option>
+                    <option value="unassign">"Unassign"</option>
+                    <option value="delete">"Delete"</option>
+                    <option value="ignore">"Ignore"</option>
+                </select>
+                <label for="bulk-product">"Product"</label>
+                <select id="bulk-product" name="product">
+                    {products.into_iter().map(|(code, name)| view! { <option value=code>{name}</option> }).collect_view()}
+                </select>
+                <label class="check"><input type="checkbox" name="every" value="on" />{every_label}</label>
+                <button type="submit">"Apply"</button>
+            </ActionForm>
+        }
     };
 
     view! {
@@ -132,8 +247,9 @@ pub fn DevicesPage() -> impl IntoView {
                         {search_form()}
                         <p class="muted">{if search().is_empty() { "No device has checked in yet." } else { "No device matches that search." }}</p>
                     }.into_any(),
-                    Ok(DevicesScreen { devices, next }) => view! {
+                    Ok(DevicesScreen { devices, next, products }) => view! {
                         {search_form()}
+                        {bulk_form(products)}
                         <div class="table-wrap">
                             <table>
                                 <thead>
@@ -161,6 +277,8 @@ pub fn DevicesPage() -> impl IntoView {
                                                 <td><When moment=device.last_seen /></td>
                                                 <td class="num">{device.seats_assigned}</td>
                                                 <td class="actions">
+                                                    <input type="checkbox" name="serials[]" value=serial.clone() form="bulk"
+                                                        aria-label=format!("Select {serial}") />
                                                     <A href=href attr:aria-label=view_label>"View"</A>
                                                     <ActionForm action=delete attr:class="inline" on:submit=confirm_submit(delete_question)>
                                                         <input type="hidden" name="serial" value=delete_serial />

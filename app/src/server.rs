@@ -116,6 +116,12 @@ fn plain_form_post() -> bool {
 /// page it came from, with `?error=code&form=id` on failure and without them
 /// on success, so the re-rendered page shows the error next to its form.
 pub fn finish_form<T>(form: &str, result: Result<T, UiError>) -> Result<T, UiError> {
+    finish_form_telling(form, result, None)
+}
+
+/// [`finish_form`], and on success without JavaScript `done=<told>` on the
+/// way back (the page turns it into words it knows; see `devices::told`).
+pub fn finish_form_telling<T>(form: &str, result: Result<T, UiError>, told: Option<String>) -> Result<T, UiError> {
     let result = respond(result);
     if plain_form_post() {
         let back = request()
@@ -124,11 +130,15 @@ pub fn finish_form<T>(form: &str, result: Result<T, UiError>) -> Result<T, UiErr
             .unwrap_or_else(|| "/".to_owned());
         let (path, query) = back.split_once('?').unwrap_or((&back, ""));
         let mut pairs: Vec<&str> =
-            query.split('&').filter(|p| !p.is_empty() && !p.starts_with("error=") && !p.starts_with("form=")).collect();
+            query.split('&').filter(|p| !p.is_empty() && !p.starts_with("error=") && !p.starts_with("form=") && !p.starts_with("done=")).collect();
         let error_pairs;
+        let told_pair;
         if let Err(error) = &result {
             error_pairs = [format!("error={}", error.code), format!("form={form}")];
             pairs.extend(error_pairs.iter().map(String::as_str));
+        } else if let Some(told) = told {
+            told_pair = format!("done={told}");
+            pairs.push(&told_pair);
         }
         let location = if pairs.is_empty() { path.to_owned() } else { format!("{path}?{}", pairs.join("&")) };
         leptos_axum::redirect(&location);
@@ -144,7 +154,7 @@ fn status_of(error: &UiError) -> http::StatusCode {
         "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
         "no_seats_available" => StatusCode::CONFLICT,
         "unknown_product" | "unknown_device" | "not_ignored" => StatusCode::NOT_FOUND,
-        "invalid_request" | "invalid_license_days" | "invalid_reclaim_days" | "bad_request" => StatusCode::BAD_REQUEST,
+        "invalid_request" | "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "bad_request" => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

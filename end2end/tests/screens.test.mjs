@@ -236,6 +236,33 @@ test('the Devices screen lists, searches, deletes and ignores devices', async ()
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/DESK-7')).error?.code, 'unknown_device');
 });
 
+test('the Devices screen applies one action to the selected devices, or to every match, and says what it did', async () => {
+  await page.getByLabel('Search serial numbers').fill('FLEET-00');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('row', { name: /FLEET-009/ }).waitFor();
+  await page.getByRole('checkbox', { name: 'Select FLEET-000' }).check();
+  await page.getByRole('checkbox', { name: 'Select FLEET-001' }).check();
+  await page.getByLabel('With the selected devices').selectOption('delete');
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('status').filter({ hasText: 'deleted 2' }).waitFor();
+  await page.getByRole('row', { name: /FLEET-000/ }).waitFor({ state: 'detached' });
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-001')).error?.code, 'unknown_device');
+
+  await page.getByLabel('Search serial numbers').fill('FLEET-01');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('row', { name: /FLEET-019/ }).waitFor();
+  await page.getByLabel('With the selected devices').selectOption('ignore');
+  await page.getByRole('checkbox', { name: /every device matching/ }).check();
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('status').filter({ hasText: 'ignored 10' }).waitFor();
+  await screenshot(page, 'devices-bulk');
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'FLEET-015')).reason, 'device_ignored');
+  await page.getByLabel('Search serial numbers').fill('');
+  await page.getByRole('button', { name: 'Search' }).click();
+});
+
 test('the Device screen, opened by deep link, assigns and unassigns licenses', async () => {
   await page.goto(`${server.baseURL}/devices/LAPTOP-001`);
   await hydrated(page);

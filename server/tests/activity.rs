@@ -16,7 +16,48 @@ on_both_backends!(
     activity_and_devices_download_as_csv,
     the_screens_download_links_need_a_session,
     one_organization_never_sees_anothers_changes,
+    bulk_actions_through_the_admin_api,
 );
+
+async fn bulk_actions_through_the_admin_api(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 2, false)]).await;
+    for serial in ["LAB-1", "LAB-2", "LAB-3", "DESK-1"] {
+        app.check_in(&acme.product_key, "editor", serial).await;
+    }
+    let key = Some(acme.admin_key.as_str());
+    let reply = app
+        .call(Method::POST, "/api/v1/admin/bulk", key, Some(json!({"action": "assign", "product": "editor", "matching": "LAB-"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.json(),
+        json!({"action": "assign", "product": "editor", "selected": 3, "done": 2,
+               "skipped": {"no_seats_available": 1}, "summary": "assigned 2, 1 skipped: 1 no seats left"})
+    );
+    let reply = app.call(Method::POST, "/api/v1/admin/bulk", key, Some(json!({"action": "ignore", "serials": ["DESK-1", "LAB-3"]}))).await;
+    assert_eq!(reply.json()["summary"], "ignored 2");
+    assert_eq!(app.admin(Method::GET, "/ignored", &acme.admin_key).await.json()["items"].as_array().unwrap().len(), 2);
+
+    for bad in [
+        json!({"action": "explode", "serials": ["LAB-1"]}),
+        json!({"action": "assign", "serials": ["LAB-1"]}),
+        json!({"action": "delete", "product": "editor", "serials": ["LAB-1"]}),
+        json!({"action": "delete", "serials": []}),
+        json!({"action": "delete"}),
+        json!({"action": "delete", "serials": ["LAB-1"], "matching": "LAB"}),
+        json!({"action": "delete", "serials": ["LAB-1", ""]}),
+    ] {
+        let reply = app.call(Method::POST, "/api/v1/admin/bulk", key, Some(bad.clone())).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let unknown = app.call(Method::POST, "/api/v1/admin/bulk", key, Some(json!({"action": "assign", "product": "nope", "serials": ["LAB-1"]}))).await;
+    unknown.assert_error(StatusCode::NOT_FOUND, "unknown_product");
+    assert_eq!(app.admin(Method::GET, "/devices/LAB-1", &acme.admin_key).await.status, StatusCode::OK, "refused: nothing changed");
+    let globex = app.org("globex", &[]).await;
+    let theirs = app.call(Method::POST, "/api/v1/admin/bulk", Some(&globex.admin_key), Some(json!({"action": "delete", "matching": ""}))).await;
+    assert_eq!(theirs.json()["summary"], "deleted 0");
+    assert_eq!(app.admin(Method::GET, "/devices/LAB-1", &acme.admin_key).await.status, StatusCode::OK, "globex cannot touch acme's devices");
+}
 
 async fn list(app: &TestApp, key: &str, query: &str) -> Value {
     let reply = app.admin(Method::GET, &format!("/activity{query}"), key).await;

@@ -408,6 +408,7 @@ const ADMIN_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/devices"),
     (Method::GET, "/devices.csv"),
     (Method::GET, "/activity"),
+    (Method::POST, "/bulk"),
     (Method::GET, "/activity.csv"),
     (Method::GET, "/devices/SN-1"),
     (Method::DELETE, "/devices/SN-1"),
@@ -468,7 +469,7 @@ async fn every_admin_route_with_another_organizations_key_leaves_this_one_alone(
     let acme_before = snapshot(&app, &acme.admin_key).await;
     let body = Some(json!({"auto_assign": true}));
     for (method, route) in ADMIN_ROUTES {
-        let own_lists = ["/products", "/devices", "/devices.csv", "/ignored", "/activity", "/activity.csv"];
+        let own_lists = ["/products", "/devices", "/devices.csv", "/ignored", "/activity", "/activity.csv", "/bulk"];
         if route.starts_with("/settings") || own_lists.contains(route) || route.ends_with("/ignore") {
             continue; // these act on the caller's own data (ignoring a serial puts it on the caller's own list)
         }

@@ -6,7 +6,7 @@ mod common;
 
 use app::auth::{CurrentOrg, SignIn, SignOut};
 use app::device::{LoadDevice, SetLicense};
-use app::devices::{DeleteDevice, IgnoreDevice, ListDevices};
+use app::devices::{BulkDevices, DeleteDevice, IgnoreDevice, ListDevices};
 use app::licenses::{ListProducts, SetAutoAssign};
 use app::activity::LoadActivity;
 use app::product::{LoadProduct, RevokeSeat, SetLicenseDays};
@@ -44,6 +44,7 @@ fn protected_calls() -> Vec<(&'static str, &'static str)> {
         (RotateProductKey::PATH, ""),
         (RotateAdminKey::PATH, ""),
         (Unignore::PATH, "serial=IGNORED-1"),
+        (BulkDevices::PATH, "action=delete&serials[]=ACME-1"),
         // Last: ignoring a serial never seen puts it on the caller's own list.
         (IgnoreDevice::PATH, "serial=ACME-1"),
     ]

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+use store::bulk::{BulkAction, BulkOutcome};
 use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
 use super::{AdminOrg, ApiError, JsonBody, decode_cursor, encode_cursor};
@@ -22,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/products/{code}/devices", get(product_devices))
         .route("/devices", get(devices))
         .route("/devices.csv", get(devices_csv))
+        .route("/bulk", post(bulk))
         .route("/activity", get(activity))
         .route("/activity.csv", get(activity_csv))
         .route("/devices/{serial}", get(device).delete(delete_device))
@@ -161,6 +163,34 @@ async fn devices_csv(
     params: ListParams,
 ) -> Result<axum::response::Response, ApiError> {
     crate::export::devices_csv(&store, org.id, params.q.as_deref()).await
+}
+
+/// `POST /bulk`: one action on many devices, named by serial or by a search.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    action: BulkAction,
+    #[serde(default)]
+    product: Option<String>,
+    #[serde(default)]
+    serials: Option<Vec<String>>,
+    /// Every device whose serial contains this ("" for every device).
+    #[serde(default)]
+    matching: Option<String>,
+}
+
+async fn bulk(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    JsonBody(request): JsonBody<BulkRequest>,
+) -> Result<Json<BulkOutcome>, ApiError> {
+    let serials = match (request.serials, request.matching) {
+        (Some(serials), None) if !serials.is_empty() => serials,
+        (None, Some(query)) => store::bulk::matching(&store, org.id, Some(&query)).await?,
+        _ => return Err(ApiError::invalid_request("give either serials (a non-empty list) or matching (a search)")),
+    };
+    let product = request.product.as_deref();
+    Ok(Json(store::bulk::apply(&store, org.id, request.action, product, &serials, Actor::AdminApi).await?))
 }
 
 /// `?product=&serial=&kind=&actor=&since=&until=` and the paging of lists.

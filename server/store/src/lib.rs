@@ -10,6 +10,7 @@
 
 #![allow(async_fn_in_trait)]
 
+pub mod bulk;
 pub mod keys;
 mod known;
 mod model;

@@ -54,6 +54,7 @@ stories!(
     the_audit_log_filters_pages_and_forgets_old_changes,
     idle_seats_are_reclaimed_and_auto_assign_gives_them_back,
     daily_snapshots_keep_each_days_last_reading_per_product,
+    bulk_actions_say_what_they_did_and_why_they_skipped,
     bootstrap_creates_the_default_organization_only_once,
     many_concurrent_check_ins_never_take_more_seats_than_exist,
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
@@ -800,4 +801,54 @@ async fn daily_snapshots_keep_each_days_last_reading_per_product(store: Store) {
     );
     assert_eq!(store.usage(org, today).await.unwrap().len(), 1, "from the day asked for on");
     assert_eq!(store.usage(other, today - 29).await.unwrap().iter().map(|(code, _)| code.as_str()).collect::<Vec<_>>(), ["viewer", "viewer"]);
+}
+
+async fn bulk_actions_say_what_they_did_and_why_they_skipped(store: Store) {
+    use store::bulk::{BulkAction, apply, matching};
+    let org = org_with_product(&store, "acme", "editor", 3, false).await;
+    for i in 1..=5 {
+        store.check_in(org, "editor", &format!("SN-{i}")).await.unwrap();
+    }
+    let serials = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let by = Actor::AdminApi;
+
+    let assigned = apply(&store, org, BulkAction::Assign, Some("editor"), &serials(&["SN-1", "SN-2", "SN-3", "SN-4", "SN-5", "NOPE"]), by).await.unwrap();
+    assert_eq!((assigned.selected, assigned.done), (6, 3));
+    assert_eq!(assigned.skipped.get("no_seats_available"), Some(&2));
+    assert_eq!(assigned.skipped.get("unknown_device"), Some(&1));
+    assert_eq!(assigned.summary, "assigned 3, 3 skipped: 2 no seats left, 1 no such device");
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 3, "the seat rule holds");
+
+    let again = apply(&store, org, BulkAction::Assign, Some("editor"), &serials(&["SN-1"]), by).await.unwrap();
+    assert_eq!(again.summary, "assigned 0, 1 skipped: 1 already assigned");
+    let unassigned = apply(&store, org, BulkAction::Unassign, Some("editor"), &serials(&["SN-1", "SN-2"]), by).await.unwrap();
+    assert_eq!((unassigned.done, unassigned.summary.as_str()), (2, "unassigned 2"));
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 1);
+
+    // Refused before anything changes.
+    for (action, product, list) in [
+        (BulkAction::Assign, None, serials(&["SN-4"])),
+        (BulkAction::Delete, Some("editor"), serials(&["SN-4"])),
+        (BulkAction::Assign, Some("editor"), serials(&["SN-4", ""])),
+    ] {
+        let refused = apply(&store, org, action, product, &list, by).await;
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+    }
+    let unknown = apply(&store, org, BulkAction::Assign, Some("nope"), &serials(&["SN-4"]), by).await;
+    assert!(matches!(unknown, Err(StoreError::UnknownProduct(_))));
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 1, "nothing changed");
+
+    // Every device matching a search.
+    let other = org_with_product(&store, "globex", "viewer", 1, true).await;
+    store.check_in(other, "viewer", "SN-9").await.unwrap();
+    assert_eq!(matching(&store, org, Some("SN-")).await.unwrap().len(), 5, "only this organization's devices");
+    let deleted = apply(&store, org, BulkAction::Delete, None, &matching(&store, org, Some("SN-")).await.unwrap(), by).await.unwrap();
+    assert_eq!(deleted.summary, "deleted 5");
+    assert_eq!(store.product(org, "editor").await.unwrap().assigned, 0, "their seats are freed");
+    assert!(store.devices(other, None, &PageRequest::first(10)).await.unwrap().items.len() == 1, "globex keeps its device");
+    let ignored = apply(&store, org, BulkAction::Ignore, None, &serials(&["SN-1", "NEW-1"]), by).await.unwrap();
+    assert_eq!(ignored.summary, "ignored 2");
+    let kinds = store.activity(org, &ActivityFilter { kind: Some(ActivityKind::DeviceDeleted), ..activity_filter() }).await.unwrap();
+    assert_eq!(kinds.items.len(), 5, "each device in the audit log, by who asked");
+    assert!(kinds.items.iter().all(|a| a.actor == Actor::AdminApi));
 }
