@@ -73,15 +73,17 @@ test('license validity and reclaiming are set on the Product screen with their S
 test('a bulk action works as a plain form and says what it did', async () => {
   for (const serial of ['BULK-1', 'BULK-2']) await checkIn(server.baseURL, keys.productKey, 'editor', serial);
   await page.goto(`${server.baseURL}/devices?q=BULK-`);
+  await page.getByLabel('With the selected devices').selectOption('delete');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  assert.match(await page.getByRole('alert').textContent(), /Select at least one device/, 'nothing ticked');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/BULK-1')).serial, 'BULK-1', 'nothing changed');
+
   await page.getByRole('checkbox', { name: 'Select BULK-1' }).check();
   await page.getByRole('checkbox', { name: 'Select BULK-2' }).check();
   await page.getByLabel('With the selected devices').selectOption('delete');
   await page.getByRole('button', { name: 'Apply' }).click();
   assert.match(await page.getByRole('status').textContent(), /deleted 2/);
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/BULK-2')).error?.code, 'unknown_device');
-
-  await page.getByRole('button', { name: 'Apply' }).click();
-  assert.match(await page.getByRole('alert').textContent(), /Select at least one device/);
 });
 
 test('a license that cannot be assigned says why, next to it', async () => {
