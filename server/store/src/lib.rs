@@ -456,6 +456,48 @@ pub(crate) fn activity_page(rows: Vec<ActivityRow>, limit: i64) -> Page<Activity
     Page { items, next }
 }
 
+/// The audit-log query for a filter, the same on both backends but for how
+/// each stores a time (`at`): milliseconds on SQLite, `timestamptz` on
+/// PostgreSQL, which `time` converts to.
+pub(crate) fn activity_query<'q, DB, T>(
+    org: OrgId,
+    filter: &ActivityFilter,
+    limit: i64,
+    time: fn(Timestamp) -> T,
+) -> sqlx::QueryBuilder<'q, DB>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    T: sqlx::Encode<'q, DB> + sqlx::Type<DB> + 'q,
+{
+    let mut select = sqlx::QueryBuilder::new("select id, at, actor, kind, product, serial, detail from activity where org_id = ");
+    select.push_bind(org.0);
+    if let Some(product) = &filter.product {
+        select.push(" and product = ").push_bind(product.clone());
+    }
+    if let Some(serial) = &filter.serial {
+        select.push(" and serial = ").push_bind(serial.clone());
+    }
+    if let Some(kind) = filter.kind {
+        select.push(" and kind = ").push_bind(kind.as_str().to_owned());
+    }
+    if let Some(actor) = filter.actor {
+        select.push(" and actor = ").push_bind(actor.as_str().to_owned());
+    }
+    if let Some(since) = filter.since {
+        select.push(" and at >= ").push_bind(time(since));
+    }
+    if let Some(until) = filter.until {
+        select.push(" and at < ").push_bind(time(until));
+    }
+    if let Some(before) = filter.before {
+        select.push(" and id < ").push_bind(before);
+    }
+    select.push(" order by id desc limit ").push_bind(limit + 1);
+    select
+}
+
 pub(crate) type ActivityRow = (i64, Timestamp, String, String, Option<String>, Option<String>, Option<String>);
 
 pub(crate) fn demo_product() -> NewProduct {

@@ -526,32 +526,7 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
         let limit = PageRequest { after: None, limit: filter.limit }.clamped_limit();
-        let mut select = sqlx::QueryBuilder::new(
-            "select id, at, actor, kind, product, serial, detail from activity where org_id = ",
-        );
-        select.push_bind(org.0);
-        if let Some(product) = &filter.product {
-            select.push(" and product = ").push_bind(product);
-        }
-        if let Some(serial) = &filter.serial {
-            select.push(" and serial = ").push_bind(serial);
-        }
-        if let Some(kind) = filter.kind {
-            select.push(" and kind = ").push_bind(kind.as_str());
-        }
-        if let Some(actor) = filter.actor {
-            select.push(" and actor = ").push_bind(actor.as_str());
-        }
-        if let Some(since) = filter.since {
-            select.push(" and at >= ").push_bind(since);
-        }
-        if let Some(until) = filter.until {
-            select.push(" and at < ").push_bind(until);
-        }
-        if let Some(before) = filter.before {
-            select.push(" and id < ").push_bind(before);
-        }
-        select.push(" order by id desc limit ").push_bind(limit + 1);
+        let mut select = activity_query(org, filter, limit, |at| at);
         let rows: Vec<ActivityRow> = select.build_query_as().fetch_all(&self.pool).await?;
         Ok(activity_page(rows, limit))
     }
