@@ -91,6 +91,11 @@ async fn json_logs_name_the_request_on_every_line() {
     let log = server.log.clone();
     server.stop();
 
+    // The log is read by a thread of the harness: wait for the last line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !log.lock().unwrap().contains("\"stopped\"") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let log = log.lock().unwrap().clone();
     let lines: Vec<Value> = log
         .lines()
