@@ -205,7 +205,12 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, 
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert(REQUEST_ID, value);
     }
-    let method = request.method().as_str().to_owned();
+    // Known methods only: a client's made-up ones must not grow the label set.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     // The matched route keeps the label set small: `/api/v1/admin/devices/{serial}`.
     let route = request.extensions().get::<MatchedPath>().map_or("other", MatchedPath::as_str).to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %request.uri().path());

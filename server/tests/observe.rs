@@ -39,6 +39,14 @@ async fn metrics_count_check_ins_requests_seats_and_connections(app: TestApp) {
     assert_eq!(metric(&text, r#"seatkeeper_product_seats{organization="acme",product="editor"}"#), Some("1"));
     assert_eq!(metric(&text, r#"seatkeeper_product_assigned{organization="acme",product="editor"}"#), Some("1"));
     assert!(text.lines().any(|line| line.starts_with("seatkeeper_db_connections{pool=")), "{text}");
+    // Made-up methods share one label, so clients cannot grow the series.
+    for method in ["BREW", "WHEN", "PROPFIND"] {
+        let request = Request::builder().method(method).uri("/healthz").body(Body::empty()).unwrap();
+        app.send(request).await;
+    }
+    let text = String::from_utf8(app.call(Method::GET, "/metrics", None, None).await.body.to_vec()).unwrap();
+    assert!(!text.contains("BREW") && !text.contains("PROPFIND"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
     // Every sample line is `name{labels} value` with a number.
     for line in text.lines().filter(|line| !line.starts_with('#')) {
         let value = line.rsplit_once(' ').map(|(_, value)| value).unwrap_or_default();
