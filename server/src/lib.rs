@@ -4,8 +4,11 @@
 //! a throwaway database.
 //!
 //! Where a check-in goes: [`api::checkin::check_in`] authenticates the product
-//! key and reads the body, then calls `store::LicenseStore::check_in`, which runs
-//! one transaction in `server/store/src/sqlite.rs` or `postgres.rs`.
+//! key and reads the body, then calls `store::LicenseStore::check_in` (memory
+//! or a group commit in `server/store/src/sqlite.rs`, one statement or one
+//! transaction in `postgres.rs`); a licensed answer is signed by
+//! [`licensing::Licenser::issue`]. Around every request, [`observe::observe`]
+//! gives it an id and times it.
 
 pub mod api;
 pub mod cli;
