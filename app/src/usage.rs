@@ -53,15 +53,34 @@ struct Frame {
     height: f64,
 }
 
+/// What both drawings need: the top of the scale and the two lines (seats,
+/// assigned) in `frame`, for `days` days up to `today`.
+struct Lines {
+    first_day: i64,
+    top: i64,
+    seats: String,
+    assigned: String,
+}
+
+impl Lines {
+    fn draw(points: &[UsagePoint], days: i64, today: i64, frame: Frame) -> Self {
+        let first_day = today - days + 1;
+        let top = points.iter().map(|p| p.seats.max(p.assigned)).max().unwrap_or(0).max(1);
+        Lines {
+            first_day,
+            top,
+            seats: line(points, first_day, today, top, frame, |p| p.seats),
+            assigned: line(points, first_day, today, top, frame, |p| p.assigned),
+        }
+    }
+}
+
 /// Assigned seats (solid) against the seat count (dashed) over `days` days
 /// up to `today`.
 #[component]
 pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoView {
-    let first_day = today - days + 1;
-    let top = points.iter().map(|p| p.seats.max(p.assigned)).max().unwrap_or(0).max(1);
     let frame = Frame { left: 36.0, top: 10.0, width: 590.0, height: 150.0 };
-    let assigned = line(&points, first_day, today, top, frame, |p| p.assigned);
-    let seats = line(&points, first_day, today, top, frame, |p| p.seats);
+    let Lines { first_day, top, seats, assigned } = Lines::draw(&points, days, today, frame);
     let peak = points.iter().map(|p| p.assigned).max().unwrap_or(0);
     let label = match points.last() {
         Some(now) => format!(
@@ -95,11 +114,8 @@ pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoVi
 /// A word-sized trend of assigned seats against seats.
 #[component]
 pub fn Sparkline(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoView {
-    let first_day = today - days + 1;
-    let top = points.iter().map(|p| p.seats.max(p.assigned)).max().unwrap_or(0).max(1);
     let frame = Frame { left: 1.0, top: 2.0, width: 78.0, height: 18.0 };
-    let assigned = line(&points, first_day, today, top, frame, |p| p.assigned);
-    let seats = line(&points, first_day, today, top, frame, |p| p.seats);
+    let Lines { seats, assigned, .. } = Lines::draw(&points, days, today, frame);
     let label = match (points.first(), points.last()) {
         (Some(first), Some(last)) => format!("Assigned over {days} days: from {} to {}", first.assigned, last.assigned),
         _ => "No usage recorded yet".to_owned(),
