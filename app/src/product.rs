@@ -79,6 +79,12 @@ pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
     finish_form("revoke", result)
 }
 
+/// A number of days as typed in a number field, if `valid` takes it.
+#[cfg(feature = "ssr")]
+fn typed_days(text: &str, valid: fn(i64) -> Result<(), store::StoreError>) -> Option<i64> {
+    text.trim().parse::<i64>().ok().filter(|days| valid(*days).is_ok())
+}
+
 /// `days` as typed in the number field.
 #[server]
 pub async fn set_license_days(code: String, days: String) -> Result<(), UiError> {
@@ -86,8 +92,7 @@ pub async fn set_license_days(code: String, days: String) -> Result<(), UiError>
     use store::{LicenseStore, PolicyUpdate, validate};
     let result = async {
         let org = require_org().await?;
-        let days = days.trim().parse::<i64>().ok().filter(|days| validate::license_days(*days).is_ok());
-        let Some(days) = days else { return Err(UiError::new("invalid_license_days")) };
+        let Some(days) = typed_days(&days, validate::license_days) else { return Err(UiError::new("invalid_license_days")) };
         let update = PolicyUpdate { license_days: Some(days), ..PolicyUpdate::default() };
         store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
         Ok(())
@@ -105,7 +110,7 @@ pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError>
         let org = require_org().await?;
         let days = match days.trim() {
             "" => None,
-            text => match text.parse::<i64>().ok().filter(|days| validate::reclaim_after_days(*days).is_ok()) {
+            text => match typed_days(text, validate::reclaim_after_days) {
                 Some(days) => Some(days),
                 None => return Err(UiError::new("invalid_reclaim_days")),
             },
