@@ -44,10 +44,10 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
         let product = store.product(org.id, &code).await?;
         let policy = store.policy(org.id, &code).await?;
         let usage_days = if days.as_deref() == Some("90") { 90 } else { 30 };
-        let today = store::day_of(store::now());
+        let now = store::now();
+        let today = store::day_of(now);
         let usage = usage_of(&store.usage(org.id, today - usage_days + 1).await?, &product, today);
         let page = store.holders(org.id, &code, &PageRequest { after, limit: HOLDERS_PER_PAGE }).await?;
-        let now = store::now();
         Ok(ProductScreen {
             product: product.into(),
             license_days: policy.license_days,
