@@ -58,13 +58,14 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
         let store = store()?;
         let today = store::day_of(store::now());
         let usage = store.usage(org.id, today - TREND_DAYS + 1).await?;
-        let mut views = Vec::new();
-        for product in store.products(org.id).await? {
-            let policy = store.policy(org.id, &product.code).await?;
+        let policies: std::collections::HashMap<String, store::ProductPolicy> =
+            store.policies(org.id).await?.into_iter().collect();
+        let views = store.products(org.id).await?.into_iter().map(|product| {
+            let reclaim_after_days = policies.get(&product.code).and_then(|policy| policy.reclaim_after_days);
             let trend = usage_of(&usage, &product, today);
-            views.push(ProductView { reclaim_after_days: policy.reclaim_after_days, trend, today, ..ProductView::from(product) });
-        }
-        Ok(views)
+            ProductView { reclaim_after_days, trend, today, ..ProductView::from(product) }
+        });
+        Ok(views.collect())
     }
     .await)
 }

@@ -111,6 +111,8 @@ pub trait LicenseStore {
     async fn product(&self, org: OrgId, code: &str) -> Result<Product>;
     async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product>;
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy>;
+    /// Every product's policy, by product code.
+    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>>;
     /// Changes what the update names of the product's policy.
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy>;
     /// The organization's name and the product's license validity: what a
@@ -317,6 +319,9 @@ impl LicenseStore for Store {
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
         dispatch!(self, policy(org, code))
     }
+    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
+        dispatch!(self, policies(org))
+    }
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         dispatch!(self, update_policy(org, code, update, by))
     }
@@ -422,6 +427,10 @@ pub(crate) fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Po
         idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
         max: pool.options().get_max_connections(),
     }
+}
+
+pub(crate) fn policy_of((code, license_days, reclaim_after_days): (String, i64, Option<i64>)) -> (String, ProductPolicy) {
+    (code, ProductPolicy { license_days, reclaim_after_days })
 }
 
 pub(crate) fn seat_total((organization, product, seats, assigned): (String, String, i64, i64)) -> SeatTotal {

@@ -477,6 +477,16 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
+        let rows: Vec<(String, i64, Option<i64>)> =
+            sqlx::query_as("select code, license_days, reclaim_after_days from products where org_id = $1 order by code")
+                .bind(org.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(policy_of).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         update.validate()?;
         let mut tx = self.begin().await?;

@@ -567,6 +567,8 @@ async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(stor
         assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad}: {refused:?}");
     }
     assert_eq!(store.license_terms(org, "editor").await.unwrap().license_days, 365);
+    let every = store.policies(org).await.unwrap();
+    assert_eq!(every, vec![("editor".to_owned(), ProductPolicy { license_days: 365, reclaim_after_days: None })]);
     let product = store.product(org, "editor").await.unwrap();
     assert_eq!((product.seats, product.auto_assign), (2, true), "the policy leaves the seats alone");
 
