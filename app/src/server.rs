@@ -48,8 +48,12 @@ fn request() -> Option<Parts> {
 }
 
 pub fn cookie(name: &str) -> Option<String> {
-    let parts = request()?;
-    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+    cookie_in(&request()?.headers, name)
+}
+
+/// A cookie of a request's headers, for handlers outside Leptos too.
+pub fn cookie_in(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
         line.split(';').find_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then(|| value.to_owned())

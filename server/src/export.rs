@@ -24,15 +24,7 @@ impl FromRequestParts<crate::AppState> for SessionOrg {
 
     async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, ApiError> {
         let signed_out = || ApiError::new(StatusCode::UNAUTHORIZED, "signed_out", "sign in to download this");
-        let session = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|line| line.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find_map(|(name, value)| (name == app::server::SESSION_COOKIE).then(|| value.to_owned()))
-            .ok_or_else(signed_out)?;
+        let session = app::server::cookie_in(&parts.headers, app::server::SESSION_COOKIE).ok_or_else(signed_out)?;
         state.store.session(&session).await?.map(SessionOrg).ok_or_else(signed_out)
     }
 }
