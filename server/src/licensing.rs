@@ -271,25 +271,24 @@ impl std::fmt::Debug for Licenser {
     }
 }
 
-/// Verifies a token with a public key alone, as a device would: the
-/// signature over `header.claims`, then the claims. Used by the tests and the
-/// README's example; it does not check `exp` or the nonce, which are the
-/// device's to compare.
-pub fn verify(token: &str, public_key: &[u8; 32]) -> Result<Claims, &'static str> {
-    use ed25519_dalek::{Signature, VerifyingKey};
-    let (signed, signature) = token.rsplit_once('.').ok_or("not a JWT")?;
-    let (_header, payload) = signed.split_once('.').ok_or("not a JWT")?;
-    let signature: [u8; 64] =
-        URL_SAFE_NO_PAD.decode(signature).ok().and_then(|bytes| bytes.try_into().ok()).ok_or("bad signature encoding")?;
-    let key = VerifyingKey::from_bytes(public_key).map_err(|_| "bad public key")?;
-    key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&signature)).map_err(|_| "signature does not match")?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| "bad claims encoding")?;
-    serde_json::from_slice(&payload).map_err(|_| "bad claims")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Verifies a token with a public key alone, as a device would: the
+    /// signature over `header.claims`, then the claims (`exp` and the nonce
+    /// are the device's to compare).
+    fn verify(token: &str, public_key: &[u8; 32]) -> Result<Claims, &'static str> {
+        use ed25519_dalek::{Signature, VerifyingKey};
+        let (signed, signature) = token.rsplit_once('.').ok_or("not a JWT")?;
+        let (_header, payload) = signed.split_once('.').ok_or("not a JWT")?;
+        let signature: [u8; 64] =
+            URL_SAFE_NO_PAD.decode(signature).ok().and_then(|bytes| bytes.try_into().ok()).ok_or("bad signature encoding")?;
+        let key = VerifyingKey::from_bytes(public_key).map_err(|_| "bad public key")?;
+        key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&signature)).map_err(|_| "signature does not match")?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| "bad claims encoding")?;
+        serde_json::from_slice(&payload).map_err(|_| "bad claims")
+    }
 
     #[test]
     fn nonces_are_short_printable_ascii() {
