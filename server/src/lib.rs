@@ -104,7 +104,7 @@ pub fn router(state: AppState) -> Router {
         // The screens' download links, by the browser's session.
         .route("/activity.csv", get(export::activity_for_session))
         .route("/devices.csv", get(export::devices_for_session))
-        .nest("/api/v1", api::routes())
+        .nest(api::PREFIX, api::routes())
         .leptos_routes_with_context(
             &state,
             pages,

@@ -60,24 +60,31 @@ struct KeyRing {
 }
 
 /// One public key as a JWK (RFC 8037), with when it was made and retired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKey {
+    /// `OKP`.
     pub kty: String,
+    /// `Ed25519`.
     pub crv: String,
+    /// `EdDSA`.
     pub alg: String,
+    /// `sig`.
     #[serde(rename = "use")]
     pub use_: String,
+    /// The key id a license's header names.
     pub kid: String,
     /// The 32-byte public key, base64url without padding.
     pub x: String,
     #[serde(with = "store::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "store::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub retired_at: Option<Timestamp>,
 }
 
 /// `GET /api/v1/public-keys`: a JWK set, the signing key first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKeys {
     pub keys: Vec<PublicKey>,
 }

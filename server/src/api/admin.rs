@@ -1,45 +1,52 @@
 //! The admin JSON API under `/api/v1/admin`: the screens' data and actions for
 //! scripts. Every handler takes [`AdminOrg`], so each request is authenticated
 //! by an administration key and acts within that key's organization only.
+//!
+//! Each handler's `#[utoipa::path]` is where its route is declared: method and
+//! path for the router, parameters and answers for the OpenAPI description.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use store::bulk::{BulkAction, BulkOutcome};
 use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
-use super::{AdminOrg, ApiError, JsonBody, decode_cursor, encode_cursor};
+use super::{AdminOrg, ApiError, ErrorBody, JsonBody, Params, decode_cursor, encode_cursor};
 use crate::AppState;
 use crate::licensing::Licenser;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/products", get(products))
-        .route("/products/{code}", get(product).patch(update_product))
-        .route("/products/{code}/policy", get(policy).patch(update_policy))
-        .route("/products/{code}/devices", get(product_devices))
-        .route("/devices", get(devices))
-        .route("/devices.csv", get(devices_csv))
-        .route("/bulk", post(bulk))
-        .route("/activity", get(activity))
-        .route("/activity.csv", get(activity_csv))
-        .route("/devices/{serial}", get(device).delete(delete_device))
-        .route("/devices/{serial}/ignore", post(ignore_device))
-        .route("/devices/{serial}/licenses/{code}", put(assign).delete(unassign))
-        .route("/ignored", get(ignored))
-        .route("/ignored/{serial}", delete(unignore))
-        .route("/settings", get(settings))
-        .route("/settings/product-key/rotate", post(rotate_product_key))
-        .route("/settings/admin-key/rotate", post(rotate_admin_key))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(products))
+        .routes(routes!(product, update_product))
+        .routes(routes!(policy, update_policy))
+        .routes(routes!(product_devices))
+        .routes(routes!(devices))
+        .routes(routes!(devices_csv))
+        .routes(routes!(bulk))
+        .routes(routes!(activity))
+        .routes(routes!(activity_csv))
+        .routes(routes!(device, delete_device))
+        .routes(routes!(ignore_device))
+        .routes(routes!(assign, unassign))
+        .routes(routes!(ignored))
+        .routes(routes!(unignore))
+        .routes(routes!(settings))
+        .routes(routes!(rotate_product_key))
+        .routes(routes!(rotate_admin_key))
 }
 
 /// A list answer: `{"items": [...], "next_cursor": "…" | null}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct List<T> {
     items: Vec<T>,
+    /// Pass it back as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
@@ -49,16 +56,18 @@ impl<T> From<Page<T>> for List<T> {
     }
 }
 
-/// `?limit=&cursor=` (and `q=` where a list is searchable).
-#[derive(Deserialize, FromRequestParts)]
-#[from_request(via(Query), rejection(ApiError))]
-pub struct ListParams {
-    q: Option<String>,
+/// `?limit=&cursor=`: one page of a list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// How many items at most; 50 when not given.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the page before, unchanged.
     cursor: Option<String>,
 }
 
-impl ListParams {
+impl Paging {
     fn page(&self) -> Result<PageRequest, ApiError> {
         let limit = match self.limit.as_deref() {
             None | Some("") => PageRequest::DEFAULT_LIMIT,
@@ -77,7 +86,15 @@ impl ListParams {
     }
 }
 
-/// One path segment, percent-decoded.
+/// `?q=`: the devices whose serial contains it.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Search {
+    /// Part of a serial, in any case; empty or absent for every device.
+    q: Option<String>,
+}
+
+/// One path segment, percent-decoded: a product's code or a device's serial.
 #[derive(Deserialize, FromRequestParts)]
 #[from_request(via(Path), rejection(ApiError))]
 pub struct Segment(String);
@@ -87,11 +104,35 @@ pub struct Segment(String);
 #[from_request(via(Path), rejection(ApiError))]
 pub struct DeviceProduct(String, String);
 
+/// The organization's products, with their seats.
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Every product, by code; never more than one page", body = List<Product>),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn products(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result<Json<List<Product>>, ApiError> {
     let items = store.products(org.id).await?;
     Ok(Json(List { items, next_cursor: None }))
 }
 
+/// One product.
+#[utoipa::path(
+    get,
+    path = "/products/{code}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("code" = String, Path, description = "The product's code")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn product(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -100,12 +141,28 @@ async fn product(
     Ok(Json(store.product(org.id, &code).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductChange {
+    /// Whether a device checking in gets a free seat without an admin.
     auto_assign: bool,
 }
 
+/// Switches a product's auto-assign on or off.
+#[utoipa::path(
+    patch,
+    path = "/products/{code}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("code" = String, Path, description = "The product's code")),
+    request_body = ProductChange,
+    responses(
+        (status = 200, description = "The product as it is now", body = Product),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn update_product(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -115,6 +172,19 @@ async fn update_product(
     Ok(Json(store.set_auto_assign(org.id, &code, change.auto_assign, Actor::AdminApi).await?))
 }
 
+/// A product's license validity and idle-seat reclaiming.
+#[utoipa::path(
+    get,
+    path = "/products/{code}/policy",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("code" = String, Path, description = "The product's code")),
+    responses(
+        (status = 200, description = "The product's policy", body = ProductPolicy),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn policy(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -123,7 +193,23 @@ async fn policy(
     Ok(Json(store.policy(org.id, &code).await?))
 }
 
-/// `PATCH /products/{code}/policy` with `{"license_days": n}` (1 to 365).
+/// Changes a product's policy: `license_days` (1 to 365) and
+/// `reclaim_after_days` (1 to 3650, or `null` to never reclaim); a field
+/// left out stays as it is.
+#[utoipa::path(
+    patch,
+    path = "/products/{code}/policy",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("code" = String, Path, description = "The product's code")),
+    request_body = PolicyUpdate,
+    responses(
+        (status = 200, description = "The policy as it is now", body = ProductPolicy),
+        (status = 400, description = "`invalid_request`: nothing named, or a number out of range", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn update_policy(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -139,39 +225,82 @@ async fn update_policy(
     Ok(Json(policy))
 }
 
+/// The devices holding a seat of a product, by serial.
+#[utoipa::path(
+    get,
+    path = "/products/{code}/devices",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("code" = String, Path, description = "The product's code"), Paging),
+    responses(
+        (status = 200, description = "A page of the product's seat holders", body = List<Holder>),
+        (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn product_devices(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
     Segment(code): Segment,
-    params: ListParams,
+    Params(paging): Params<Paging>,
 ) -> Result<Json<List<Holder>>, ApiError> {
-    Ok(Json(store.holders(org.id, &code, &params.page()?).await?.into()))
+    Ok(Json(store.holders(org.id, &code, &paging.page()?).await?.into()))
 }
 
+/// The organization's devices, by serial.
+#[utoipa::path(
+    get,
+    path = "/devices",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(Search, Paging),
+    responses(
+        (status = 200, description = "A page of devices", body = List<Device>),
+        (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn devices(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    params: ListParams,
+    Params(search): Params<Search>,
+    Params(paging): Params<Paging>,
 ) -> Result<Json<List<Device>>, ApiError> {
-    let page = params.page()?;
-    Ok(Json(store.devices(org.id, params.q.as_deref(), &page).await?.into()))
+    let page = paging.page()?;
+    Ok(Json(store.devices(org.id, search.q.as_deref(), &page).await?.into()))
 }
 
+/// Every device matching the search, as CSV.
+#[utoipa::path(
+    get,
+    path = "/devices.csv",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(Search),
+    responses(
+        (status = 200, description = "`serial,first_seen,last_seen,seats_assigned`, one device a line", content_type = "text/csv", body = String),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn devices_csv(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    params: ListParams,
+    Params(search): Params<Search>,
 ) -> Result<axum::response::Response, ApiError> {
-    crate::export::devices_csv(&store, org.id, params.q.as_deref()).await
+    crate::export::devices_csv(&store, org.id, search.q.as_deref()).await
 }
 
-/// `POST /bulk`: one action on many devices, named by serial or by a search.
-#[derive(Deserialize)]
+/// One action on many devices: named by `serials`, or every device whose
+/// serial contains `matching`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     action: BulkAction,
+    /// The product to assign or unassign; only for those two actions.
     #[serde(default)]
     product: Option<String>,
+    /// The devices, by serial (at most 10,000). Give this or `matching`.
     #[serde(default)]
     serials: Option<Vec<String>>,
     /// Every device whose serial contains this ("" for every device).
@@ -179,6 +308,23 @@ pub struct BulkRequest {
     matching: Option<String>,
 }
 
+/// Assigns or unassigns a product, deletes or ignores many devices at once.
+///
+/// Each device goes through the same rules as one at a time, in its own
+/// transaction; the answer counts what was done and why the rest was skipped.
+#[utoipa::path(
+    post,
+    path = "/bulk",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = BulkRequest,
+    responses(
+        (status = 200, description = "What was done and what was skipped", body = BulkOutcome),
+        (status = 400, description = "`invalid_request`: no devices named, a product where none belongs, too many devices", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn bulk(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -193,39 +339,69 @@ async fn bulk(
     Ok(Json(store::bulk::apply(&store, org.id, request.action, product, &serials, Actor::AdminApi).await?))
 }
 
-/// `?product=&serial=&kind=&actor=&since=&until=` and the paging of lists.
-#[derive(Deserialize, FromRequestParts)]
-#[from_request(via(Query), rejection(ApiError))]
-pub struct ActivityParams {
-    #[serde(flatten)]
-    query: ActivityQuery,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 /// The audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/activity",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(ActivityQuery, Paging),
+    responses(
+        (status = 200, description = "A page of changes, newest first", body = List<Activity>),
+        (status = 400, description = "`invalid_request`: an unknown kind or actor, a bad time, limit or cursor", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn activity(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    params: ActivityParams,
+    Params(query): Params<ActivityQuery>,
+    Params(paging): Params<Paging>,
 ) -> Result<Json<List<Activity>>, ApiError> {
-    let paging = ListParams { q: None, limit: params.limit, cursor: params.cursor }.page()?;
+    let paging = paging.page()?;
     let before = match paging.after {
         Some(id) => Some(id.parse::<i64>().map_err(|_| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))?),
         None => None,
     };
-    let filter = params.query.filter(before, paging.limit)?;
+    let filter = query.filter(before, paging.limit)?;
     Ok(Json(store.activity(org.id, &filter).await?.into()))
 }
 
+/// Every change matching the filters, as CSV, newest first.
+#[utoipa::path(
+    get,
+    path = "/activity.csv",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(ActivityQuery),
+    responses(
+        (status = 200, description = "`at,actor,kind,product,serial,detail`, one change a line", content_type = "text/csv", body = String),
+        (status = 400, description = "`invalid_request`: an unknown kind or actor, a bad time", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn activity_csv(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    params: ActivityParams,
+    Params(query): Params<ActivityQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    crate::export::activity_csv(&store, org.id, &params.query).await
+    crate::export::activity_csv(&store, org.id, &query).await
 }
 
+/// One device, with every product of the organization and whether the
+/// device holds a seat of it.
+#[utoipa::path(
+    get,
+    path = "/devices/{serial}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("serial" = String, Path, description = "The device's serial, percent-encoded")),
+    responses(
+        (status = 200, description = "The device and its licenses", body = DeviceDetail),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+    ),
+)]
 async fn device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -234,13 +410,28 @@ async fn device(
     Ok(Json(store.device(org.id, &serial).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeviceOutcome {
     serial: String,
+    /// Whether the device was deleted (ignoring deletes it when it exists).
     deleted: bool,
+    /// Whether the serial is now on the ignore list.
     ignored: bool,
 }
 
+/// Deletes a device and frees its seats; it comes back at its next check-in.
+#[utoipa::path(
+    delete,
+    path = "/devices/{serial}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("serial" = String, Path, description = "The device's serial, percent-encoded")),
+    responses(
+        (status = 200, description = "The device is gone", body = DeviceOutcome),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_device`", body = ErrorBody),
+    ),
+)]
 async fn delete_device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -250,6 +441,20 @@ async fn delete_device(
     Ok(Json(DeviceOutcome { serial, deleted: true, ignored: false }))
 }
 
+/// Puts a serial on the ignore list, deleting the device if it exists: its
+/// check-ins are then answered `device_ignored` and not recorded.
+#[utoipa::path(
+    post,
+    path = "/devices/{serial}/ignore",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("serial" = String, Path, description = "The device's serial, percent-encoded")),
+    responses(
+        (status = 200, description = "The serial is ignored", body = DeviceOutcome),
+        (status = 400, description = "`invalid_request`: not a valid serial", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn ignore_device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -259,13 +464,31 @@ async fn ignore_device(
     Ok(Json(DeviceOutcome { serial, deleted, ignored: true }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LicenseOutcome {
     serial: String,
     product: String,
+    /// Whether the device now holds a seat of the product.
     assigned: bool,
 }
 
+/// Gives a device a seat of a product.
+#[utoipa::path(
+    put,
+    path = "/devices/{serial}/licenses/{code}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(
+        ("serial" = String, Path, description = "The device's serial, percent-encoded"),
+        ("code" = String, Path, description = "The product's code"),
+    ),
+    responses(
+        (status = 200, description = "The device holds a seat (also when it already did)", body = LicenseOutcome),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_device` or `unknown_product`", body = ErrorBody),
+        (status = 409, description = "`no_seats_available`", body = ErrorBody),
+    ),
+)]
 async fn assign(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -275,6 +498,23 @@ async fn assign(
     Ok(Json(LicenseOutcome { serial, product, assigned: true }))
 }
 
+/// Takes a device's seat of a product back; the device is not given one by
+/// auto-assign again until an admin assigns it.
+#[utoipa::path(
+    delete,
+    path = "/devices/{serial}/licenses/{code}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(
+        ("serial" = String, Path, description = "The device's serial, percent-encoded"),
+        ("code" = String, Path, description = "The product's code"),
+    ),
+    responses(
+        (status = 200, description = "The device holds no seat of the product", body = LicenseOutcome),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`unknown_device` or `unknown_product`", body = ErrorBody),
+    ),
+)]
 async fn unassign(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -284,20 +524,47 @@ async fn unassign(
     Ok(Json(LicenseOutcome { serial, product, assigned: false }))
 }
 
+/// The ignore list, by serial.
+#[utoipa::path(
+    get,
+    path = "/ignored",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(Paging),
+    responses(
+        (status = 200, description = "A page of ignored serials", body = List<IgnoredSerial>),
+        (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn ignored(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    params: ListParams,
+    Params(paging): Params<Paging>,
 ) -> Result<Json<List<IgnoredSerial>>, ApiError> {
-    Ok(Json(store.ignored(org.id, &params.page()?).await?.into()))
+    Ok(Json(store.ignored(org.id, &paging.page()?).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Unignored {
     serial: String,
+    /// Always `false`: the serial may check in again.
     ignored: bool,
 }
 
+/// Takes a serial off the ignore list.
+#[utoipa::path(
+    delete,
+    path = "/ignored/{serial}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("serial" = String, Path, description = "The serial, percent-encoded")),
+    responses(
+        (status = 200, description = "The serial may check in again", body = Unignored),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`not_ignored`", body = ErrorBody),
+    ),
+)]
 async fn unignore(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -309,7 +576,7 @@ async fn unignore(
 
 /// The Settings screen's data. `organization` and `product_key` are the short
 /// names used across the API; the long ones spell out PRODUCT.md's terms.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SettingsView {
     organization: String,
     organization_name: String,
@@ -317,6 +584,17 @@ pub struct SettingsView {
     product_api_key: String,
 }
 
+/// The organization's name and its product API key.
+#[utoipa::path(
+    get,
+    path = "/settings",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The organization's settings", body = SettingsView),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn settings(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result<Json<SettingsView>, ApiError> {
     let settings = store.settings(org.id).await?;
     Ok(Json(SettingsView {
@@ -327,12 +605,23 @@ async fn settings(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RotatedProductKey {
     product_key: String,
     product_api_key: String,
 }
 
+/// Replaces the product API key; the old one stops working at once.
+#[utoipa::path(
+    post,
+    path = "/settings/product-key/rotate",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The new product API key", body = RotatedProductKey),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn rotate_product_key(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
@@ -341,12 +630,24 @@ async fn rotate_product_key(
     Ok(Json(RotatedProductKey { product_key: key.clone(), product_api_key: key }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RotatedAdminKey {
     admin_key: String,
     admin_api_key: String,
 }
 
+/// Replaces the administration API key; the one this request carried stops
+/// working at once.
+#[utoipa::path(
+    post,
+    path = "/settings/admin-key/rotate",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The new administration API key", body = RotatedAdminKey),
+        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
+    ),
+)]
 async fn rotate_admin_key(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,

@@ -13,30 +13,59 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use store::{CheckIn, LicenseStore, OrgId, Store, validate};
 
-use super::{ApiError, JsonBody, ProductOrg};
+use utoipa::ToSchema;
+
+use super::{ApiError, ErrorBody, JsonBody, ProductOrg};
 use crate::licensing::{self, Licenser, PublicKeys};
 use crate::limits::{Limits, rate_limited};
 use crate::observe::Metrics;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CheckInRequest {
+    /// The product's code.
     product: String,
+    /// The device's serial: 1 to 128 characters, no control characters.
     serial: String,
     /// Echoed in the signed license, so that an answer captured for one
-    /// request cannot be replayed to a device that asked with another nonce.
+    /// request cannot be replayed to a device that asked with another nonce:
+    /// 1 to 64 printable ASCII characters.
     #[serde(default)]
     nonce: Option<String>,
 }
 
 /// PRODUCT.md's answer, and the signed license when it says `licensed: true`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CheckInAnswer {
     #[serde(flatten)]
     check_in: CheckIn,
+    /// On a licensed answer only: a JWT signed with Ed25519 (`alg: EdDSA`)
+    /// that a device verifies offline with `GET /api/v1/public-keys`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     license: Option<String>,
 }
 
+/// Does this device hold a seat of this product?
+///
+/// Records the device (first and last seen) and, when the product
+/// auto-assigns and has a seat free, gives it one. A denied answer says why
+/// in `reason`; it is still a 200.
+#[utoipa::path(
+    post,
+    path = "/checkin",
+    tag = "check-in",
+    security(("product_key" = [])),
+    request_body = CheckInRequest,
+    responses(
+        (status = 200, description = "The decision, with a signed license when licensed", body = CheckInAnswer),
+        (status = 400, description = "`invalid_request`: bad JSON, a missing field, a bad serial or nonce", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`: missing, malformed or unknown product key", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the organization's check-in rate is spent; see `Retry-After`", body = ErrorBody),
+    ),
+)]
 pub async fn check_in(
     ProductOrg(org): ProductOrg,
     State(store): State<Store>,
@@ -70,8 +99,16 @@ async fn decide(store: &Store, licenser: &Licenser, org: OrgId, request: CheckIn
     Ok(CheckInAnswer { check_in, license })
 }
 
-/// `GET /api/v1/public-keys`: the keys that verify signed licenses, as a JWK
-/// set. Public: a device needs no key to fetch them.
+/// The keys that verify signed licenses.
+///
+/// A JWK set of Ed25519 keys, retired ones included so that licenses they
+/// signed still verify. Public: a device needs no key to fetch it.
+#[utoipa::path(
+    get,
+    path = "/public-keys",
+    tag = "check-in",
+    responses((status = 200, description = "The public keys, as a JWK set", body = PublicKeys)),
+)]
 pub async fn public_keys(State(licenser): State<Arc<Licenser>>) -> Result<Response, ApiError> {
     let keys: PublicKeys = licenser.public_keys().await?;
     let cache = [(axum::http::header::CACHE_CONTROL, "public, max-age=60")];

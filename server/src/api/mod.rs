@@ -5,32 +5,103 @@
 pub mod admin;
 pub mod checkin;
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use store::{LicenseStore, OrgId, Organization, Store, StoreError};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
 /// The largest request body any API route reads.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/checkin", post(checkin::check_in))
-        .route("/public-keys", get(checkin::public_keys))
+/// Both APIs, routes and description in one list: every handler below carries
+/// its `#[utoipa::path]`, and `routes!` takes the method and path from there
+/// for the router as for the OpenAPI description, so neither can name a route
+/// the other lacks (`server/tests/openapi.rs` checks the rest).
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(checkin::check_in))
+        .routes(routes!(checkin::public_keys))
+        .routes(routes!(openapi_json))
         .nest("/admin", admin::routes())
-        .fallback(not_found)
+}
+
+/// The routes under `/api/v1`; whatever else is asked there gets JSON 404.
+pub fn routes() -> Router<AppState> {
+    let (router, _) = api().split_for_parts();
+    router.fallback(not_found)
+}
+
+/// The OpenAPI 3.1 description of both APIs, paths in full.
+pub fn description() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::with_openapi(Description::openapi()).nest(PREFIX, api()).into_openapi()
+}
+
+/// Where [`routes`] are served.
+pub const PREFIX: &str = "/api/v1";
+
+/// What no handler says about itself: the title, the keys and the tags.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Seatkeeper",
+        description = "The public check-in API that devices call, and the admin API for scripts. \
+            Errors are `{\"error\": {\"code\", \"message\"}}`; lists are `{\"items\", \"next_cursor\"}` \
+            (pass `next_cursor` back as `cursor`).",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    modifiers(&BearerKeys),
+    tags(
+        (name = "check-in", description = "For the vendor's software on each device: the product API key"),
+        (name = "admin", description = "For an organization's scripts: the administration API key; sees only its own organization"),
+        (name = "meta", description = "This description"),
+    ),
+)]
+struct Description;
+
+/// The two keys, both sent as `Authorization: Bearer <key>`.
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, what) in [("product_key", "The organization's product API key"), ("admin_key", "The organization's administration API key")] {
+            let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+/// The description, made once.
+static DESCRIPTION: LazyLock<Bytes> =
+    LazyLock::new(|| Bytes::from(description().to_json().expect("the OpenAPI description serializes")));
+
+/// This description of the APIs, in OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 description", content_type = "application/json", body = Object)),
+)]
+async fn openapi_json() -> Response {
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=60")];
+    (headers, DESCRIPTION.clone()).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -60,20 +131,23 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// Every API error's body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, ToSchema)]
+struct ErrorDetail {
+    /// For programs: `invalid_request`, `invalid_api_key`, `unknown_product`, ….
+    code: &'static str,
+    /// For people.
+    message: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } };
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -159,6 +233,19 @@ where
         let key = bearer(&parts.headers).ok_or_else(ApiError::invalid_api_key)?;
         let store = Store::from_ref(state);
         store.authenticate_product(key).await?.map(ProductOrg).ok_or_else(ApiError::invalid_api_key)
+    }
+}
+
+/// Query parameters as `T`; malformed ones are refused as an [`ApiError`].
+/// Unknown parameters are let be, so a handler may take several of these.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Params(params))
     }
 }
 

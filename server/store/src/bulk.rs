@@ -13,7 +13,7 @@ use crate::{Actor, Assigned, LicenseStore, OrgId, PageRequest, Result, StoreErro
 /// The most devices one bulk action may touch.
 pub const MAX_DEVICES: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BulkAction {
     Assign,
@@ -57,9 +57,10 @@ impl BulkAction {
 }
 
 /// What a bulk action did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BulkOutcome {
     pub action: BulkAction,
+    #[schema(required = true)]
     pub product: Option<String>,
     /// Devices the action was asked to touch.
     pub selected: usize,

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Every timestamp Seatkeeper records: UTC, millisecond precision on both databases.
 pub type Timestamp = DateTime<Utc>;
@@ -85,7 +86,7 @@ pub struct NewProduct {
     pub auto_assign: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     pub code: String,
     pub name: String,
@@ -121,26 +122,28 @@ impl Product {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Device {
     pub serial: String,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
     pub seats_assigned: i64,
 }
 
 /// One product of the organization as seen from one device: the Device
 /// screen's *Assigned Licenses* list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceLicense {
     pub product: String,
     pub name: String,
     pub assigned: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: Device,
@@ -148,21 +151,25 @@ pub struct DeviceDetail {
 }
 
 /// A device holding a seat of one product: a row of the Product screen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Holder {
     pub serial: String,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub assigned_at: Timestamp,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IgnoredSerial {
     pub serial: String,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub ignored_at: Timestamp,
 }
 
@@ -174,11 +181,12 @@ pub struct Settings {
 
 /// How a product's licenses behave beyond its seats. Kept apart from
 /// [`Product`], whose fields PRODUCT.md fixes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductPolicy {
     /// Days a signed license stays valid after the check-in that issued it.
     pub license_days: i64,
-    /// Seats of devices not seen for this many days are freed (`None`: never).
+    /// Seats of devices not seen for this many days are freed (`null`: never).
+    #[schema(required = true)]
     pub reclaim_after_days: Option<i64>,
 }
 
@@ -198,12 +206,13 @@ impl ProductPolicy {
 }
 
 /// What an admin changes of a product's policy at once; `None` leaves it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
     pub license_days: Option<i64>,
     /// `Some(None)` (JSON `null`) turns reclaiming off; absent leaves it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
     pub reclaim_after_days: Option<Option<i64>>,
 }
 
@@ -258,7 +267,7 @@ impl std::fmt::Debug for StoredSigningKey {
 }
 
 /// Why a check-in was answered "not licensed".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Denial {
     AutoAssignDisabled,
@@ -269,15 +278,20 @@ pub enum Denial {
 
 /// The answer to a device's check-in. An ignored device is not recorded, so
 /// it has no first or last seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CheckIn {
     pub product: String,
     pub serial: String,
     pub licensed: bool,
+    /// Why not, when `licensed` is false.
+    #[schema(required = true)]
     pub reason: Option<Denial>,
+    /// `null` for an ignored device, which is not recorded.
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub first_seen: Option<Timestamp>,
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub last_seen: Option<Timestamp>,
 }
 
@@ -387,7 +401,7 @@ pub struct PoolStats {
 }
 
 /// Who made a change, as the audit log records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
     /// The operator's command line.
@@ -403,7 +417,7 @@ pub enum Actor {
 }
 
 /// What changed, as the audit log records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivityKind {
     ProductAdded,
@@ -463,16 +477,20 @@ named!(ActivityKind {
 });
 
 /// One change in an organization's audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Activity {
     pub id: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub actor: Actor,
     pub kind: ActivityKind,
+    #[schema(required = true)]
     pub product: Option<String>,
+    #[schema(required = true)]
     pub serial: Option<String>,
     /// What changed, in words: `seats 10 → 5`, `auto-assign off`.
+    #[schema(required = true)]
     pub detail: Option<String>,
 }
 
@@ -521,11 +539,16 @@ impl<'a> Change<'a> {
 
 /// The audit log's filters as people and scripts type them (query
 /// parameters); empty means "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
+    /// Changes to this product (its code).
     pub product: Option<String>,
+    /// Changes to this device (its serial).
     pub serial: Option<String>,
+    /// One kind of change: `seat_assigned`, `seat_revoked`, `seats_changed`, ….
     pub kind: Option<String>,
+    /// Changes by `operator`, `admin_session`, `admin_api`, `device` or `reclaim`.
     pub actor: Option<String>,
     /// A date (`2026-11-29`, from its start) or an RFC 3339 time.
     pub since: Option<String>,
