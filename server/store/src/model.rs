@@ -90,9 +90,13 @@ pub struct NewProduct {
 pub struct Product {
     pub code: String,
     pub name: String,
+    /// Seats the organization owns.
     pub seats: i64,
+    /// Seats held by devices; above `seats` when the operator lowered them.
     pub assigned: i64,
+    /// Seats free to assign: `seats - assigned`, never below 0.
     pub available: i64,
+    /// Whether a device checking in gets a free seat without an admin.
     pub auto_assign: bool,
 }
 
@@ -125,12 +129,15 @@ impl Product {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Device {
     pub serial: String,
+    /// The first check-in.
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
+    /// The latest check-in (it may lag a check-in by up to a second).
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
+    /// How many products' seats the device holds.
     pub seats_assigned: i64,
 }
 
@@ -205,12 +212,14 @@ impl ProductPolicy {
     }
 }
 
-/// What an admin changes of a product's policy at once; `None` leaves it.
+/// What an admin changes of a product's policy at once; a field left out
+/// (`None`) stays as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
+    /// 1 to 365.
     pub license_days: Option<i64>,
-    /// `Some(None)` (JSON `null`) turns reclaiming off; absent leaves it.
+    /// 1 to 3650; `null` (`Some(None)`) turns reclaiming off.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub reclaim_after_days: Option<Option<i64>>,
