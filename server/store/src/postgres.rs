@@ -11,11 +11,14 @@
 //!   condition on the newest row before it counts, so concurrent check-ins in any
 //!   number of processes can never take more seats than there are.
 //!
-//! A check-in of a device that already holds its seat is one statement that
-//! moves its `last seen` and finds the seat (see [`PgStore::check_in_held`]);
-//! it commits without waiting for the disk, since it changes nothing but
-//! `last seen`, which may lag by a second: PostgreSQL writes such commits
-//! within three `wal_writer_delay`s (200 ms by default).
+//! A check-in of a device that already holds its seat moves its `last seen`
+//! and finds the seat in one statement, shared with the other such check-ins
+//! that arrive meanwhile (see [`held`]); it commits without waiting for the
+//! disk, since it changes nothing but `last seen`, which may lag by a second:
+//! PostgreSQL writes such commits within three `wal_writer_delay`s (200 ms by
+//! default).
+
+mod held;
 
 use std::time::Duration;
 
@@ -31,8 +34,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Connections whose commits do not wait for the disk: only for writes
-    /// of `last seen`.
+    /// Check-ins of devices that hold their seat, batched (see [`held`]).
+    held: held::HeldCheckIns,
+    /// The connections those batches use: their commits do not wait for the
+    /// disk.
     touches: PgPool,
 }
 
@@ -56,7 +61,7 @@ impl PgStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        Ok(PgStore { pool, touches })
+        Ok(PgStore { pool, held: held::HeldCheckIns::start(touches.clone()), touches })
     }
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
@@ -67,26 +72,11 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// The check-in of a device that holds a seat of the product, in one
-    /// statement: moves its `last seen` and answers; `None` when the device is
-    /// unknown or holds no seat of it (then the full decision runs). The
-    /// device's row lock orders it after any delete or ignore of the device
-    /// under way, as in the full decision.
+    /// The check-in of a device that holds a seat of the product: moves its
+    /// `last seen` and answers; `None` when the device is unknown or holds no
+    /// seat of it (then the full decision runs).
     async fn check_in_held(&self, org: OrgId, code: &str, serial: &str, now: Timestamp) -> Result<Option<CheckIn>> {
-        let seen: Option<(Timestamp, Timestamp)> = sqlx::query_as(
-            "update devices d set last_seen = greatest(d.last_seen, $4)
-             from products p, assignments a
-             where d.org_id = $1 and d.serial = $2
-               and p.org_id = $1 and p.code = $3
-               and a.product_id = p.id and a.device_id = d.id
-             returning d.first_seen, d.last_seen",
-        )
-        .bind(org.0)
-        .bind(serial)
-        .bind(code)
-        .bind(now)
-        .fetch_optional(&self.touches)
-        .await?;
+        let seen = self.held.touch(org, code, serial, now).await?;
         Ok(seen.map(|(first_seen, last_seen)| CheckIn::held(code, serial, first_seen, last_seen)))
     }
 

@@ -60,6 +60,7 @@ stories!(
     concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact,
     browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation,
     ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded,
+    held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke,
 );
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
@@ -502,6 +503,85 @@ async fn concurrent_admin_actions_and_check_ins_keep_the_seat_count_exact(store:
     }
     let holders = holders_of(&store, org, "editor").await;
     assert!(holders.len() as i64 <= SEATS, "{} holders for {SEATS} seats", holders.len());
+}
+
+/// Devices that hold their seats checking in all at once, the same device
+/// twice and for two products among them (PostgreSQL answers such check-ins
+/// in shared statements, SQLite from memory): every one is licensed with its
+/// own times, and a revoke that has returned is seen by the next check-in.
+async fn held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke(store: Store) {
+    const DEVICES: usize = 40;
+    let org = org_with_product(&store, "acme", "editor", 100, true).await;
+    let viewer = NewProduct { code: "viewer".into(), name: "viewer app".into(), seats: 100, auto_assign: true };
+    store.add_product(org, &viewer, Actor::Operator).await.unwrap();
+    let serial = |i: usize| format!("HELD-{:02}", i % DEVICES);
+    let mut first_seen = std::collections::HashMap::new();
+    for i in 0..DEVICES {
+        for code in ["editor", "viewer"] {
+            let answer = store.check_in(org, code, &serial(i)).await.unwrap();
+            assert!(answer.licensed);
+            first_seen.entry(serial(i)).or_insert(answer.first_seen);
+        }
+    }
+    let at_once = |round: usize| {
+        (0..DEVICES * 6).map(move |i| (i, if (i + round).is_multiple_of(3) { "viewer" } else { "editor" })).map(|(i, code)| {
+            let store = store.clone();
+            tokio::spawn(async move { store.check_in(org, code, &format!("HELD-{:02}", i % DEVICES)).await.unwrap() })
+        })
+    };
+    let started = now();
+    for task in at_once(0).collect::<Vec<_>>() {
+        let answer = task.await.unwrap();
+        assert!(answer.licensed, "{answer:?}");
+        assert_eq!(answer.first_seen, first_seen[&answer.serial], "{answer:?}");
+        assert!(answer.last_seen.unwrap() >= started, "{answer:?}");
+    }
+
+    store.unassign(org, &serial(0), "editor", Actor::Operator).await.unwrap();
+    store.delete_device(org, &serial(1), Actor::Operator).await.unwrap();
+    for task in at_once(1).collect::<Vec<_>>() {
+        let answer = task.await.unwrap();
+        match (answer.serial.as_str(), answer.product.as_str()) {
+            ("HELD-00", "editor") => assert_eq!(answer.reason, Some(Denial::RevokedByAdmin)),
+            // Deleted, it came back as a new device and took a free seat.
+            ("HELD-01", _) => assert!(answer.licensed && answer.first_seen > first_seen["HELD-01"], "{answer:?}"),
+            _ => assert!(answer.licensed && answer.first_seen == first_seen[&answer.serial], "{answer:?}"),
+        }
+    }
+    assert_eq!(holders_of(&store, org, "editor").await.len(), DEVICES - 1);
+    assert_eq!(holders_of(&store, org, "viewer").await.len(), DEVICES);
+}
+
+/// Two server processes on one PostgreSQL database: check-ins in one see a
+/// revoke made in the other as soon as it returns, while both answer held
+/// seats of the same devices in shared statements at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes() {
+    let Some(db) = store::testing::TestDatabase::postgres().await else { return };
+    let (one, two) = (db.open().await, db.open().await);
+    const DEVICES: usize = 30;
+    let org = org_with_product(&one, "acme", "editor", 100, true).await;
+    for i in 0..DEVICES {
+        assert!(two.check_in(org, "editor", &format!("BOTH-{i:02}")).await.unwrap().licensed);
+    }
+    for round in 0..3 {
+        // Both processes check the same devices in, in opposite orders.
+        let tasks: Vec<_> = (0..DEVICES * 4)
+            .map(|i| {
+                let (store, i) = if i % 2 == 0 { (one.clone(), i / 2) } else { (two.clone(), DEVICES * 2 - 1 - i / 2) };
+                tokio::spawn(async move { store.check_in(org, "editor", &format!("BOTH-{:02}", i % DEVICES)).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            let answer = task.await.unwrap();
+            let revoked = answer.serial.as_str() < format!("BOTH-{round:02}").as_str();
+            assert_eq!(answer.licensed, !revoked, "{answer:?}");
+        }
+        one.unassign(org, &format!("BOTH-{round:02}"), "editor", Actor::Operator).await.unwrap();
+        let answer = two.check_in(org, "editor", &format!("BOTH-{round:02}")).await.unwrap();
+        assert_eq!(answer.reason, Some(Denial::RevokedByAdmin));
+    }
+    assert_eq!(holders_of(&two, org, "editor").await.len(), DEVICES - 3);
 }
 
 async fn browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation(store: Store) {
