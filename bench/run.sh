@@ -2,6 +2,7 @@
 # Seatkeeper's performance targets (issue 5), measured in one run against the
 # release server, every figure next to a baseline measured in the same run:
 #   bench/run.sh [seconds per load run, default 10]
+# SK_BACKENDS="sqlite postgres" (the default) names the backends to measure.
 # Needs the release build (scripts/serve.sh or `cargo leptos build --release`);
 # installs wrk from Debian's packages when missing. PostgreSQL parts run when
 # a server answers at $SEATKEEPER_TEST_POSTGRES_URL (default
@@ -189,9 +190,14 @@ fleet() { # backend url-of-a-fresh-10k-db url-of-a-fresh-1M-db
 
 echo "Seatkeeper benchmark: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), wrk -t1 -c$connections -d${duration}s" >&2
 
-fleet sqlite "sqlite://$work/small.db" "sqlite://$work/big.db"
+backends=${SK_BACKENDS:-sqlite postgres}
+if [[ " $backends " == *" sqlite "* ]]; then
+    fleet sqlite "sqlite://$work/small.db" "sqlite://$work/big.db"
+fi
 
-if psql "$pg_admin" -qc "select 1" >/dev/null 2>&1; then
+if [[ " $backends " != *" postgres "* ]]; then
+    :
+elif psql "$pg_admin" -qc "select 1" >/dev/null 2>&1; then
     for db in seatkeeper_bench_small seatkeeper_bench_big; do
         psql "$pg_admin" -qc "drop database if exists $db with (force)" -c "create database $db" >/dev/null
     done

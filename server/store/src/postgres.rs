@@ -13,12 +13,12 @@
 //!
 //! A check-in of a device that already holds its seat moves its `last seen`
 //! and finds the seat in one statement, shared with the other such check-ins
-//! that arrive meanwhile (see [`held`]); it commits without waiting for the
-//! disk, since it changes nothing but `last seen`, which may lag by a second:
-//! PostgreSQL writes such commits within three `wal_writer_delay`s (200 ms by
-//! default).
+//! that arrive meanwhile, as is the product key's lookup before it (see
+//! [`batch`]); it commits without waiting for the disk, since it changes
+//! nothing but `last seen`, which may lag by a second: PostgreSQL writes such
+//! commits within three `wal_writer_delay`s (200 ms by default).
 
-mod held;
+mod batch;
 
 use std::time::Duration;
 
@@ -34,10 +34,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Check-ins of devices that hold their seat, batched (see [`held`]).
-    held: held::HeldCheckIns,
-    /// The connections those batches use: their commits do not wait for the
-    /// disk.
+    /// Product key lookups, batched.
+    product_keys: batch::Batches<batch::ProductKeys>,
+    /// Check-ins of devices that hold their seat, batched on `touches`.
+    held: batch::Batches<batch::HeldSeats>,
+    /// Connections whose commits do not wait for the disk: only for writes
+    /// of `last seen`.
     touches: PgPool,
 }
 
@@ -61,7 +63,12 @@ impl PgStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        Ok(PgStore { pool, held: held::HeldCheckIns::start(touches.clone()), touches })
+        Ok(PgStore {
+            product_keys: batch::Batches::start(pool.clone()),
+            held: batch::Batches::start(touches.clone()),
+            pool,
+            touches,
+        })
     }
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
@@ -76,7 +83,8 @@ impl PgStore {
     /// `last seen` and answers; `None` when the device is unknown or holds no
     /// seat of it (then the full decision runs).
     async fn check_in_held(&self, org: OrgId, code: &str, serial: &str, now: Timestamp) -> Result<Option<CheckIn>> {
-        let seen = self.held.touch(org, code, serial, now).await?;
+        let asked = batch::HeldCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), at: now };
+        let seen = self.held.ask(asked).await?;
         Ok(seen.map(|(first_seen, last_seen)| CheckIn::held(code, serial, first_seen, last_seen)))
     }
 
@@ -351,11 +359,7 @@ impl LicenseStore for PgStore {
         if !keys::well_formed(KeyKind::Product, product_key) {
             return Ok(None);
         }
-        let id: Option<i64> = sqlx::query_scalar("select id from organizations where product_key_hash = $1")
-            .bind(keys::digest(product_key))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(id.map(OrgId))
+        self.product_keys.ask(keys::digest(product_key)).await
     }
 
     #[tracing::instrument(skip_all)]

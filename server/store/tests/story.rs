@@ -554,7 +554,8 @@ async fn held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke(st
 
 /// Two server processes on one PostgreSQL database: check-ins in one see a
 /// revoke made in the other as soon as it returns, while both answer held
-/// seats of the same devices in shared statements at once.
+/// seats of the same devices in shared statements at once; the same for
+/// product keys and their rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes() {
     let Some(db) = store::testing::TestDatabase::postgres().await else { return };
@@ -582,6 +583,29 @@ async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes()
         assert_eq!(answer.reason, Some(Denial::RevokedByAdmin));
     }
     assert_eq!(holders_of(&two, org, "editor").await.len(), DEVICES - 3);
+
+    // Product keys looked up at once (in shared statements) each find their
+    // own organization, or none; a rotation in one process ends the old key
+    // in the other as soon as it returns.
+    let acme = one.settings(org).await.unwrap().product_key;
+    let globex = one.create_organization("globex").await.unwrap().product_key;
+    let globex_org = one.organization_by_name("globex").await.unwrap().id;
+    // Well formed, so it is looked up, but nobody's.
+    let unknown = format!("sk_prod_{}", "0".repeat(48));
+    let keys = [(acme.clone(), Some(org)), (globex.clone(), Some(globex_org)), (unknown, None)];
+    let lookups: Vec<_> = (0..90)
+        .map(|i| {
+            let (store, (key, owner)) = (if i % 2 == 0 { one.clone() } else { two.clone() }, keys[i % 3].clone());
+            tokio::spawn(async move { (store.authenticate_product(&key).await.unwrap(), owner) })
+        })
+        .collect();
+    for lookup in lookups {
+        let (found, owner) = lookup.await.unwrap();
+        assert_eq!(found, owner);
+    }
+    let rotated = one.rotate_product_key(org, Actor::Operator).await.unwrap();
+    assert_eq!(two.authenticate_product(&acme).await.unwrap(), None);
+    assert_eq!(two.authenticate_product(&rotated).await.unwrap(), Some(org));
 }
 
 async fn browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation(store: Store) {

@@ -1,0 +1,208 @@
+//! The statements of the check-in hot path on PostgreSQL, answered in
+//! batches: the requests that arrive while a statement runs go together in
+//! the next, one statement for them all. Each statement still reads the
+//! database, so every process of a fleet sees every key rotation, revoke,
+//! delete and ignore as soon as it commits; only the round trips and the
+//! per-statement work are shared.
+//!
+//! Two statements are batched: finding the organization of a product API key
+//! ([`ProductKeys`]) and the check-in of a device that already holds its
+//! seat ([`HeldSeats`]). A request waits for at most the statements in
+//! flight before its own.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{OrgId, Result, Timestamp};
+
+/// The most requests in one statement.
+const BATCH_MAX: usize = 256;
+/// Statements of one kind in flight at once: one runs while the next batch
+/// gathers.
+const IN_FLIGHT: usize = 2;
+
+/// A statement that answers many requests at once.
+pub(super) trait Statement: Send + Sync + 'static {
+    type Asked: Send + 'static;
+    type Answer: Send + Clone + 'static;
+
+    /// For each request, in order, its answer (`None`: nothing found).
+    fn run(pool: &PgPool, batch: &[Self::Asked]) -> impl Future<Output = Result<Vec<Option<Self::Answer>>>> + Send;
+}
+
+/// A request and where its answer goes: the answer, or the request back when
+/// its batch failed.
+type Pending<S> = (<S as Statement>::Asked, oneshot::Sender<Reply<S>>);
+type Reply<S> = Result<Option<<S as Statement>::Answer>, <S as Statement>::Asked>;
+
+/// The way into one statement's batches.
+pub(super) struct Batches<S: Statement> {
+    queue: mpsc::Sender<Pending<S>>,
+    /// Where a request goes when the batches are not running (the store is
+    /// used from a runtime other than the one that opened it).
+    pool: PgPool,
+}
+
+impl<S: Statement> Clone for Batches<S> {
+    fn clone(&self) -> Self {
+        Batches { queue: self.queue.clone(), pool: self.pool.clone() }
+    }
+}
+
+impl<S: Statement> Batches<S> {
+    pub(super) fn start(pool: PgPool) -> Self {
+        let (queue, asked) = mpsc::channel(BATCH_MAX * 4);
+        tokio::spawn(run::<S>(pool.clone(), asked));
+        Batches { queue, pool }
+    }
+
+    /// The answer to one request, from the next batch. A batch that fails is
+    /// tried again one request at a time, so each request gets its own error.
+    pub(super) async fn ask(&self, asked: S::Asked) -> Result<Option<S::Answer>> {
+        let (reply, answer) = oneshot::channel();
+        let asked = match self.queue.send((asked, reply)).await {
+            Ok(()) => match answer.await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(asked)) => asked,
+                Err(_) => return Err(crate::StoreError::Unavailable("the store is shutting down".into())),
+            },
+            Err(mpsc::error::SendError((asked, _))) => asked,
+        };
+        Ok(S::run(&self.pool, std::slice::from_ref(&asked)).await?.into_iter().next().flatten())
+    }
+}
+
+async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while queue.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        // What arrived while the statements in flight ran joins this batch.
+        while batch.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(asked) => batch.push(asked),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        let batch = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
+        tokio::spawn(async move {
+            let (asked, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let answers = S::run(&pool, &asked).await;
+            drop(permit);
+            match answers {
+                Ok(answers) => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, size = asked.len(), "a batch failed; its requests are tried one at a time");
+                    for (reply, asked) in replies.into_iter().zip(asked) {
+                        let _ = reply.send(Err(asked));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// When a held seat's device was first and last seen.
+pub(super) type Seen = (Timestamp, Timestamp);
+
+/// The check-in of a device that may hold a seat of the product.
+pub(super) struct HeldCheckIn {
+    pub org: OrgId,
+    pub code: String,
+    pub serial: String,
+    pub at: Timestamp,
+}
+
+/// Moves each device's `last seen` if it holds a seat of the product, and
+/// says when it was first and last seen; nothing when it does not hold one
+/// (or is unknown), and then the full decision runs.
+///
+/// The statement locks the devices' rows in the order of their ids before it
+/// moves their `last seen`, so two batches (in one process or two) that share
+/// devices wait for each other instead of deadlocking, and a batch orders
+/// itself after a revoke, delete or ignore of one of its devices under way,
+/// as a single check-in does (see the module comment of `postgres.rs`). It
+/// runs on connections whose commits do not wait for the disk: it changes
+/// nothing but `last seen`.
+pub(super) struct HeldSeats;
+
+impl Statement for HeldSeats {
+    type Asked = HeldCheckIn;
+    type Answer = Seen;
+
+    async fn run(pool: &PgPool, batch: &[HeldCheckIn]) -> Result<Vec<Option<Seen>>> {
+        let orgs: Vec<i64> = batch.iter().map(|a| a.org.0).collect();
+        let serials: Vec<&str> = batch.iter().map(|a| a.serial.as_str()).collect();
+        let codes: Vec<&str> = batch.iter().map(|a| a.code.as_str()).collect();
+        let ats: Vec<Timestamp> = batch.iter().map(|a| a.at).collect();
+        let rows: Vec<(i64, Timestamp, Timestamp)> = sqlx::query_as(
+            "with asked as (
+                 select * from unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
+                     with ordinality as asked(org_id, serial, code, at, i)
+             ),
+             holding as materialized (
+                 select d.id, asked.i, asked.at
+                 from asked
+                 join devices d on d.org_id = asked.org_id and d.serial = asked.serial
+                 join products p on p.org_id = asked.org_id and p.code = asked.code
+                 join assignments a on a.product_id = p.id and a.device_id = d.id
+                 order by d.id
+                 for update of d
+             ),
+             touched as (
+                 update devices d set last_seen = greatest(d.last_seen, latest.at)
+                 from (select id, max(at) as at from holding group by id) latest
+                 where d.id = latest.id
+                 returning d.id, d.first_seen, d.last_seen
+             )
+             select holding.i, touched.first_seen, touched.last_seen
+             from holding join touched on touched.id = holding.id",
+        )
+        .bind(&orgs)
+        .bind(&serials)
+        .bind(&codes)
+        .bind(&ats)
+        .fetch_all(pool)
+        .await?;
+        Ok(in_order(batch.len(), rows.into_iter().map(|(i, first_seen, last_seen)| (i, (first_seen, last_seen)))))
+    }
+}
+
+/// The organization whose product API key has this SHA-256 digest.
+pub(super) struct ProductKeys;
+
+impl Statement for ProductKeys {
+    type Asked = Vec<u8>;
+    type Answer = OrgId;
+
+    async fn run(pool: &PgPool, batch: &[Vec<u8>]) -> Result<Vec<Option<OrgId>>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "select asked.i, o.id
+             from unnest($1::bytea[]) with ordinality as asked(digest, i)
+             join organizations o on o.product_key_hash = asked.digest",
+        )
+        .bind(batch)
+        .fetch_all(pool)
+        .await?;
+        Ok(in_order(batch.len(), rows.into_iter().map(|(i, id)| (i, OrgId(id)))))
+    }
+}
+
+/// Answers numbered from 1 (`with ordinality`) put in the requests' order.
+fn in_order<T: Clone>(len: usize, numbered: impl Iterator<Item = (i64, T)>) -> Vec<Option<T>> {
+    let mut answers = vec![None; len];
+    for (i, answer) in numbered {
+        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| answers.get_mut(i)) {
+            *slot = Some(answer);
+        }
+    }
+    answers
+}
