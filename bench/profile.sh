@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Where a check-in's time goes: drives the release server with one kind of
+# check-in for 10 seconds under `perf record -g`, then prints the throughput,
+# the CPU the server (and, on PostgreSQL, the database's backends) used per
+# check-in, and the hottest functions.
+#   bench/profile.sh [sqlite|postgres] [known|new]
+# Needs the release build, wrk and perf (Debian's linux-perf); PostgreSQL at
+# $SEATKEEPER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:-postgres}
+mode=${2:-known}
+bin=${CARGO_TARGET_DIR:-target}/release/seatkeeper
+pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+addr=127.0.0.1:3952
+devices=10000
+[ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+
+work=$(mktemp -d)
+pid=
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+case $backend in
+    sqlite) url=sqlite://$work/profile.db ;;
+    postgres)
+        psql "$pg_admin" -qc "drop database if exists seatkeeper_profile with (force)" -c "create database seatkeeper_profile" 2>/dev/null
+        url=${pg_admin%/*}/seatkeeper_profile ;;
+    *) echo "usage: bench/profile.sh [sqlite|postgres] [known|new]" >&2; exit 2 ;;
+esac
+DATABASE_URL=$url "$bin" org create bench --json > "$work/org.json"
+DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 2000000 --auto-assign > /dev/null
+DATABASE_URL=$url "$bin" product add --org bench --code office --name Office --seats 1 > /dev/null
+case $backend in
+    sqlite) python3 bench/seed_sqlite.py "$work/profile.db" "$devices" 1 ;;
+    postgres) psql -q "$url" -v devices="$devices" -v holders=1 -f bench/seed_postgres.sql > /dev/null ;;
+esac
+key=$(grep -o 'sk_prod_[0-9a-f]*' "$work/org.json" | head -n 1)
+
+DATABASE_URL=$url RUST_LOG=warn "$bin" serve --addr "$addr" --checkin-rate 0 > "$work/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do curl -sf "http://$addr/healthz" > /dev/null && break; sleep 0.01; done
+# Warm up: the server learns its holdings, the database its pages.
+SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=$mode wrk -t1 -c64 -d2s -s bench/checkin.lua "http://$addr" > /dev/null
+
+# CPU ticks (utime + stime) of processes.
+ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
+database() { [ "$backend" = postgres ] && pgrep -x postgres || true; }
+server0=$(ticks "$pid"); database0=$(ticks $(database))
+perf record -F 999 -g -p "$pid" -o "$work/perf.data" -- sleep 9 2> /dev/null &
+perf_pid=$!
+SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=$mode wrk -t1 -c64 -d10s -s bench/checkin.lua "http://$addr" > "$work/wrk.txt"
+server1=$(ticks "$pid"); database1=$(ticks $(database))
+wait "$perf_pid" || true
+
+requests=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
+per() { awk -v t="$1" -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
+echo "$backend, $mode devices: $(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.txt") check-ins/s"
+echo "CPU per check-in: server $(per $((server1 - server0)))$([ "$backend" = postgres ] && echo ", PostgreSQL backends $(per $((database1 - database0)))")"
+echo "Threads of the server, share of samples:"
+perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2> /dev/null | grep '%' | head -n 5
+echo "Hottest functions, share of samples:"
+perf report -i "$work/perf.data" --no-children --sort symbol --stdio -g none 2> /dev/null | grep '%' | head -n 25 | cut -c1-140
