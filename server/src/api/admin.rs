@@ -3,7 +3,9 @@
 //! by an administration key and acts within that key's organization only.
 //!
 //! Each handler's `#[utoipa::path]` is where its route is declared: method and
-//! path for the router, parameters and answers for the OpenAPI description.
+//! path for the router, parameters and answers for the OpenAPI description;
+//! what they all share (the tag, the key and its 401) is added once by
+//! [`describe_the_key`].
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
@@ -39,6 +41,26 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(settings))
         .routes(routes!(rotate_product_key))
         .routes(routes!(rotate_admin_key))
+}
+
+/// What every admin operation shares, said once here rather than on each
+/// handler: the tag, the administration key (every handler takes
+/// [`AdminOrg`]) and the 401 it answers without one.
+pub(super) fn describe_the_key(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let unauthorized = ResponseBuilder::new()
+        .description("`invalid_api_key`: missing, malformed or unknown administration key")
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build();
+    let admin = format!("{}/admin/", super::PREFIX);
+    for (_, item) in doc.paths.paths.iter_mut().filter(|(path, _)| path.starts_with(&admin)) {
+        for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
+            operation.tags = Some(vec!["admin".to_owned()]);
+            operation.security = Some(vec![SecurityRequirement::new("admin_key", Vec::<String>::new())]);
+            operation.responses.responses.insert("401".to_owned(), unauthorized.clone().into());
+        }
+    }
 }
 
 /// A list answer: `{"items": [...], "next_cursor": "…" | null}`.
@@ -94,25 +116,41 @@ pub struct Search {
     q: Option<String>,
 }
 
-/// One path segment, percent-decoded: a product's code or a device's serial.
-#[derive(Deserialize, FromRequestParts)]
+/// `{code}` in a path: a product.
+#[derive(Deserialize, IntoParams, FromRequestParts)]
+#[into_params(parameter_in = Path)]
 #[from_request(via(Path), rejection(ApiError))]
-pub struct Segment(String);
+pub struct Code {
+    /// The product's code.
+    code: String,
+}
 
-/// A device serial and a product code.
-#[derive(Deserialize, FromRequestParts)]
+/// `{serial}` in a path: a device, or a serial on the ignore list.
+#[derive(Deserialize, IntoParams, FromRequestParts)]
+#[into_params(parameter_in = Path)]
 #[from_request(via(Path), rejection(ApiError))]
-pub struct DeviceProduct(String, String);
+pub struct Serial {
+    /// The serial, percent-encoded.
+    serial: String,
+}
+
+/// `{serial}` and `{code}` in a path: a device and a product.
+#[derive(Deserialize, IntoParams, FromRequestParts)]
+#[into_params(parameter_in = Path)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct SerialAndCode {
+    /// The device's serial, percent-encoded.
+    serial: String,
+    /// The product's code.
+    code: String,
+}
 
 /// The organization's products, with their seats.
 #[utoipa::path(
     get,
     path = "/products",
-    tag = "admin",
-    security(("admin_key" = [])),
     responses(
         (status = 200, description = "Every product, by code; never more than one page", body = List<Product>),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn products(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result<Json<List<Product>>, ApiError> {
@@ -124,19 +162,16 @@ async fn products(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result
 #[utoipa::path(
     get,
     path = "/products/{code}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("code" = String, Path, description = "The product's code")),
+    params(Code),
     responses(
         (status = 200, description = "The product", body = Product),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_product`", body = ErrorBody),
     ),
 )]
 async fn product(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(code): Segment,
+    Code { code }: Code,
 ) -> Result<Json<Product>, ApiError> {
     Ok(Json(store.product(org.id, &code).await?))
 }
@@ -152,21 +187,18 @@ pub struct ProductChange {
 #[utoipa::path(
     patch,
     path = "/products/{code}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("code" = String, Path, description = "The product's code")),
+    params(Code),
     request_body = ProductChange,
     responses(
         (status = 200, description = "The product as it is now", body = Product),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_product`", body = ErrorBody),
     ),
 )]
 async fn update_product(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(code): Segment,
+    Code { code }: Code,
     JsonBody(change): JsonBody<ProductChange>,
 ) -> Result<Json<Product>, ApiError> {
     Ok(Json(store.set_auto_assign(org.id, &code, change.auto_assign, Actor::AdminApi).await?))
@@ -176,19 +208,16 @@ async fn update_product(
 #[utoipa::path(
     get,
     path = "/products/{code}/policy",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("code" = String, Path, description = "The product's code")),
+    params(Code),
     responses(
         (status = 200, description = "The product's policy", body = ProductPolicy),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_product`", body = ErrorBody),
     ),
 )]
 async fn policy(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(code): Segment,
+    Code { code }: Code,
 ) -> Result<Json<ProductPolicy>, ApiError> {
     Ok(Json(store.policy(org.id, &code).await?))
 }
@@ -199,14 +228,11 @@ async fn policy(
 #[utoipa::path(
     patch,
     path = "/products/{code}/policy",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("code" = String, Path, description = "The product's code")),
+    params(Code),
     request_body = PolicyUpdate,
     responses(
         (status = 200, description = "The policy as it is now", body = ProductPolicy),
         (status = 400, description = "`invalid_request`: nothing named, or a number out of range", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_product`", body = ErrorBody),
     ),
 )]
@@ -214,7 +240,7 @@ async fn update_policy(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
     State(licenser): State<Arc<Licenser>>,
-    Segment(code): Segment,
+    Code { code }: Code,
     JsonBody(update): JsonBody<PolicyUpdate>,
 ) -> Result<Json<ProductPolicy>, ApiError> {
     if update.is_empty() {
@@ -229,20 +255,17 @@ async fn update_policy(
 #[utoipa::path(
     get,
     path = "/products/{code}/devices",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("code" = String, Path, description = "The product's code"), Paging),
+    params(Code, Paging),
     responses(
         (status = 200, description = "A page of the product's seat holders", body = List<Holder>),
         (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_product`", body = ErrorBody),
     ),
 )]
 async fn product_devices(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(code): Segment,
+    Code { code }: Code,
     Params(paging): Params<Paging>,
 ) -> Result<Json<List<Holder>>, ApiError> {
     Ok(Json(store.holders(org.id, &code, &paging.page()?).await?.into()))
@@ -252,13 +275,10 @@ async fn product_devices(
 #[utoipa::path(
     get,
     path = "/devices",
-    tag = "admin",
-    security(("admin_key" = [])),
     params(Search, Paging),
     responses(
         (status = 200, description = "A page of devices", body = List<Device>),
         (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn devices(
@@ -275,12 +295,9 @@ async fn devices(
 #[utoipa::path(
     get,
     path = "/devices.csv",
-    tag = "admin",
-    security(("admin_key" = [])),
     params(Search),
     responses(
         (status = 200, description = "`serial,first_seen,last_seen,seats_assigned`, one device a line", content_type = "text/csv", body = String),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn devices_csv(
@@ -315,13 +332,10 @@ pub struct BulkRequest {
 #[utoipa::path(
     post,
     path = "/bulk",
-    tag = "admin",
-    security(("admin_key" = [])),
     request_body = BulkRequest,
     responses(
         (status = 200, description = "What was done and what was skipped", body = BulkOutcome),
         (status = 400, description = "`invalid_request`: no devices named, a product where none belongs, too many devices", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_product`", body = ErrorBody),
     ),
 )]
@@ -343,13 +357,10 @@ async fn bulk(
 #[utoipa::path(
     get,
     path = "/activity",
-    tag = "admin",
-    security(("admin_key" = [])),
     params(ActivityQuery, Paging),
     responses(
         (status = 200, description = "A page of changes, newest first", body = List<Activity>),
         (status = 400, description = "`invalid_request`: an unknown kind or actor, a bad time, limit or cursor", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn activity(
@@ -371,13 +382,10 @@ async fn activity(
 #[utoipa::path(
     get,
     path = "/activity.csv",
-    tag = "admin",
-    security(("admin_key" = [])),
     params(ActivityQuery),
     responses(
         (status = 200, description = "`at,actor,kind,product,serial,detail`, one change a line", content_type = "text/csv", body = String),
         (status = 400, description = "`invalid_request`: an unknown kind or actor, a bad time", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn activity_csv(
@@ -393,19 +401,16 @@ async fn activity_csv(
 #[utoipa::path(
     get,
     path = "/devices/{serial}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("serial" = String, Path, description = "The device's serial, percent-encoded")),
+    params(Serial),
     responses(
         (status = 200, description = "The device and its licenses", body = DeviceDetail),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_device`", body = ErrorBody),
     ),
 )]
 async fn device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(serial): Segment,
+    Serial { serial }: Serial,
 ) -> Result<Json<DeviceDetail>, ApiError> {
     Ok(Json(store.device(org.id, &serial).await?))
 }
@@ -423,19 +428,16 @@ pub struct DeviceOutcome {
 #[utoipa::path(
     delete,
     path = "/devices/{serial}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("serial" = String, Path, description = "The device's serial, percent-encoded")),
+    params(Serial),
     responses(
         (status = 200, description = "The device is gone", body = DeviceOutcome),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_device`", body = ErrorBody),
     ),
 )]
 async fn delete_device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(serial): Segment,
+    Serial { serial }: Serial,
 ) -> Result<Json<DeviceOutcome>, ApiError> {
     store.delete_device(org.id, &serial, Actor::AdminApi).await?;
     Ok(Json(DeviceOutcome { serial, deleted: true, ignored: false }))
@@ -446,19 +448,16 @@ async fn delete_device(
 #[utoipa::path(
     post,
     path = "/devices/{serial}/ignore",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("serial" = String, Path, description = "The device's serial, percent-encoded")),
+    params(Serial),
     responses(
         (status = 200, description = "The serial is ignored", body = DeviceOutcome),
         (status = 400, description = "`invalid_request`: not a valid serial", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn ignore_device(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(serial): Segment,
+    Serial { serial }: Serial,
 ) -> Result<Json<DeviceOutcome>, ApiError> {
     let deleted = store.ignore_device(org.id, &serial, Actor::AdminApi).await?;
     Ok(Json(DeviceOutcome { serial, deleted, ignored: true }))
@@ -476,15 +475,9 @@ pub struct LicenseOutcome {
 #[utoipa::path(
     put,
     path = "/devices/{serial}/licenses/{code}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(
-        ("serial" = String, Path, description = "The device's serial, percent-encoded"),
-        ("code" = String, Path, description = "The product's code"),
-    ),
+    params(SerialAndCode),
     responses(
         (status = 200, description = "The device holds a seat (also when it already did)", body = LicenseOutcome),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_device` or `unknown_product`", body = ErrorBody),
         (status = 409, description = "`no_seats_available`", body = ErrorBody),
     ),
@@ -492,7 +485,7 @@ pub struct LicenseOutcome {
 async fn assign(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    DeviceProduct(serial, product): DeviceProduct,
+    SerialAndCode { serial, code: product }: SerialAndCode,
 ) -> Result<Json<LicenseOutcome>, ApiError> {
     store.assign(org.id, &serial, &product, Actor::AdminApi).await?;
     Ok(Json(LicenseOutcome { serial, product, assigned: true }))
@@ -503,22 +496,16 @@ async fn assign(
 #[utoipa::path(
     delete,
     path = "/devices/{serial}/licenses/{code}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(
-        ("serial" = String, Path, description = "The device's serial, percent-encoded"),
-        ("code" = String, Path, description = "The product's code"),
-    ),
+    params(SerialAndCode),
     responses(
         (status = 200, description = "The device holds no seat of the product", body = LicenseOutcome),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`unknown_device` or `unknown_product`", body = ErrorBody),
     ),
 )]
 async fn unassign(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    DeviceProduct(serial, product): DeviceProduct,
+    SerialAndCode { serial, code: product }: SerialAndCode,
 ) -> Result<Json<LicenseOutcome>, ApiError> {
     store.unassign(org.id, &serial, &product, Actor::AdminApi).await?;
     Ok(Json(LicenseOutcome { serial, product, assigned: false }))
@@ -528,13 +515,10 @@ async fn unassign(
 #[utoipa::path(
     get,
     path = "/ignored",
-    tag = "admin",
-    security(("admin_key" = [])),
     params(Paging),
     responses(
         (status = 200, description = "A page of ignored serials", body = List<IgnoredSerial>),
         (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn ignored(
@@ -556,19 +540,16 @@ pub struct Unignored {
 #[utoipa::path(
     delete,
     path = "/ignored/{serial}",
-    tag = "admin",
-    security(("admin_key" = [])),
-    params(("serial" = String, Path, description = "The serial, percent-encoded")),
+    params(Serial),
     responses(
         (status = 200, description = "The serial may check in again", body = Unignored),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
         (status = 404, description = "`not_ignored`", body = ErrorBody),
     ),
 )]
 async fn unignore(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    Segment(serial): Segment,
+    Serial { serial }: Serial,
 ) -> Result<Json<Unignored>, ApiError> {
     store.unignore(org.id, &serial, Actor::AdminApi).await?;
     Ok(Json(Unignored { serial, ignored: false }))
@@ -588,11 +569,8 @@ pub struct SettingsView {
 #[utoipa::path(
     get,
     path = "/settings",
-    tag = "admin",
-    security(("admin_key" = [])),
     responses(
         (status = 200, description = "The organization's settings", body = SettingsView),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn settings(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result<Json<SettingsView>, ApiError> {
@@ -615,11 +593,8 @@ pub struct RotatedProductKey {
 #[utoipa::path(
     post,
     path = "/settings/product-key/rotate",
-    tag = "admin",
-    security(("admin_key" = [])),
     responses(
         (status = 200, description = "The new product API key", body = RotatedProductKey),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn rotate_product_key(
@@ -641,11 +616,8 @@ pub struct RotatedAdminKey {
 #[utoipa::path(
     post,
     path = "/settings/admin-key/rotate",
-    tag = "admin",
-    security(("admin_key" = [])),
     responses(
         (status = 200, description = "The new administration API key", body = RotatedAdminKey),
-        (status = 401, description = "`invalid_api_key`", body = ErrorBody),
     ),
 )]
 async fn rotate_admin_key(

@@ -50,7 +50,9 @@ pub fn routes() -> Router<AppState> {
 
 /// The OpenAPI 3.1 description of both APIs, paths in full.
 pub fn description() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::with_openapi(Description::openapi()).nest(PREFIX, api()).into_openapi()
+    let mut description = OpenApiRouter::with_openapi(Description::openapi()).nest(PREFIX, api()).into_openapi();
+    admin::describe_the_key(&mut description);
+    description
 }
 
 /// Where [`routes`] are served.
