@@ -53,6 +53,15 @@ async fn bulk_actions_through_the_admin_api(app: TestApp) {
     let unknown = app.call(Method::POST, "/api/v1/admin/bulk", key, Some(json!({"action": "assign", "product": "nope", "serials": ["LAB-1"]}))).await;
     unknown.assert_error(StatusCode::NOT_FOUND, "unknown_product");
     assert_eq!(app.admin(Method::GET, "/devices/LAB-1", &acme.admin_key).await.status, StatusCode::OK, "refused: nothing changed");
+    // The most devices a bulk action takes, with the longest serials, fit in
+    // its body; one more device is refused before anything is done.
+    let most: Vec<String> = (0..store::bulk::MAX_DEVICES).map(|i| format!("{i:0>128}")).collect();
+    let reply = app.call(Method::POST, "/api/v1/admin/bulk", key, Some(json!({"action": "unassign", "product": "editor", "serials": most}))).await;
+    assert_eq!((reply.status, &reply.json()["selected"]), (StatusCode::OK, &json!(store::bulk::MAX_DEVICES)));
+    let one_more: Vec<String> = (0..=store::bulk::MAX_DEVICES).map(|i| format!("{i:0>128}")).collect();
+    let reply = app.call(Method::POST, "/api/v1/admin/bulk", key, Some(json!({"action": "unassign", "product": "editor", "serials": one_more}))).await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+
     let globex = app.org("globex", &[]).await;
     let theirs = app.call(Method::POST, "/api/v1/admin/bulk", Some(&globex.admin_key), Some(json!({"action": "delete", "matching": ""}))).await;
     assert_eq!(theirs.json()["summary"], "deleted 0");

@@ -208,6 +208,16 @@ async fn every_operation_answers_as_described(app: TestApp) {
         assert_eq!(reply.status.is_success(), fits, "limit={value}");
     }
 
+    let policy = &doc.0["components"]["schemas"]["PolicyUpdate"]["properties"];
+    for field in ["license_days", "reclaim_after_days"] {
+        let (min, max) = (policy[field]["minimum"].as_i64().unwrap(), policy[field]["maximum"].as_i64().unwrap());
+        for (value, fits) in [(min, true), (max, true), (min - 1, false), (max + 1, false)] {
+            let body = json!({ field: value });
+            let reply = api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", key, Some(body)).await;
+            assert_eq!(reply.status.is_success(), fits, "{field} = {value}");
+        }
+    }
+
     let every: BTreeSet<String> = doc.operations().map(|(method, path, _)| format!("{method} {path}")).collect();
     let missed: Vec<&String> = every.difference(&api.called).collect();
     assert!(missed.is_empty(), "operations never answered with success here: {missed:?}");

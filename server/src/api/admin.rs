@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use store::bulk::{BulkAction, BulkOutcome};
 use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
-use super::{AdminOrg, ApiError, ErrorBody, JsonBody, Params, decode_cursor, encode_cursor};
+use super::{AdminOrg, ApiError, BULK_BODY_LIMIT, ErrorBody, JsonBody, Params, decode_cursor, encode_cursor};
 use crate::AppState;
 use crate::licensing::Licenser;
 
@@ -130,7 +130,7 @@ pub struct Code {
 #[into_params(parameter_in = Path)]
 #[from_request(via(Path), rejection(ApiError))]
 pub struct Serial {
-    /// The serial, percent-encoded.
+    /// The serial.
     serial: String,
 }
 
@@ -139,7 +139,7 @@ pub struct Serial {
 #[into_params(parameter_in = Path)]
 #[from_request(via(Path), rejection(ApiError))]
 pub struct SerialAndCode {
-    /// The device's serial, percent-encoded.
+    /// The device's serial.
     serial: String,
     /// The product's code.
     code: String,
@@ -317,7 +317,8 @@ pub struct BulkRequest {
     /// The product to assign or unassign; only for those two actions.
     #[serde(default)]
     product: Option<String>,
-    /// The devices, by serial (at most 10,000). Give this or `matching`.
+    /// The devices, by serial (at most 10,000; the body may be up to 6 MiB).
+    /// Give this or `matching`.
     #[serde(default)]
     serials: Option<Vec<String>>,
     /// Every device whose serial contains this ("" for every device).
@@ -342,7 +343,7 @@ pub struct BulkRequest {
 async fn bulk(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    JsonBody(request): JsonBody<BulkRequest>,
+    JsonBody(request): JsonBody<BulkRequest, BULK_BODY_LIMIT>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
     let serials = match (request.serials, request.matching) {
         (Some(serials), None) if !serials.is_empty() => serials,

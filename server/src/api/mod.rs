@@ -27,8 +27,12 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 
-/// The largest request body any API route reads.
+/// The largest request body an API route reads, unless it says otherwise.
 pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// The largest body of `POST /admin/bulk`: room for its most devices
+/// ([`store::bulk::MAX_DEVICES`]) with the longest serials.
+pub const BULK_BODY_LIMIT: usize = 6 * 1024 * 1024;
 
 /// Both APIs, routes and description in one list: every handler below carries
 /// its `#[utoipa::path]`, and `routes!` takes the method and path from there
@@ -52,7 +56,37 @@ pub fn routes() -> Router<AppState> {
 pub fn description() -> utoipa::openapi::OpenApi {
     let mut description = OpenApiRouter::with_openapi(Description::openapi()).nest(PREFIX, api()).into_openapi();
     admin::describe_the_key(&mut description);
+    describe_common_refusals(&mut description);
     description
+}
+
+/// The refusals that come from what operations share rather than from their
+/// handlers, added where an operation does not describe them itself: 400 for
+/// a path segment that is not UTF-8 once decoded; 400, 413 and 415 for a
+/// JSON body ([`JsonBody`]); 429 from the failed-key throttle in front of
+/// every route (`limits::throttle_failed_auth`).
+fn describe_common_refusals(description: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let refusal = |words: &str| {
+        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+        ResponseBuilder::new().description(words).content("application/json", body).build()
+    };
+    for (path, item) in description.paths.paths.iter_mut() {
+        for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
+            let mut refusals = vec![("429", "`rate_limited`: too many requests with a bad key from this address; see `Retry-After`")];
+            if path.contains('{') {
+                refusals.push(("400", "`invalid_request`: a path segment that is not UTF-8"));
+            }
+            if operation.request_body.is_some() {
+                refusals.push(("400", "`invalid_request`: a body that is not the JSON object described"));
+                refusals.push(("413", "`payload_too_large`"));
+                refusals.push(("415", "`unsupported_media_type`: a body that is not JSON"));
+            }
+            for (status, words) in refusals {
+                operation.responses.responses.entry(status.to_owned()).or_insert_with(|| refusal(words).into());
+            }
+        }
+    }
 }
 
 /// Where [`routes`] are served.
@@ -252,11 +286,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 }
 
 /// A JSON request body, read strictly: `Content-Type: application/json` (415
-/// otherwise), at most [`BODY_LIMIT`] bytes (413), and well-formed for `T`
-/// (400). Every refusal is an [`ApiError`].
-pub struct JsonBody<T>(pub T);
+/// otherwise), at most `LIMIT` bytes (413), and well-formed for `T` (400).
+/// Every refusal is an [`ApiError`].
+pub struct JsonBody<T, const LIMIT: usize = BODY_LIMIT>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for JsonBody<T, LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
@@ -267,7 +301,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = read_body(request.into_body()).await?;
+        let bytes = read_body(request.into_body(), LIMIT).await?;
         // serde would also take a struct from an array (`["editor", "SN-1"]`);
         // the API speaks only in objects.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -290,13 +324,13 @@ fn is_json(headers: &HeaderMap) -> bool {
             .is_some_and(|(head, tail)| tail.is_empty() && head.to_ascii_lowercase().starts_with("application/"))
 }
 
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    match Limited::new(body, BODY_LIMIT).collect().await {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
+            format!("the request body is larger than {} KiB", limit / 1024),
         )),
         Err(_) => Err(ApiError::invalid_request("the request body could not be read")),
     }

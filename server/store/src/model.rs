@@ -191,9 +191,10 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductPolicy {
     /// Days a signed license stays valid after the check-in that issued it.
+    #[schema(minimum = 1, maximum = 365)]
     pub license_days: i64,
     /// Seats of devices not seen for this many days are freed (`null`: never).
-    #[schema(required = true)]
+    #[schema(required = true, minimum = 1, maximum = 3650)]
     pub reclaim_after_days: Option<i64>,
 }
 
@@ -217,11 +218,13 @@ impl ProductPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
-    /// 1 to 365.
+    /// Days a signed license stays valid; left out or `null`, it stays as it is.
+    #[schema(minimum = 1, maximum = 365)]
     pub license_days: Option<i64>,
-    /// 1 to 3650; `null` (`Some(None)`) turns reclaiming off.
+    /// Days after which idle seats are freed; `null` (`Some(None)`) turns
+    /// reclaiming off, left out it stays as it is.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
     pub reclaim_after_days: Option<Option<i64>>,
 }
 
@@ -555,9 +558,11 @@ pub struct ActivityQuery {
     pub product: Option<String>,
     /// Changes to this device (its serial).
     pub serial: Option<String>,
-    /// One kind of change: `seat_assigned`, `seat_revoked`, `seats_changed`, ….
+    /// One kind of change.
+    #[param(value_type = Option<ActivityKind>)]
     pub kind: Option<String>,
-    /// Changes by `operator`, `admin_session`, `admin_api`, `device` or `reclaim`.
+    /// Changes by one kind of actor.
+    #[param(value_type = Option<Actor>)]
     pub actor: Option<String>,
     /// A date (`2026-11-29`, from its start) or an RFC 3339 time.
     pub since: Option<String>,
