@@ -235,6 +235,15 @@ impl Store {
         }
     }
 
+    /// On PostgreSQL, the hot path's requests answered by shared statements
+    /// and the shared statements that failed (see `postgres/batch.rs`).
+    pub fn batch_counts(&self) -> Option<(u64, u64)> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(store) => Some(store.batch_counts()),
+        }
+    }
+
     /// This process's connection pools.
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         match self {

@@ -71,6 +71,13 @@ impl PgStore {
         })
     }
 
+    /// Requests answered by the batches, and batches that failed.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let [keys, held] = [self.product_keys.counts(), self.held.counts()];
+        (keys.found.load(Relaxed) + held.found.load(Relaxed), keys.failed.load(Relaxed) + held.failed.load(Relaxed))
+    }
+
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         vec![crate::pool_stats("main", &self.pool), crate::pool_stats("touches", &self.touches)]
     }

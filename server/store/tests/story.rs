@@ -530,11 +530,18 @@ async fn held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke(st
         })
     };
     let started = now();
+    let batches_before = store.batch_counts();
     for task in at_once(0).collect::<Vec<_>>() {
         let answer = task.await.unwrap();
         assert!(answer.licensed, "{answer:?}");
         assert_eq!(answer.first_seen, first_seen[&answer.serial], "{answer:?}");
         assert!(answer.last_seen.unwrap() >= started, "{answer:?}");
+    }
+    // On PostgreSQL the shared statements did the work (a device another
+    // statement holds is skipped to the full decision, so not all of it).
+    if let (Some((found_before, failed_before)), Some((found, failed))) = (batches_before, store.batch_counts()) {
+        assert_eq!(failed, failed_before, "no shared statement failed");
+        assert!(found - found_before >= DEVICES as u64, "{} of {} answered by shared statements", found - found_before, DEVICES * 6);
     }
 
     store.unassign(org, &serial(0), "editor", Actor::Operator).await.unwrap();
@@ -565,6 +572,7 @@ async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes()
     for i in 0..DEVICES {
         assert!(two.check_in(org, "editor", &format!("BOTH-{i:02}")).await.unwrap().licensed);
     }
+    let before = (one.batch_counts().unwrap(), two.batch_counts().unwrap());
     for round in 0..3 {
         // Both processes check the same devices in, in opposite orders.
         let tasks: Vec<_> = (0..DEVICES * 4)
@@ -583,6 +591,9 @@ async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes()
         assert_eq!(answer.reason, Some(Denial::RevokedByAdmin));
     }
     assert_eq!(holders_of(&two, org, "editor").await.len(), DEVICES - 3);
+    let after = (one.batch_counts().unwrap(), two.batch_counts().unwrap());
+    assert_eq!((after.0.1, after.1.1), (before.0.1, before.1.1), "no shared statement failed");
+    assert!(after.0.0 > before.0.0 && after.1.0 > before.1.0, "both processes answered from shared statements");
 
     // Product keys looked up at once (in shared statements) each find their
     // own organization, or none; a rotation in one process ends the old key

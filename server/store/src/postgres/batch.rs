@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -41,6 +42,7 @@ type Reply<S> = Result<Option<<S as Statement>::Answer>, <S as Statement>::Asked
 /// The way into one statement's batches.
 pub(super) struct Batches<S: Statement> {
     queue: mpsc::Sender<Pending<S>>,
+    counts: Arc<Counts>,
     /// Where a request goes when the batches are not running (the store is
     /// used from a runtime other than the one that opened it).
     pool: PgPool,
@@ -48,15 +50,29 @@ pub(super) struct Batches<S: Statement> {
 
 impl<S: Statement> Clone for Batches<S> {
     fn clone(&self) -> Self {
-        Batches { queue: self.queue.clone(), pool: self.pool.clone() }
+        Batches { queue: self.queue.clone(), counts: self.counts.clone(), pool: self.pool.clone() }
     }
+}
+
+/// What the batches of one statement did, for tests and operators.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    /// Requests a batch answered with something found.
+    pub found: AtomicU64,
+    /// Batches whose statement failed (their requests were tried alone).
+    pub failed: AtomicU64,
 }
 
 impl<S: Statement> Batches<S> {
     pub(super) fn start(pool: PgPool) -> Self {
         let (queue, asked) = mpsc::channel(BATCH_MAX * 4);
-        tokio::spawn(run::<S>(pool.clone(), asked));
-        Batches { queue, pool }
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(run::<S>(pool.clone(), asked, counts.clone()));
+        Batches { queue, counts, pool }
+    }
+
+    pub(super) fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// The answer to one request, from the next batch. A batch that fails is
@@ -75,7 +91,7 @@ impl<S: Statement> Batches<S> {
     }
 }
 
-async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>) {
+async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>, counts: Arc<Counts>) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while queue.recv_many(&mut batch, BATCH_MAX).await > 0 {
@@ -87,7 +103,7 @@ async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>) 
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let (pool, counts) = (pool.clone(), counts.clone());
         let batch = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
         tokio::spawn(async move {
             let (asked, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
@@ -95,11 +111,13 @@ async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>) 
             drop(permit);
             match answers {
                 Ok(answers) => {
+                    counts.found.fetch_add(answers.iter().flatten().count() as u64, Relaxed);
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(Ok(answer));
                     }
                 }
                 Err(error) => {
+                    counts.failed.fetch_add(1, Relaxed);
                     tracing::warn!(%error, size = asked.len(), "a batch failed; its requests are tried one at a time");
                     for (reply, asked) in replies.into_iter().zip(asked) {
                         let _ = reply.send(Err(asked));
@@ -125,13 +143,15 @@ pub(super) struct HeldCheckIn {
 /// says when it was first and last seen; nothing when it does not hold one
 /// (or is unknown), and then the full decision runs.
 ///
-/// The statement locks the devices' rows in the order of their ids before it
-/// moves their `last seen`, so two batches (in one process or two) that share
-/// devices wait for each other instead of deadlocking, and a batch orders
-/// itself after a revoke, delete or ignore of one of its devices under way,
-/// as a single check-in does (see the module comment of `postgres.rs`). It
-/// runs on connections whose commits do not wait for the disk: it changes
-/// nothing but `last seen`.
+/// The statement never waits for a lock: a device whose row another
+/// transaction holds (a revoke, delete or ignore under way, or a batch of
+/// another process) is skipped and takes the full decision, which waits for
+/// that transaction on its own. So one busy device cannot hold up a batch,
+/// and batches cannot deadlock. Like the single statement it replaced, it
+/// answers from the snapshot it starts with: a check-in whose statement
+/// started before a revoke committed may still be licensed; one that starts
+/// after the revoke returned is not. It runs on connections whose commits do
+/// not wait for the disk: it changes nothing but `last seen`.
 pub(super) struct HeldSeats;
 
 impl Statement for HeldSeats {
@@ -154,8 +174,7 @@ impl Statement for HeldSeats {
                  join devices d on d.org_id = asked.org_id and d.serial = asked.serial
                  join products p on p.org_id = asked.org_id and p.code = asked.code
                  join assignments a on a.product_id = p.id and a.device_id = d.id
-                 order by d.id
-                 for update of d
+                 for no key update of d skip locked
              ),
              touched as (
                  update devices d set last_seen = greatest(d.last_seen, latest.at)
