@@ -48,14 +48,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// [`AdminOrg`]) and the 401 it answers without one.
 pub(super) fn describe_the_key(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::SecurityRequirement;
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let unauthorized = ResponseBuilder::new()
-        .description("`invalid_api_key`: missing, malformed or unknown administration key")
-        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
-        .build();
+    let unauthorized = super::refusal("`invalid_api_key`: missing, malformed or unknown administration key");
     let admin = format!("{}/admin/", super::PREFIX);
     for (_, item) in doc.paths.paths.iter_mut().filter(|(path, _)| path.starts_with(&admin)) {
-        for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
+        for operation in super::operations(item) {
             operation.tags = Some(vec!["admin".to_owned()]);
             operation.security = Some(vec![SecurityRequirement::new("admin_key", Vec::<String>::new())]);
             operation.responses.responses.insert("401".to_owned(), unauthorized.clone().into());

@@ -66,13 +66,8 @@ pub fn description() -> utoipa::openapi::OpenApi {
 /// JSON body ([`JsonBody`]); 429 from the failed-key throttle in front of
 /// every route (`limits::throttle_failed_auth`).
 fn describe_common_refusals(description: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let refusal = |words: &str| {
-        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-        ResponseBuilder::new().description(words).content("application/json", body).build()
-    };
     for (path, item) in description.paths.paths.iter_mut() {
-        for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
+        for operation in operations(item) {
             let mut refusals = vec![("429", "`rate_limited`: too many requests with a bad key from this address; see `Retry-After`")];
             if path.contains('{') {
                 refusals.push(("400", "`invalid_request`: a path segment that is not UTF-8"));
@@ -87,6 +82,18 @@ fn describe_common_refusals(description: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+/// The operations of one path of the description.
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten()
+}
+
+/// A described error answer: [`ErrorBody`] with these words.
+fn refusal(words: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    ResponseBuilder::new().description(words).content("application/json", body).build()
 }
 
 /// Where [`routes`] are served.
