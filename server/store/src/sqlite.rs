@@ -1037,13 +1037,11 @@ async fn group_commit(
     group_max: usize,
     known: Arc<KnownDevices>,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut group = vec![first];
-        while group.len() < group_max {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
+    loop {
+        // The first check-in to arrive and every other one already waiting.
+        let mut group = Vec::with_capacity(group_max);
+        if queue.recv_many(&mut group, group_max).await == 0 {
+            return; // The store is gone.
         }
         let generation = known.generation();
         match decide_group(&writer, &group).await {

@@ -54,7 +54,8 @@ impl<S: Statement> Clone for Batches<S> {
     }
 }
 
-/// What the batches of one statement did, for tests and operators.
+/// What the batches of one statement did (tests read it through
+/// `Store::batch_counts`).
 #[derive(Debug, Default)]
 pub(super) struct Counts {
     /// Requests a batch answered with something found.
