@@ -12,6 +12,7 @@
 
 pub mod bulk;
 pub mod keys;
+mod group;
 mod known;
 mod model;
 pub mod postgres;

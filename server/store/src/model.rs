@@ -50,7 +50,7 @@ pub mod rfc3339 {
 
 /// An organization's row id. Only the store makes these, after resolving a key
 /// or a name, so holding one means the organization exists (or did a moment ago).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrgId(pub(crate) i64);
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,12 +19,14 @@
 //! commits within three `wal_writer_delay`s (200 ms by default).
 
 mod batch;
+mod group;
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Transaction;
 
+use crate::group::ProductRow;
 use crate::keys::{self, KeyKind};
 use crate::validate;
 use crate::*;
@@ -38,18 +40,14 @@ pub struct PgStore {
     product_keys: batch::Batches<batch::ProductKeys>,
     /// Check-ins of devices that hold their seat, batched on `touches`.
     held: batch::Batches<batch::HeldSeats>,
+    /// Check-ins that need a seat decision, decided in groups.
+    new_devices: batch::Batches<group::NewDevices>,
     /// Connections whose commits do not wait for the disk: only for writes
     /// of `last seen`.
     touches: PgPool,
 }
 
 type Tx = Transaction<'static, sqlx::Postgres>;
-
-/// A product's row as the seat decisions need it.
-struct ProductRow {
-    id: i64,
-    product: Product,
-}
 
 impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
@@ -64,8 +62,9 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
         Ok(PgStore {
-            product_keys: batch::Batches::start(pool.clone()),
-            held: batch::Batches::start(touches.clone()),
+            product_keys: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
+            held: batch::Batches::start(touches.clone(), batch::BATCH_MAX),
+            new_devices: batch::Batches::start(pool.clone(), crate::group::group_max()),
             pool,
             touches,
         })
@@ -74,8 +73,8 @@ impl PgStore {
     /// Requests answered by the batches, and batches that failed.
     pub fn batch_counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let [keys, held] = [self.product_keys.counts(), self.held.counts()];
-        (keys.found.load(Relaxed) + held.found.load(Relaxed), keys.failed.load(Relaxed) + held.failed.load(Relaxed))
+        let counts = [self.product_keys.counts(), self.held.counts(), self.new_devices.counts()];
+        (counts.iter().map(|c| c.found.load(Relaxed)).sum(), counts.iter().map(|c| c.failed.load(Relaxed)).sum())
     }
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
@@ -900,66 +899,7 @@ impl LicenseStore for PgStore {
         if let Some(answer) = self.check_in_held(org, code, serial, now).await? {
             return Ok(answer);
         }
-        let mut tx = self.begin().await?;
-        let product = fetch_product(&mut tx, org, code).await?;
-        let answer = |licensed, reason, seen: Option<(Timestamp, Timestamp)>| CheckIn {
-            product: code.to_owned(),
-            serial: serial.to_owned(),
-            licensed,
-            reason,
-            first_seen: seen.map(|(first, _)| first),
-            last_seen: seen.map(|(_, last)| last),
-        };
-
-        // The shared advisory lock on the serial makes an ignore of it (which
-        // takes it exclusively) wait for this check-in, and this check-in wait
-        // for an ignore under way. It is its own statement so that the insert
-        // below, with a snapshot taken after the wait, sees that ignore.
-        sqlx::query("select pg_advisory_xact_lock_shared(hashtextextended($1::text || ':' || $2, 0))")
-            .bind(org.0)
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-        // Recording the device takes its row lock (see the module comment), but
-        // only if its serial is not on the ignore list.
-        let recorded: Option<(i64, Timestamp, Timestamp)> = sqlx::query_as(
-            "insert into devices (org_id, serial, first_seen, last_seen)
-             select $1, $2, $3, $3
-             where not exists (select 1 from ignored_serials where org_id = $1 and serial = $2)
-             on conflict (org_id, serial) do update set last_seen = excluded.last_seen
-             returning id, first_seen, last_seen",
-        )
-        .bind(org.0)
-        .bind(serial)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((device, first_seen, last_seen)) = recorded else {
-            return Ok(answer(false, Some(Denial::DeviceIgnored), None));
-        };
-        let seen = Some((first_seen, last_seen));
-
-        let (held, revoked): (bool, bool) = sqlx::query_as(
-            "select exists (select 1 from assignments where product_id = $1 and device_id = $2),
-                    exists (select 1 from revocations where product_id = $1 and device_id = $2)",
-        )
-        .bind(product.id)
-        .bind(device)
-        .fetch_one(&mut *tx)
-        .await?;
-
-        let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
-            SeatRule::Holds => None,
-            SeatRule::Denied(denial) => Some(denial),
-            SeatRule::TakeFreeSeat if take_seat(&mut tx, product.id, device, now).await? => {
-                let change = Change::new(Actor::Device, ActivityKind::SeatAutoAssigned).product(code).serial(serial);
-                record(&mut tx, org, now, change).await?;
-                None
-            }
-            SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
-        };
-        let reply = answer(denial.is_none(), denial, seen);
-        tx.commit().await?;
-        Ok(reply)
+        let asked = group::NewCheckIn { org, code: code.to_owned(), serial: serial.to_owned() };
+        self.new_devices.ask(asked).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
 }

@@ -23,6 +23,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOp
 use sqlx::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::group::{self, Asked, ProductRow, Recorded, Standing};
 use crate::keys::{self, KeyKind};
 use crate::known::{FLUSH_EVERY, Holding, KnownDevices, KnownKeys, Touches};
 use crate::validate;
@@ -83,11 +84,8 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?
         };
-        let group_max = std::env::var("SEATKEEPER_CHECKIN_GROUP_MAX")
-            .ok()
-            .and_then(|max| max.parse().ok())
-            .map_or(GROUP_MAX, |max: usize| max.clamp(1, GROUP_MAX));
-        let (check_ins, queue) = mpsc::channel(GROUP_MAX * 4);
+        let group_max = group::group_max();
+        let (check_ins, queue) = mpsc::channel(group::GROUP_MAX * 4);
         let known = Arc::new(KnownDevices::default());
         let touches = Arc::new(Touches::default());
         tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
@@ -179,13 +177,6 @@ fn create_parent_folder(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// A product's row as the seat decisions need it.
-#[derive(Clone)]
-struct ProductRow {
-    id: i64,
-    product: Product,
 }
 
 async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
@@ -1023,9 +1014,6 @@ struct PendingCheckIn {
     reply: oneshot::Sender<Result<CheckIn>>,
 }
 
-/// The most check-ins decided in one transaction.
-const GROUP_MAX: usize = 256;
-
 /// Group commit: the check-ins that arrive while one transaction is being
 /// written are decided together in the next, one after another (so the seat
 /// rule sees each decision before the next), and committed with a single
@@ -1072,95 +1060,107 @@ async fn group_commit(
     }
 }
 
-/// One transaction for the whole group. A check-in refused for its own input
-/// (an unknown product) gets its error and changes nothing; a database error
+/// One transaction for the whole group, a few statements for all its
+/// check-ins (see [`crate::group`]). A check-in refused for its own input (an
+/// unknown product) gets its error and changes nothing; a database error
 /// rolls the whole group back.
-async fn decide_group(writer: &SqlitePool, group: &[PendingCheckIn]) -> Result<Vec<Result<(CheckIn, Option<i64>)>>> {
-    let now = now();
+async fn decide_group(writer: &SqlitePool, pending: &[PendingCheckIn]) -> Result<Vec<group::Answer>> {
+    let at = millis(now());
+    let group: Vec<Asked> =
+        pending.iter().map(|p| Asked { org: p.org, code: p.code.as_str(), serial: p.serial.as_str() }).collect();
     let mut tx = writer.begin_with("begin immediate").await?;
-    // Products are read once per group: nothing else writes while the group
-    // holds the write lock, and the seat count itself is re-checked by the
-    // conditional update that takes a seat.
-    let mut products: HashMap<(OrgId, &str), Option<ProductRow>> = HashMap::new();
-    let mut answers = Vec::with_capacity(group.len());
-    for pending in group {
-        let key = (pending.org, pending.code.as_str());
-        let product = match products.get(&key) {
-            Some(product) => product.clone(),
-            None => {
-                let product = fetch_product(&mut tx, pending.org, &pending.code).await?;
-                products.insert(key, product.clone());
-                product
-            }
-        };
-        let answer = match product {
-            None => Err(StoreError::UnknownProduct(pending.code.clone())),
-            Some(product) => decide(&mut tx, pending.org, &product, &pending.serial, now).await,
-        };
-        match answer {
-            Err(error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_))) => return Err(error),
-            answer => answers.push(answer),
+
+    // Nothing else writes while the group holds the write lock, so the seat
+    // counts read here stay true until the commit.
+    let mut wanted: Vec<(OrgId, &str)> = group.iter().map(|asked| (asked.org, asked.code)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut products = HashMap::with_capacity(wanted.len());
+    for (org, code) in wanted {
+        if let Some(product) = fetch_product(&mut tx, org, code).await? {
+            products.insert((org, code), product);
         }
     }
+
+    // Every device recorded, or its last seen moved, unless its serial is on
+    // the ignore list.
+    let to_record = group::devices_to_record(&group, &products);
+    let recorded: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(
+        "insert into devices (org_id, serial, first_seen, last_seen)
+         select asked.org_id, asked.serial, ?2, ?2
+         from (select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked
+         where not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)
+         on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+         returning id, org_id, serial, first_seen, last_seen",
+    )
+    .bind(json(to_record.iter().map(|(org, serial)| (org.0, serial)))?)
+    .bind(at)
+    .fetch_all(&mut *tx)
+    .await?;
+    let devices: HashMap<(OrgId, &str), Recorded> = recorded
+        .iter()
+        .map(|(id, org, serial, first_seen, last_seen)| {
+            let device = Recorded { id: *id, first_seen: timestamp(*first_seen), last_seen: timestamp(*last_seen) };
+            ((OrgId(*org), serial.as_str()), device)
+        })
+        .collect();
+
+    let pairs = group::pairs_to_look_up(&group, &products, &devices);
+    let standings: HashMap<(i64, i64), Standing> = if pairs.is_empty() {
+        HashMap::new()
+    } else {
+        let rows: Vec<(i64, i64, bool, bool)> = sqlx::query_as(
+            "select pair.product_id, pair.device_id,
+                    exists (select 1 from assignments a where a.product_id = pair.product_id and a.device_id = pair.device_id),
+                    exists (select 1 from revocations r where r.product_id = pair.product_id and r.device_id = pair.device_id)
+             from (select value ->> 0 as product_id, value ->> 1 as device_id from json_each(?1)) pair",
+        )
+        .bind(json(pairs.iter())?)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.into_iter().map(|(product, device, held, revoked)| ((product, device), Standing { held, revoked })).collect()
+    };
+
+    let decided = group::decide(&group, &products, &devices, &standings);
+    if !decided.taken.is_empty() {
+        for (product, taken) in decided.taken_per_product() {
+            let counted = sqlx::query("update products set assigned = assigned + ?2 where id = ?1 and assigned + ?2 <= seats")
+                .bind(product)
+                .bind(taken)
+                .execute(&mut *tx)
+                .await?;
+            if counted.rows_affected() != 1 {
+                return Err(group::seats_moved(product));
+            }
+        }
+        sqlx::query(
+            "insert into assignments (product_id, device_id, assigned_at)
+             select value ->> 0, value ->> 1, ?2 from json_each(?1)",
+        )
+        .bind(json(decided.taken.iter().map(|seat| (seat.product_id, seat.device_id)))?)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into activity (org_id, at, actor, kind, product, serial)
+             select value ->> 0, ?2, ?3, ?4, value ->> 1, value ->> 2 from json_each(?1)",
+        )
+        .bind(json(decided.taken.iter().map(|seat| (seat.org.0, seat.code, seat.serial)))?)
+        .bind(at)
+        .bind(Actor::Device.as_str())
+        .bind(ActivityKind::SeatAutoAssigned.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
-    Ok(answers)
+    Ok(decided.answers)
 }
 
-/// One check-in's decision, inside the group's transaction, with the id of the
-/// device when it was recorded.
-async fn decide(
-    conn: &mut SqliteConnection,
-    org: OrgId,
-    product: &ProductRow,
-    serial: &str,
-    now: Timestamp,
-) -> Result<(CheckIn, Option<i64>)> {
-    let answer = |licensed, reason, seen: Option<(i64, i64)>| CheckIn {
-        product: product.product.code.clone(),
-        serial: serial.to_owned(),
-        licensed,
-        reason,
-        first_seen: seen.map(|(first, _)| timestamp(first)),
-        last_seen: seen.map(|(_, last)| timestamp(last)),
-    };
-
-    // Recorded (or its last seen moved) unless its serial is on the ignore list.
-    let recorded: Option<(i64, i64, i64)> = sqlx::query_as(
-        "insert into devices (org_id, serial, first_seen, last_seen)
-         select ?1, ?2, ?3, ?3 where not exists (select 1 from ignored_serials where org_id = ?1 and serial = ?2)
-         on conflict (org_id, serial) do update set last_seen = excluded.last_seen
-         returning id, first_seen, last_seen",
-    )
-    .bind(org.0)
-    .bind(serial)
-    .bind(millis(now))
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((device, first_seen, last_seen)) = recorded else {
-        return Ok((answer(false, Some(Denial::DeviceIgnored), None), None));
-    };
-    let seen = Some((first_seen, last_seen));
-
-    let (held, revoked): (bool, bool) = sqlx::query_as(
-        "select exists (select 1 from assignments where product_id = ?1 and device_id = ?2),
-                exists (select 1 from revocations where product_id = ?1 and device_id = ?2)",
-    )
-    .bind(product.id)
-    .bind(device)
-    .fetch_one(&mut *conn)
-    .await?;
-
-    let denial = match SeatRule::for_device(held, revoked, product.product.auto_assign) {
-        SeatRule::Holds => None,
-        SeatRule::Denied(denial) => Some(denial),
-        SeatRule::TakeFreeSeat if take_seat(conn, product.id, device, now).await? => {
-            let change = Change::new(Actor::Device, ActivityKind::SeatAutoAssigned).product(&product.product.code);
-            record(conn, org, now, change.serial(serial)).await?;
-            None
-        }
-        SeatRule::TakeFreeSeat => Some(Denial::NoSeatsAvailable),
-    };
-    Ok((answer(denial.is_none(), denial, seen), Some(device)))
+/// A group's rows as one JSON array, for `json_each`: one statement and one
+/// bound value for the whole group, however large.
+fn json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String> {
+    let rows: Vec<T> = rows.collect();
+    serde_json::to_string(&rows).map_err(|error| StoreError::Unavailable(error.to_string()))
 }
 
 /// Writes the waiting `last seen` times every [`FLUSH_EVERY`].

@@ -61,6 +61,7 @@ stories!(
     browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation,
     ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded,
     held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke,
+    check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule,
 );
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
@@ -557,6 +558,133 @@ async fn held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke(st
     }
     assert_eq!(holders_of(&store, org, "editor").await.len(), DEVICES - 1);
     assert_eq!(holders_of(&store, org, "viewer").await.len(), DEVICES);
+}
+
+/// Check-ins that need a seat decision, all at once (both backends decide
+/// such check-ins in groups, one transaction each): new devices racing for
+/// the last seats, each device twice and some for two products, a revoked
+/// device, an ignored serial, a product that does not exist and one without
+/// auto-assign. Each is answered as if it had come alone, and every seat
+/// given is counted and in the audit log once.
+async fn check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule(store: Store) {
+    const SEATS: usize = 10;
+    const DEVICES: usize = 30;
+    let org = org_with_product(&store, "acme", "editor", SEATS as i64, true).await;
+    for (code, auto_assign) in [("viewer", true), ("manual", false)] {
+        let product = NewProduct { code: code.into(), name: format!("{code} app"), seats: 100, auto_assign };
+        store.add_product(org, &product, Actor::Operator).await.unwrap();
+    }
+    assert!(store.check_in(org, "editor", "REVOKED").await.unwrap().licensed);
+    store.unassign(org, "REVOKED", "editor", Actor::Operator).await.unwrap();
+    store.ignore_device(org, "IGNORED", Actor::Operator).await.unwrap();
+    let changes_before = changes(&store, org).await.len();
+    let batches_before = store.batch_counts();
+
+    let mut asked: Vec<(&str, String)> = Vec::new();
+    for i in 0..DEVICES {
+        asked.push(("editor", format!("NEW-{i:02}")));
+        asked.push(("editor", format!("NEW-{i:02}")));
+        asked.push(("viewer", format!("NEW-{i:02}")));
+    }
+    for (code, serial) in [("editor", "REVOKED"), ("editor", "IGNORED"), ("nope", "NEW-00"), ("manual", "NEW-01")] {
+        asked.push((code, serial.to_owned()));
+        asked.push((code, serial.to_owned()));
+    }
+    let tasks: Vec<_> = asked
+        .into_iter()
+        .map(|(code, serial)| {
+            let store = store.clone();
+            tokio::spawn(async move { (code, serial.clone(), store.check_in(org, code, &serial).await) })
+        })
+        .collect();
+
+    let mut editors: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut first_seen = std::collections::HashMap::new();
+    for task in tasks {
+        let (code, serial, answer) = task.await.expect("no panic");
+        let answer = match (code, answer) {
+            ("nope", Err(StoreError::UnknownProduct(unknown))) => {
+                assert_eq!(unknown, "nope");
+                continue;
+            }
+            (_, answer) => answer.unwrap_or_else(|error| panic!("{code} {serial}: {error}")),
+        };
+        assert_eq!((answer.product.as_str(), answer.serial.as_str()), (code, serial.as_str()));
+        match (code, serial.as_str()) {
+            (_, "REVOKED") => assert_eq!(answer.reason, Some(Denial::RevokedByAdmin)),
+            (_, "IGNORED") => {
+                assert_eq!(answer.reason, Some(Denial::DeviceIgnored));
+                assert_eq!((answer.first_seen, answer.last_seen), (None, None));
+            }
+            ("manual", _) => assert_eq!(answer.reason, Some(Denial::AutoAssignDisabled)),
+            ("viewer", _) => assert!(answer.licensed, "{answer:?}"),
+            _ => {
+                if !answer.licensed {
+                    assert_eq!(answer.reason, Some(Denial::NoSeatsAvailable));
+                }
+                let earlier = editors.insert(serial.clone(), answer.licensed);
+                assert!(earlier.is_none_or(|earlier| earlier == answer.licensed), "{serial} was answered both ways");
+            }
+        }
+        if let Some(seen) = answer.first_seen {
+            let first = *first_seen.entry(serial.clone()).or_insert(seen);
+            assert_eq!(first, seen, "{serial} has one first seen");
+        }
+    }
+
+    let licensed: HashSet<String> = editors.into_iter().filter(|(_, licensed)| *licensed).map(|(serial, _)| serial).collect();
+    assert_eq!(licensed.len(), SEATS, "every free seat given, none twice");
+    let holders: HashSet<String> = holders_of(&store, org, "editor").await.into_iter().collect();
+    assert_eq!(holders, licensed, "every device told licensed holds a seat");
+    assert_eq!(holders_of(&store, org, "viewer").await.len(), DEVICES);
+    assert!(holders_of(&store, org, "manual").await.is_empty());
+    assert!(matches!(store.device(org, "IGNORED").await, Err(StoreError::UnknownDevice(_))), "an ignored serial is not recorded");
+
+    let given: Vec<_> = changes(&store, org).await.split_off(changes_before);
+    let mut expected: Vec<_> = licensed.iter().map(|serial| ("editor".to_owned(), serial.clone())).collect();
+    expected.extend((0..DEVICES).map(|i| ("viewer".to_owned(), format!("NEW-{i:02}"))));
+    expected.sort();
+    let mut recorded: Vec<_> = given
+        .into_iter()
+        .map(|(by, kind, product, serial)| {
+            assert_eq!((by, kind), (Actor::Device, ActivityKind::SeatAutoAssigned));
+            (product.unwrap(), serial.unwrap())
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded, expected, "each seat given is in the audit log once");
+    if let (Some((_, failed_before)), Some((_, failed))) = (batches_before, store.batch_counts()) {
+        assert_eq!(failed, failed_before, "no group failed");
+    }
+}
+
+/// Two server processes on one PostgreSQL database deciding new devices at
+/// once, each device checking in through both, in opposite orders: the seats
+/// are given out exactly once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_postgres_processes_deciding_the_same_new_devices_give_each_seat_once() {
+    let Some(db) = store::testing::TestDatabase::postgres().await else { return };
+    let (one, two) = (db.open().await, db.open().await);
+    const SEATS: usize = 25;
+    const DEVICES: usize = 60;
+    let org = org_with_product(&one, "acme", "editor", SEATS as i64, true).await;
+    let tasks: Vec<_> = (0..DEVICES * 2)
+        .map(|i| {
+            let (store, device) = if i % 2 == 0 { (one.clone(), i / 2) } else { (two.clone(), DEVICES - 1 - i / 2) };
+            tokio::spawn(async move { store.check_in(org, "editor", &format!("RACE-{device:02}")).await.unwrap() })
+        })
+        .collect();
+    let mut answers: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        if let Some(earlier) = answers.insert(answer.serial.clone(), answer.licensed) {
+            assert_eq!(earlier, answer.licensed, "{} was answered both ways", answer.serial);
+        }
+    }
+    let licensed: HashSet<String> = answers.into_iter().filter(|(_, licensed)| *licensed).map(|(serial, _)| serial).collect();
+    let holders: HashSet<String> = holders_of(&one, org, "editor").await.into_iter().collect();
+    assert_eq!(licensed.len(), SEATS);
+    assert_eq!(holders, licensed);
 }
 
 /// Two server processes on one PostgreSQL database: check-ins in one see a

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::{OrgId, Result, Timestamp};
 
 /// The most requests in one statement.
-const BATCH_MAX: usize = 256;
+pub(super) const BATCH_MAX: usize = 256;
 /// Statements of one kind in flight at once: one runs while the next batch
 /// gathers.
 const IN_FLIGHT: usize = 2;
@@ -65,10 +65,12 @@ pub(super) struct Counts {
 }
 
 impl<S: Statement> Batches<S> {
-    pub(super) fn start(pool: PgPool) -> Self {
+    /// Batches of at most `max` requests.
+    pub(super) fn start(pool: PgPool, max: usize) -> Self {
+        let max = max.clamp(1, BATCH_MAX);
         let (queue, asked) = mpsc::channel(BATCH_MAX * 4);
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run::<S>(pool.clone(), asked, counts.clone()));
+        tokio::spawn(run::<S>(pool.clone(), asked, max, counts.clone()));
         Batches { queue, counts, pool }
     }
 
@@ -92,20 +94,20 @@ impl<S: Statement> Batches<S> {
     }
 }
 
-async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>, counts: Arc<Counts>) {
+async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>, max: usize, counts: Arc<Counts>) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    while queue.recv_many(&mut batch, BATCH_MAX).await > 0 {
+    let mut batch = Vec::with_capacity(max);
+    while queue.recv_many(&mut batch, max).await > 0 {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         // What arrived while the statements in flight ran joins this batch.
-        while batch.len() < BATCH_MAX {
+        while batch.len() < max {
             match queue.try_recv() {
                 Ok(asked) => batch.push(asked),
                 Err(_) => break,
             }
         }
         let (pool, counts) = (pool.clone(), counts.clone());
-        let batch = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
+        let batch = std::mem::replace(&mut batch, Vec::with_capacity(max));
         tokio::spawn(async move {
             let (asked, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let answers = S::run(&pool, &asked).await;

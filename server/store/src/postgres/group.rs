@@ -1,0 +1,192 @@
+//! Check-ins that need a seat decision (a device new to the product, or one
+//! that does not hold its seat), decided in groups: one transaction, a few
+//! statements and one commit for every check-in that arrived while the
+//! previous group was deciding. The decisions themselves are
+//! [`crate::group::decide`], shared with SQLite.
+//!
+//! Locks are taken in the order every other transaction takes them (see the
+//! module comment of [`super`]): the serials' shared advisory locks, then the
+//! device rows (in one order for every group, so two groups cannot deadlock),
+//! then the product rows by id. A group that fails anyway (a deadlock with
+//! an admin's bulk action, say) is tried again one check-in at a time by
+//! [`super::batch`], each in a transaction of its own.
+
+use std::collections::HashMap;
+
+use sqlx::PgPool;
+
+use super::batch::Statement;
+use crate::group::{self, Asked, ProductRow, Recorded, Standing};
+use crate::{ActivityKind, Actor, CheckIn, OrgId, Product, Result, Timestamp, now};
+
+/// A check-in waiting for its group.
+pub(crate) struct NewCheckIn {
+    pub org: OrgId,
+    pub code: String,
+    pub serial: String,
+}
+
+/// Answers each check-in with its decision, or nothing when its product does
+/// not exist (nothing is recorded then).
+pub(crate) struct NewDevices;
+
+impl Statement for NewDevices {
+    type Asked = NewCheckIn;
+    type Answer = CheckIn;
+
+    async fn run(pool: &PgPool, batch: &[NewCheckIn]) -> Result<Vec<Option<CheckIn>>> {
+        let group: Vec<Asked> =
+            batch.iter().map(|asked| Asked { org: asked.org, code: &asked.code, serial: &asked.serial }).collect();
+        let at = now();
+        let mut tx = pool.begin().await?;
+
+        // Which products exist, before anything is locked.
+        let wanted = distinct(group.iter().map(|asked| (asked.org, asked.code)));
+        let products = read_products(&mut tx, &wanted, Lock::No).await?;
+        let to_record = group::devices_to_record(&group, &products);
+        let (orgs, serials): (Vec<i64>, Vec<&str>) = to_record.iter().map(|(org, serial)| (org.0, *serial)).unzip();
+
+        // An ignore of a serial takes its advisory lock exclusively: it waits
+        // for this group, or this group for it, and the upsert below (its own
+        // statement, with a snapshot taken after the wait) sees the ignore.
+        sqlx::query(
+            "select count(pg_advisory_xact_lock_shared(key)) from (
+                 select hashtextextended(org_id::text || ':' || serial, 0) as key
+                 from unnest($1::bigint[], $2::text[]) asked(org_id, serial)
+                 order by key
+             ) keys",
+        )
+        .bind(&orgs)
+        .bind(&serials)
+        .execute(&mut *tx)
+        .await?;
+        // Records the devices, locking their rows in the order given.
+        let recorded: Vec<(i64, i64, String, Timestamp, Timestamp)> = sqlx::query_as(
+            "insert into devices (org_id, serial, first_seen, last_seen)
+             select asked.org_id, asked.serial, $3, $3
+             from unnest($1::bigint[], $2::text[]) with ordinality asked(org_id, serial, i)
+             where not exists (select 1 from ignored_serials s where s.org_id = asked.org_id and s.serial = asked.serial)
+             order by asked.i
+             on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+             returning id, org_id, serial, first_seen, last_seen",
+        )
+        .bind(&orgs)
+        .bind(&serials)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await?;
+        let devices: HashMap<(OrgId, &str), Recorded> = recorded
+            .iter()
+            .map(|(id, org, serial, first_seen, last_seen)| {
+                ((OrgId(*org), serial.as_str()), Recorded { id: *id, first_seen: *first_seen, last_seen: *last_seen })
+            })
+            .collect();
+
+        // Then the products' rows, by id, read again now that they are locked:
+        // their seat counts cannot move until this group commits.
+        let products = read_products(&mut tx, &wanted, Lock::ForUpdate).await?;
+        let (pair_products, pair_devices): (Vec<i64>, Vec<i64>) =
+            group::pairs_to_look_up(&group, &products, &devices).into_iter().unzip();
+        let standings: HashMap<(i64, i64), Standing> = sqlx::query_as(
+            "select pair.product_id, pair.device_id,
+                    exists (select 1 from assignments a where a.product_id = pair.product_id and a.device_id = pair.device_id),
+                    exists (select 1 from revocations r where r.product_id = pair.product_id and r.device_id = pair.device_id)
+             from unnest($1::bigint[], $2::bigint[]) pair(product_id, device_id)",
+        )
+        .bind(&pair_products)
+        .bind(&pair_devices)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(product, device, held, revoked)| ((product, device), Standing { held, revoked }))
+        .collect();
+
+        let decided = group::decide(&group, &products, &devices, &standings);
+        if !decided.taken.is_empty() {
+            let (ids, counts): (Vec<i64>, Vec<i64>) = decided.taken_per_product().into_iter().unzip();
+            let counted = sqlx::query(
+                "update products p set assigned = p.assigned + taken.count
+                 from unnest($1::bigint[], $2::bigint[]) taken(id, count)
+                 where p.id = taken.id and p.assigned + taken.count <= p.seats",
+            )
+            .bind(&ids)
+            .bind(&counts)
+            .execute(&mut *tx)
+            .await?;
+            if counted.rows_affected() != ids.len() as u64 {
+                return Err(group::seats_moved(ids[0]));
+            }
+            let (seat_products, seat_devices): (Vec<i64>, Vec<i64>) =
+                decided.taken.iter().map(|seat| (seat.product_id, seat.device_id)).unzip();
+            sqlx::query(
+                "insert into assignments (product_id, device_id, assigned_at)
+                 select product_id, device_id, $3 from unnest($1::bigint[], $2::bigint[]) seat(product_id, device_id)",
+            )
+            .bind(&seat_products)
+            .bind(&seat_devices)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let orgs: Vec<i64> = decided.taken.iter().map(|seat| seat.org.0).collect();
+            let codes: Vec<&str> = decided.taken.iter().map(|seat| seat.code).collect();
+            let serials: Vec<&str> = decided.taken.iter().map(|seat| seat.serial).collect();
+            sqlx::query(
+                "insert into activity (org_id, at, actor, kind, product, serial)
+                 select org_id, $4, $5, $6, product, serial
+                 from unnest($1::bigint[], $2::text[], $3::text[]) seat(org_id, product, serial)",
+            )
+            .bind(&orgs)
+            .bind(&codes)
+            .bind(&serials)
+            .bind(at)
+            .bind(Actor::Device.as_str())
+            .bind(ActivityKind::SeatAutoAssigned.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(decided.answers.into_iter().map(|answer| answer.ok().map(|(check_in, _)| check_in)).collect())
+    }
+}
+
+enum Lock {
+    No,
+    ForUpdate,
+}
+
+/// The products of these organizations and codes that exist, with their rows
+/// locked (in id order) if asked.
+async fn read_products<'a>(
+    tx: &mut sqlx::PgConnection,
+    wanted: &[(OrgId, &'a str)],
+    lock: Lock,
+) -> Result<HashMap<(OrgId, &'a str), ProductRow>> {
+    let (orgs, codes): (Vec<i64>, Vec<&str>) = wanted.iter().map(|(org, code)| (org.0, *code)).unzip();
+    macro_rules! select {
+        () => {
+            "select asked.i, p.id, p.code, p.name, p.seats, p.assigned, p.auto_assign
+             from unnest($1::bigint[], $2::text[]) with ordinality asked(org_id, code, i)
+             join products p on p.org_id = asked.org_id and p.code = asked.code"
+        };
+    }
+    let sql = match lock {
+        Lock::No => select!(),
+        Lock::ForUpdate => concat!(select!(), " order by p.id for update of p"),
+    };
+    let rows: Vec<(i64, i64, String, String, i64, i64, bool)> =
+        sqlx::query_as(sql).bind(&orgs).bind(&codes).fetch_all(&mut *tx).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(i, id, code, name, seats, assigned, auto_assign)| {
+            let key = *wanted.get(usize::try_from(i - 1).ok()?)?;
+            Some((key, ProductRow { id, product: Product::from((code, name, seats, assigned, auto_assign)) }))
+        })
+        .collect())
+}
+
+fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort_unstable();
+    items.dedup();
+    items
+}
