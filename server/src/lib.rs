@@ -42,10 +42,12 @@ use licensing::Licenser;
 use limits::Limits;
 use observe::Metrics;
 
-/// What every request handler may reach.
+/// What every request handler may reach. Axum clones it for every request,
+/// so everything in it is cheap to clone (reference counts, not copies).
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    pub leptos_options: LeptosOptions,
+    #[from_ref(skip)]
+    pub leptos_options: Arc<LeptosOptions>,
     pub store: Store,
     pub limits: Arc<Limits>,
     pub licenser: Arc<Licenser>,
@@ -55,12 +57,19 @@ pub struct AppState {
     pub metrics_on_main: bool,
 }
 
+/// Leptos' settings, for the pages (which are the only handlers to copy them).
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        LeptosOptions::clone(&state.leptos_options)
+    }
+}
+
 impl AppState {
     /// A server without rate limits; see [`AppState::with_limits`].
     pub fn new(store: Store, addr: SocketAddr) -> Self {
         let licenser = Licenser::new(store.clone());
         AppState {
-            leptos_options: leptos_options(addr),
+            leptos_options: Arc::new(leptos_options(addr)),
             store,
             limits: Limits::off(),
             licenser,
@@ -111,7 +120,7 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(store.clone()),
             {
                 let options = state.leptos_options.clone();
-                move || app::shell(options.clone())
+                move || app::shell(LeptosOptions::clone(&options))
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))

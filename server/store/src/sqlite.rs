@@ -45,7 +45,7 @@ pub struct SqliteStore {
     /// Product keys accepted since the database last changed.
     keys: Arc<KnownKeys>,
     /// The database file, and the lock a serving process holds on it.
-    path: Option<PathBuf>,
+    path: Option<Arc<Path>>,
     lock: Arc<OnceLock<std::fs::File>>,
 }
 
@@ -78,7 +78,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await?;
-        let path = (!in_memory).then(|| options.get_filename().to_owned());
+        let path: Option<Arc<Path>> = (!in_memory).then(|| options.get_filename().into());
         let readers = if in_memory {
             writer.clone()
         } else {
