@@ -17,6 +17,10 @@
 //! [`batch`]); it commits without waiting for the disk, since it changes
 //! nothing but `last seen`, which may lag by a second: PostgreSQL writes such
 //! commits within three `wal_writer_delay`s (200 ms by default).
+//!
+//! A check-in that needs a seat decision is decided in a group with the
+//! others that arrive meanwhile: one transaction that takes the locks in the
+//! order above for every device of the group (see [`group`]).
 
 mod batch;
 mod group;

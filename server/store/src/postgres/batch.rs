@@ -5,10 +5,11 @@
 //! delete and ignore as soon as it commits; only the round trips and the
 //! per-statement work are shared.
 //!
-//! Two statements are batched: finding the organization of a product API key
-//! ([`ProductKeys`]) and the check-in of a device that already holds its
-//! seat ([`HeldSeats`]). A request waits for at most the statements in
-//! flight before its own.
+//! Two statements are batched here: finding the organization of a product API
+//! key ([`ProductKeys`]) and the check-in of a device that already holds its
+//! seat ([`HeldSeats`]); the check-ins that need a seat decision go through
+//! the same machinery as whole transactions ([`super::group::NewDevices`]).
+//! A request waits for at most the statements in flight before its own.
 
 use std::future::Future;
 use std::sync::Arc;
