@@ -149,6 +149,13 @@ async fn check_in_refuses_malformed_bodies_with_400_and_records_nothing(app: Tes
         let reply = app.send(request).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body:.80}");
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        // The key is answered for first: an unknown one is 401 whatever the body.
+        let request = Request::post("/api/v1/checkin")
+            .header(header::AUTHORIZATION, format!("Bearer sk_prod_{}", "0".repeat(48)))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        app.send(request).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_api_key");
     }
     let devices = app.admin(Method::GET, "/devices", &acme.admin_key).await.json();
     assert_eq!(devices["items"], json!([]), "nothing was recorded");

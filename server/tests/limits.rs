@@ -44,6 +44,33 @@ async fn check_ins_beyond_an_organizations_rate_answer_429_with_retry_after() {
     assert_eq!(app.send(check_in_request(&globex.product_key, "SN-1")).await.status, StatusCode::OK, "another organization has its own rate");
 }
 
+/// A device that holds its seat is answered from the store's first look,
+/// which writes nothing: refused by the rate limit, its `last seen` stays.
+async fn a_held_device_refused_by_the_rate_limit_is_not_seen(db: TestDatabase) {
+    let limits = Limits::new(Rate { per_second: 0.01, burst: 2.0 }, Rate::OFF, Limits::DEFAULT_REQUEST_TIMEOUT);
+    let app = TestApp::with_limits(db, limits).await;
+    let acme = app.org("acme", &[("editor", 10, true)]).await;
+    assert_eq!(app.send(check_in_request(&acme.product_key, "SN-1")).await.json()["licensed"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let held = app.send(check_in_request(&acme.product_key, "SN-1")).await.json();
+    assert_eq!(held["licensed"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    app.send(check_in_request(&acme.product_key, "SN-1")).await.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let device = app.admin(Method::GET, "/devices/SN-1", &acme.admin_key).await.json();
+    assert_eq!(device["last_seen"], held["last_seen"], "the refused check-in left no trace");
+}
+
+#[tokio::test]
+async fn a_held_device_refused_by_the_rate_limit_is_not_seen_on_sqlite() {
+    a_held_device_refused_by_the_rate_limit_is_not_seen(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_held_device_refused_by_the_rate_limit_is_not_seen_on_postgres() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    a_held_device_refused_by_the_rate_limit_is_not_seen(db).await;
+}
+
 #[tokio::test]
 async fn an_address_that_keeps_failing_to_authenticate_is_refused_for_a_while() {
     let limits = Limits::new(Rate::OFF, Rate { per_second: 5.0 / 60.0, burst: 5.0 }, Limits::DEFAULT_REQUEST_TIMEOUT);

@@ -1,8 +1,11 @@
 //! `POST /api/v1/checkin`: every installed copy of a vendor's app asks here
-//! whether its device holds a seat. After the product key and the
-//! organization's check-in rate, the decision itself is
-//! [`store::LicenseStore::check_in`], one transaction in the backend in use;
-//! a licensed answer then gets its signed license from [`Licenser::issue`].
+//! whether its device holds a seat. The store's first look
+//! ([`store::LicenseStore::arrive`], which writes nothing) finds the product
+//! key's organization and whether the device already holds its seat; after
+//! the organization's check-in rate, the answer comes from that seat
+//! ([`store::LicenseStore::check_in_held`]) or from the store's decision
+//! ([`store::LicenseStore::check_in`]); a licensed answer then gets its
+//! signed license from [`Licenser::issue`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,11 +14,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::{CheckIn, LicenseStore, OrgId, Store, validate};
+use store::{Arrival, CheckIn, HeldSeat, LicenseStore, OrgId, Store, validate};
 
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, JsonBody, ProductOrg};
+use super::{ApiError, ErrorBody, JsonBody, ProductKey};
 use crate::licensing::{self, Licenser, PublicKeys};
 use crate::limits::{Limits, rate_limited};
 use crate::observe::Metrics;
@@ -67,22 +70,55 @@ pub struct CheckInAnswer {
     ),
 )]
 pub async fn check_in(
-    ProductOrg(org): ProductOrg,
     State(store): State<Store>,
     State(limits): State<Arc<Limits>>,
     State(licenser): State<Arc<Licenser>>,
     State(metrics): State<Arc<Metrics>>,
-    JsonBody(request): JsonBody<CheckInRequest>,
+    ProductKey(key): ProductKey,
+    body: Result<JsonBody<CheckInRequest>, ApiError>,
 ) -> Result<Json<CheckInAnswer>, Response> {
+    let fail = IntoResponse::into_response;
+    // The first look, which writes nothing: the key's organization and, for
+    // a well-formed request, whether the device already holds its seat.
+    let (org, held) = match &body {
+        Ok(JsonBody(request)) if request.is_well_formed() => {
+            match store.arrive(&key, &request.product, &request.serial).await.map_err(|e| fail(ApiError::from(e)))? {
+                Arrival::UnknownKey => return Err(fail(ApiError::invalid_api_key())),
+                Arrival::Arrived { org, held } => (org, held),
+            }
+        }
+        // A request that will be refused still answers for its key first.
+        _ => match store.authenticate_product(&key).await.map_err(|e| fail(ApiError::from(e)))? {
+            Some(org) => (org, None),
+            None => return Err(fail(ApiError::invalid_api_key())),
+        },
+    };
+    let JsonBody(request) = body.map_err(fail)?;
     if let Err(wait) = limits.checkins.take(org, Instant::now()) {
         return Err(rate_limited(wait));
     }
-    let answer = decide(&store, &licenser, org, request).await.map_err(IntoResponse::into_response)?;
+    let answer = decide(&store, &licenser, org, held, request).await.map_err(fail)?;
     metrics.check_in(&answer.check_in);
     Ok(Json(answer))
 }
 
-async fn decide(store: &Store, licenser: &Licenser, org: OrgId, request: CheckInRequest) -> Result<CheckInAnswer, ApiError> {
+impl CheckInRequest {
+    /// Whether the product code and serial could name a product and a
+    /// device; the nonce is checked with the rest in [`decide`].
+    fn is_well_formed(&self) -> bool {
+        validate::serial(&self.serial).is_ok() && validate::is_product_code(&self.product)
+    }
+}
+
+/// The answer, after the key and the rate limit: from the seat the first look
+/// found, or from the store's decision.
+async fn decide(
+    store: &Store,
+    licenser: &Licenser,
+    org: OrgId,
+    held: Option<HeldSeat>,
+    request: CheckInRequest,
+) -> Result<CheckInAnswer, ApiError> {
     validate::serial(&request.serial)?;
     if let Some(nonce) = &request.nonce {
         licensing::validate_nonce(nonce)?;
@@ -91,7 +127,10 @@ async fn decide(store: &Store, licenser: &Licenser, org: OrgId, request: CheckIn
         // No product can have this code, so the database need not be asked.
         return Err(store::StoreError::UnknownProduct(request.product).into());
     }
-    let check_in = store.check_in(org, &request.product, &request.serial).await?;
+    let check_in = match held {
+        Some(seat) => store.check_in_held(&request.product, &request.serial, seat).await?,
+        None => store.check_in(org, &request.product, &request.serial).await?,
+    };
     let license = match check_in.licensed {
         true => Some(licenser.issue(org, &check_in, request.nonce.as_deref()).await?),
         false => None,

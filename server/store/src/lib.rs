@@ -145,6 +145,16 @@ pub trait LicenseStore {
     /// hand it back until an admin assigns it again or the device is deleted.
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()>;
 
+    /// A check-in's first look, which writes nothing: the organization of
+    /// the product key it carries and, if the device already holds its seat
+    /// of the product, that seat. The check-in API looks first, then applies
+    /// the organization's rate limit, then answers with [`Self::check_in_held`]
+    /// or [`Self::check_in`]; a check-in refused in between leaves no trace.
+    async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival>;
+    /// Answers the check-in of a device that [`Self::arrive`] found holding
+    /// its seat: licensed, its `last seen` now (written within a second,
+    /// shown at once by this process's reads).
+    async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn>;
     /// A device checks in for a product: it is recorded (or its last seen
     /// updated) and learns whether it holds a seat, getting one from
     /// auto-assign when the rules allow.
@@ -227,12 +237,12 @@ impl Store {
         }
     }
 
-    /// Writes what waits in memory (SQLite's `last seen` times); called when
-    /// the server stops.
+    /// Writes the `last seen` times waiting in memory; called when the server
+    /// stops.
     pub async fn flush(&self) -> Result<()> {
         match self {
             Store::Sqlite(store) => store.flush().await,
-            Store::Postgres(_) => Ok(()),
+            Store::Postgres(store) => store.flush().await,
         }
     }
 
@@ -364,6 +374,12 @@ impl LicenseStore for Store {
     }
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
         dispatch!(self, unassign(org, serial, code, by))
+    }
+    async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
+        dispatch!(self, arrive(product_key, code, serial))
+    }
+    async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
+        dispatch!(self, check_in_held(code, serial, seat))
     }
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         dispatch!(self, check_in(org, code, serial))

@@ -321,6 +321,23 @@ impl CheckIn {
     }
 }
 
+/// What a check-in's first look found (see `LicenseStore::arrive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// No organization has this product key.
+    UnknownKey,
+    /// The key's organization, and the device's seat if it already holds one
+    /// of the product.
+    Arrived { org: OrgId, held: Option<HeldSeat> },
+}
+
+/// A seat a device was found holding, as its check-in's answer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldSeat {
+    pub(crate) device_id: i64,
+    pub(crate) first_seen: Timestamp,
+}
+
 /// What an admin's assign did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assigned {

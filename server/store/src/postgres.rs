@@ -11,12 +11,14 @@
 //!   condition on the newest row before it counts, so concurrent check-ins in any
 //!   number of processes can never take more seats than there are.
 //!
-//! A check-in of a device that already holds its seat moves its `last seen`
-//! and finds the seat in one statement, shared with the other such check-ins
-//! that arrive meanwhile, as is the product key's lookup before it (see
-//! [`batch`]); it commits without waiting for the disk, since it changes
-//! nothing but `last seen`, which may lag by a second: PostgreSQL writes such
-//! commits within three `wal_writer_delay`s (200 ms by default).
+//! A check-in's first look — the organization of its product key and whether
+//! the device holds its seat — is one read, shared with the other check-ins
+//! that arrive meanwhile (see [`batch`]); it reads the database every time,
+//! so every process sees a revoke or key rotation as soon as it commits. A
+//! device that holds its seat is answered from that read; its `last seen` is
+//! written with the others' every half second, in one statement on
+//! connections whose commits do not wait for the disk (it changes nothing
+//! else, and may lag by a second; this process's reads show it at once).
 //!
 //! A check-in that needs a seat decision is decided in a group with the
 //! others that arrive meanwhile: one transaction that takes the locks in the
@@ -25,13 +27,17 @@
 mod batch;
 mod group;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::DateTime;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Transaction;
 
 use crate::group::ProductRow;
 use crate::keys::{self, KeyKind};
+use crate::known::{FLUSH_EVERY, Touches};
 use crate::validate;
 use crate::*;
 
@@ -42,10 +48,12 @@ pub struct PgStore {
     pool: PgPool,
     /// Product key lookups, batched.
     product_keys: batch::Batches<batch::ProductKeys>,
-    /// Check-ins of devices that hold their seat, batched on `touches`.
-    held: batch::Batches<batch::HeldSeats>,
+    /// Check-ins' first looks (key, and seat if held), batched.
+    arrivals: batch::Batches<batch::Arrivals>,
     /// Check-ins that need a seat decision, decided in groups.
     new_devices: batch::Batches<group::NewDevices>,
+    /// `last seen` times of held devices' check-ins waiting to be written.
+    last_seen: Arc<Touches>,
     /// Connections whose commits do not wait for the disk: only for writes
     /// of `last seen`.
     touches: PgPool,
@@ -65,10 +73,13 @@ impl PgStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
+        let last_seen = Arc::new(Touches::default());
+        tokio::spawn(flush_touches_forever(touches.clone(), last_seen.clone()));
         Ok(PgStore {
             product_keys: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
-            held: batch::Batches::start(touches.clone(), batch::BATCH_MAX),
+            arrivals: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
             new_devices: batch::Batches::start(pool.clone(), crate::group::group_max()),
+            last_seen,
             pool,
             touches,
         })
@@ -77,7 +88,7 @@ impl PgStore {
     /// Requests answered by the batches, and batches that failed.
     pub fn batch_counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let counts = [self.product_keys.counts(), self.held.counts(), self.new_devices.counts()];
+        let counts = [self.product_keys.counts(), self.arrivals.counts(), self.new_devices.counts()];
         (counts.iter().map(|c| c.found.load(Relaxed)).sum(), counts.iter().map(|c| c.failed.load(Relaxed)).sum())
     }
 
@@ -89,13 +100,16 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// The check-in of a device that holds a seat of the product: moves its
-    /// `last seen` and answers; `None` when the device is unknown or holds no
-    /// seat of it (then the full decision runs).
-    async fn check_in_held(&self, org: OrgId, code: &str, serial: &str, now: Timestamp) -> Result<Option<CheckIn>> {
-        let asked = batch::HeldCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), at: now };
-        let seen = self.held.ask(asked).await?;
-        Ok(seen.map(|(first_seen, last_seen)| CheckIn::held(code, serial, first_seen, last_seen)))
+    /// Writes the `last seen` times still waiting; called when the server stops.
+    pub async fn flush(&self) -> Result<()> {
+        flush_touches(&self.touches, &self.last_seen).await
+    }
+
+    /// A device's `last seen`, counting a check-in whose time waits to be
+    /// written.
+    fn last_seen(&self, device_id: i64, stored: Timestamp) -> Timestamp {
+        let newest = self.last_seen.last_seen(device_id, stored.timestamp_millis());
+        if newest > stored.timestamp_millis() { DateTime::from_timestamp_millis(newest).unwrap_or(stored) } else { stored }
     }
 
     async fn rotate_key(&self, org: OrgId, kind: KeyKind, by: Actor) -> Result<String> {
@@ -692,10 +706,10 @@ impl LicenseStore for PgStore {
         let mut conn = self.pool.acquire().await?;
         let product = fetch_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
-        let rows: Vec<(String, Timestamp, Timestamp, Timestamp)> = sqlx::query_as(
+        let rows: Vec<(i64, String, Timestamp, Timestamp, Timestamp)> = sqlx::query_as(
             // Naming the organization lets the planner walk its devices in
             // serial order when the product's holders are many of them.
-            "select d.serial, a.assigned_at, d.first_seen, d.last_seen
+            "select d.id, d.serial, a.assigned_at, d.first_seen, d.last_seen
              from devices d join assignments a on a.device_id = d.id and a.product_id = $1
              where d.org_id = $4 and d.serial > $2
              order by d.serial limit $3",
@@ -708,7 +722,12 @@ impl LicenseStore for PgStore {
         .await?;
         let holders = rows
             .into_iter()
-            .map(|(serial, assigned_at, first_seen, last_seen)| Holder { serial, assigned_at, first_seen, last_seen })
+            .map(|(id, serial, assigned_at, first_seen, last_seen)| Holder {
+                serial,
+                assigned_at,
+                first_seen,
+                last_seen: self.last_seen(id, last_seen),
+            })
             .collect();
         Ok(Page::from_rows(holders, limit, |h| &h.serial))
     }
@@ -716,8 +735,8 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
         let limit = page.clamped_limit();
-        let rows: Vec<(String, Timestamp, Timestamp, i64)> = sqlx::query_as(
-            "select d.serial, d.first_seen, d.last_seen,
+        let rows: Vec<(i64, String, Timestamp, Timestamp, i64)> = sqlx::query_as(
+            "select d.id, d.serial, d.first_seen, d.last_seen,
                     (select count(*) from assignments a where a.device_id = d.id)
              from devices d
              where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
@@ -729,7 +748,13 @@ impl LicenseStore for PgStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(Page::from_rows(rows.into_iter().map(device_from).collect(), limit, |d| &d.serial))
+        let devices = rows
+            .into_iter()
+            .map(|(id, serial, first_seen, last_seen, seats)| {
+                device_from((serial, first_seen, self.last_seen(id, last_seen), seats))
+            })
+            .collect();
+        Ok(Page::from_rows(devices, limit, |d| &d.serial))
     }
 
     #[tracing::instrument(skip_all)]
@@ -755,7 +780,7 @@ impl LicenseStore for PgStore {
         .await?;
         let seats_assigned = licenses.iter().filter(|(_, _, assigned)| *assigned).count() as i64;
         Ok(DeviceDetail {
-            device: device_from((serial, first_seen, last_seen, seats_assigned)),
+            device: device_from((serial, first_seen, self.last_seen(id, last_seen), seats_assigned)),
             licenses: licenses
                 .into_iter()
                 .map(|(product, name, assigned)| DeviceLicense { product, name, assigned })
@@ -897,13 +922,70 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
+        if !keys::well_formed(KeyKind::Product, product_key) {
+            return Ok(Arrival::UnknownKey);
+        }
+        let asked = batch::Arrival { digest: keys::digest(product_key), code: code.to_owned(), serial: serial.to_owned() };
+        Ok(match self.arrivals.ask(asked).await? {
+            None => Arrival::UnknownKey,
+            Some((org, held)) => Arrival::Arrived {
+                org,
+                held: held.map(|(device_id, first_seen)| HeldSeat { device_id, first_seen }),
+            },
+        })
+    }
+
+    async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
+        let now = now();
+        self.last_seen.touch(seat.device_id, now.timestamp_millis());
+        Ok(CheckIn::held(code, serial, seat.first_seen, now))
+    }
+
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         validate::serial(serial)?;
-        let now = now();
-        if let Some(answer) = self.check_in_held(org, code, serial, now).await? {
-            return Ok(answer);
-        }
         let asked = group::NewCheckIn { org, code: code.to_owned(), serial: serial.to_owned() };
         self.new_devices.ask(asked).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
+}
+
+/// Writes the waiting `last seen` times every [`FLUSH_EVERY`].
+async fn flush_touches_forever(pool: PgPool, touches: Arc<Touches>) {
+    let mut every = tokio::time::interval(FLUSH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(error) = flush_touches(&pool, &touches).await {
+            tracing::warn!(%error, "writing last-seen times failed; retrying");
+        }
+    }
+}
+
+/// One statement per thousand devices, in id order; a device deleted
+/// meanwhile is simply not found.
+async fn flush_touches(pool: &PgPool, touches: &Touches) -> Result<()> {
+    if touches.is_empty() {
+        return Ok(());
+    }
+    let mut batch = touches.start_flush();
+    batch.sort_unstable();
+    let written = async {
+        for chunk in batch.chunks(1000) {
+            let (ids, ats): (Vec<i64>, Vec<Timestamp>) =
+                chunk.iter().map(|&(id, at)| (id, DateTime::from_timestamp_millis(at).unwrap_or_default())).unzip();
+            sqlx::query(
+                "update devices d set last_seen = greatest(d.last_seen, seen.at)
+                 from unnest($1::bigint[], $2::timestamptz[]) seen(id, at)
+                 where d.id = seen.id",
+            )
+            .bind(&ids)
+            .bind(&ats)
+            .execute(pool)
+            .await?;
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    touches.finish_flush(written.is_ok());
+    written
 }

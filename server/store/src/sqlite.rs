@@ -990,13 +990,29 @@ impl LicenseStore for SqliteStore {
         Ok(())
     }
 
+    /// Both from memory: the product keys accepted since the database last
+    /// changed, and the devices known to hold their seats.
+    async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
+        let Some(org) = self.authenticate_product(product_key).await? else { return Ok(Arrival::UnknownKey) };
+        let held = self.known.get(org, code, serial).map(|holding| HeldSeat {
+            device_id: holding.device_id,
+            first_seen: timestamp(holding.first_seen),
+        });
+        Ok(Arrival::Arrived { org, held })
+    }
+
+    async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
+        let now = now();
+        self.touches.touch(seat.device_id, millis(now));
+        Ok(CheckIn::held(code, serial, seat.first_seen, now))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         validate::serial(serial)?;
         if let Some(holding) = self.known.get(org, code, serial) {
-            let now = now();
-            self.touches.touch(holding.device_id, millis(now));
-            return Ok(CheckIn::held(code, serial, timestamp(holding.first_seen), now));
+            let seat = HeldSeat { device_id: holding.device_id, first_seen: timestamp(holding.first_seen) };
+            return self.check_in_held(code, serial, seat).await;
         }
         let (reply, answer) = oneshot::channel();
         let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), reply };

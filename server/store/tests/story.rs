@@ -62,6 +62,7 @@ stories!(
     ignoring_a_serial_while_it_checks_in_leaves_it_unrecorded,
     held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke,
     check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule,
+    a_check_ins_first_look_finds_the_key_and_a_held_seat_and_writes_nothing,
 );
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
@@ -658,6 +659,52 @@ async fn check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule(stor
     }
 }
 
+/// The check-in API's first look (`arrive`) finds the product key's
+/// organization and the seat the device holds, and writes nothing; the
+/// answer from that seat (`check_in_held`) moves `last seen`, which reads
+/// show at once.
+async fn a_check_ins_first_look_finds_the_key_and_a_held_seat_and_writes_nothing(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 5, true).await;
+    let manual = NewProduct { code: "viewer".into(), name: "viewer app".into(), seats: 5, auto_assign: false };
+    store.add_product(org, &manual, Actor::Operator).await.unwrap();
+    let globex = org_with_product(&store, "globex", "editor", 5, true).await;
+    let key = store.settings(org).await.unwrap().product_key;
+    let globex_key = store.settings(globex).await.unwrap().product_key;
+    let first = store.check_in(org, "editor", "SN-1").await.unwrap();
+    assert!(first.licensed);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let Arrival::Arrived { org: found, held: Some(seat) } = store.arrive(&key, "editor", "SN-1").await.unwrap() else {
+        panic!("SN-1 holds its editor seat");
+    };
+    assert_eq!(found, org);
+    assert_eq!(store.arrive(&key, "viewer", "SN-1").await.unwrap(), Arrival::Arrived { org, held: None });
+    assert_eq!(store.arrive(&key, "nope", "SN-1").await.unwrap(), Arrival::Arrived { org, held: None });
+    assert_eq!(store.arrive(&key, "editor", "SN-NEW").await.unwrap(), Arrival::Arrived { org, held: None });
+    assert_eq!(store.arrive(&globex_key, "editor", "SN-1").await.unwrap(), Arrival::Arrived { org: globex, held: None });
+    assert_eq!(store.arrive(&format!("sk_prod_{}", "0".repeat(48)), "editor", "SN-1").await.unwrap(), Arrival::UnknownKey);
+    assert_eq!(store.arrive("not a key", "editor", "SN-1").await.unwrap(), Arrival::UnknownKey);
+    // Nothing was written by looking.
+    assert!(matches!(store.device(org, "SN-NEW").await, Err(StoreError::UnknownDevice(_))));
+    assert_eq!(store.device(org, "SN-1").await.unwrap().device.last_seen, first.last_seen.unwrap());
+
+    let answer = store.check_in_held("editor", "SN-1", seat).await.unwrap();
+    assert!(answer.licensed && answer.reason.is_none());
+    assert_eq!(answer.first_seen, first.first_seen);
+    assert!(answer.last_seen > first.last_seen, "{answer:?}");
+    let last_seen = answer.last_seen.unwrap();
+    assert_eq!(store.device(org, "SN-1").await.unwrap().device.last_seen, last_seen, "shown at once");
+    let listed = store.devices(org, None, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(listed.items[0].last_seen, last_seen);
+    let holders = store.holders(org, "editor", &PageRequest::first(10)).await.unwrap();
+    assert_eq!(holders.items[0].last_seen, last_seen);
+    store.flush().await.unwrap();
+    assert_eq!(store.device(org, "SN-1").await.unwrap().device.last_seen, last_seen, "and written");
+
+    store.unassign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
+    assert_eq!(store.arrive(&key, "editor", "SN-1").await.unwrap(), Arrival::Arrived { org, held: None });
+}
+
 /// Two server processes on one PostgreSQL database deciding new devices at
 /// once, each device checking in through both, in opposite orders: the seats
 /// are given out exactly once between them.
@@ -745,6 +792,16 @@ async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes()
     let rotated = one.rotate_product_key(org, Actor::Operator).await.unwrap();
     assert_eq!(two.authenticate_product(&acme).await.unwrap(), None);
     assert_eq!(two.authenticate_product(&rotated).await.unwrap(), Some(org));
+    assert_eq!(two.arrive(&acme, "editor", "BOTH-10").await.unwrap(), Arrival::UnknownKey);
+
+    // A held device's check-in answered in one process: its `last seen` is
+    // written within a second, for the other process to see.
+    let Arrival::Arrived { held: Some(seat), .. } = one.arrive(&rotated, "editor", "BOTH-10").await.unwrap() else {
+        panic!("BOTH-10 holds its seat");
+    };
+    let answer = one.check_in_held("editor", "BOTH-10", seat).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(two.device(org, "BOTH-10").await.unwrap().device.last_seen, answer.last_seen.unwrap());
 }
 
 async fn browser_sessions_end_on_sign_out_expiry_and_admin_key_rotation(store: Store) {

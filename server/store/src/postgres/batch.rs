@@ -5,10 +5,11 @@
 //! delete and ignore as soon as it commits; only the round trips and the
 //! per-statement work are shared.
 //!
-//! Two statements are batched here: finding the organization of a product API
-//! key ([`ProductKeys`]) and the check-in of a device that already holds its
-//! seat ([`HeldSeats`]); the check-ins that need a seat decision go through
-//! the same machinery as whole transactions ([`super::group::NewDevices`]).
+//! Two statements are batched here: a check-in's first look, which finds the
+//! organization of its product key and whether the device holds its seat
+//! ([`Arrivals`]), and the lookup of a product key alone ([`ProductKeys`]);
+//! the check-ins that need a seat decision go through the same machinery as
+//! whole transactions ([`super::group::NewDevices`]).
 //! A request waits for at most the statements in flight before its own.
 
 use std::future::Future;
@@ -132,70 +133,52 @@ async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>, 
     }
 }
 
-/// When a held seat's device was first and last seen.
-pub(super) type Seen = (Timestamp, Timestamp);
-
-/// The check-in of a device that may hold a seat of the product.
-pub(super) struct HeldCheckIn {
-    pub org: OrgId,
+/// A check-in's first look: its product key's digest, the product and the
+/// device.
+pub(super) struct Arrival {
+    pub digest: Vec<u8>,
     pub code: String,
     pub serial: String,
-    pub at: Timestamp,
 }
 
-/// Moves each device's `last seen` if it holds a seat of the product, and
-/// says when it was first and last seen; nothing when it does not hold one
-/// (or is unknown), and then the full decision runs.
-///
-/// The statement never waits for a lock: a device whose row another
-/// transaction holds (a revoke, delete or ignore under way, or a batch of
-/// another process) is skipped and takes the full decision, which waits for
-/// that transaction on its own. So one busy device cannot hold up a batch,
-/// and batches cannot deadlock. Like the single statement it replaced, it
-/// answers from the snapshot it starts with: a check-in whose statement
-/// started before a revoke committed may still be licensed; one that starts
-/// after the revoke returned is not. It runs on connections whose commits do
-/// not wait for the disk: it changes nothing but `last seen`.
-pub(super) struct HeldSeats;
+/// The organization of each product key and, when the device holds a seat
+/// of the product, the device's id and first seen; nothing for an unknown
+/// key. It only reads: the seat is answered from what the statement's
+/// snapshot holds, so a check-in whose statement started before a revoke
+/// committed may still be licensed, and one that starts after the revoke
+/// returned is not. The device's `last seen` is written later, in bulk
+/// (`PgStore::check_in_held`).
+pub(super) struct Arrivals;
 
-impl Statement for HeldSeats {
-    type Asked = HeldCheckIn;
-    type Answer = Seen;
+impl Statement for Arrivals {
+    type Asked = Arrival;
+    type Answer = (OrgId, Option<(i64, Timestamp)>);
 
-    async fn run(pool: &PgPool, batch: &[HeldCheckIn]) -> Result<Vec<Option<Seen>>> {
-        let orgs: Vec<i64> = batch.iter().map(|a| a.org.0).collect();
-        let serials: Vec<&str> = batch.iter().map(|a| a.serial.as_str()).collect();
+    async fn run(pool: &PgPool, batch: &[Arrival]) -> Result<Vec<Option<Self::Answer>>> {
+        let digests: Vec<&[u8]> = batch.iter().map(|a| a.digest.as_slice()).collect();
         let codes: Vec<&str> = batch.iter().map(|a| a.code.as_str()).collect();
-        let ats: Vec<Timestamp> = batch.iter().map(|a| a.at).collect();
-        let rows: Vec<(i64, Timestamp, Timestamp)> = sqlx::query_as(
-            "with asked as (
-                 select * from unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
-                     with ordinality as asked(org_id, serial, code, at, i)
-             ),
-             holding as materialized (
-                 select d.id, asked.i, asked.at
-                 from asked
-                 join devices d on d.org_id = asked.org_id and d.serial = asked.serial
-                 join products p on p.org_id = asked.org_id and p.code = asked.code
+        let serials: Vec<&str> = batch.iter().map(|a| a.serial.as_str()).collect();
+        let rows: Vec<(i64, i64, Option<i64>, Option<Timestamp>)> = sqlx::query_as(
+            "select asked.i, o.id, held.id, held.first_seen
+             from unnest($1::bytea[], $2::text[], $3::text[]) with ordinality as asked(digest, code, serial, i)
+             join organizations o on o.product_key_hash = asked.digest
+             left join lateral (
+                 select d.id, d.first_seen
+                 from products p
+                 join devices d on d.org_id = p.org_id and d.serial = asked.serial
                  join assignments a on a.product_id = p.id and a.device_id = d.id
-                 for no key update of d skip locked
-             ),
-             touched as (
-                 update devices d set last_seen = greatest(d.last_seen, latest.at)
-                 from (select id, max(at) as at from holding group by id) latest
-                 where d.id = latest.id
-                 returning d.id, d.first_seen, d.last_seen
-             )
-             select holding.i, touched.first_seen, touched.last_seen
-             from holding join touched on touched.id = holding.id",
+                 where p.org_id = o.id and p.code = asked.code
+             ) held on true",
         )
-        .bind(&orgs)
-        .bind(&serials)
+        .bind(&digests)
         .bind(&codes)
-        .bind(&ats)
+        .bind(&serials)
         .fetch_all(pool)
         .await?;
-        Ok(in_order(batch.len(), rows.into_iter().map(|(i, first_seen, last_seen)| (i, (first_seen, last_seen)))))
+        Ok(in_order(
+            batch.len(),
+            rows.into_iter().map(|(i, org, device, first_seen)| (i, (OrgId(org), device.zip(first_seen)))),
+        ))
     }
 }
 
