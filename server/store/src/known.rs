@@ -173,6 +173,10 @@ impl Learning<'_> {
 #[derive(Default)]
 pub struct Touches {
     inner: Mutex<TouchMaps>,
+    /// Held by the flush under way: a second flush (the one at shutdown, say)
+    /// waits for it, so that neither takes the other's times out of sight
+    /// before they are written.
+    pub flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]

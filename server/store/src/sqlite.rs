@@ -1194,6 +1194,7 @@ async fn flush_touches_forever(writer: SqlitePool, touches: Arc<Touches>) {
 /// One transaction per thousand devices, so check-ins waiting for the writer
 /// are not held up long.
 async fn flush_touches(writer: &SqlitePool, touches: &Touches) -> Result<()> {
+    let _one_at_a_time = touches.flushing.lock().await;
     if touches.is_empty() {
         return Ok(());
     }
