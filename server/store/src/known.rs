@@ -15,6 +15,10 @@
 //! sound because one server process owns a SQLite database (the server holds
 //! a lock file, see `SqliteStore::lock_for_serving`): the operator command
 //! line writes too, but none of its commands take a seat away.
+//!
+//! [`Touches`] serves PostgreSQL too: there the seat is read from the
+//! database at every check-in (several processes share it), but the `last
+//! seen` times wait here the same way.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -176,7 +180,7 @@ pub struct Touches {
     /// Held by the flush under way: a second flush (the one at shutdown, say)
     /// waits for it, so that neither takes the other's times out of sight
     /// before they are written.
-    pub flushing: tokio::sync::Mutex<()>,
+    flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -202,8 +206,28 @@ impl Touches {
         stored.max(waiting).max(flushing)
     }
 
+    /// Writes what waits with `write` (given `(device id, last seen)` pairs
+    /// sorted by device id), one flush at a time. Reads keep showing the
+    /// times until they are written; a failed write keeps them for the next
+    /// flush.
+    pub async fn flush<W, F>(&self, write: W) -> crate::Result<()>
+    where
+        W: FnOnce(Vec<(i64, i64)>) -> F,
+        F: std::future::Future<Output = crate::Result<()>>,
+    {
+        let _one_at_a_time = self.flushing.lock().await;
+        if self.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.start_flush();
+        batch.sort_unstable();
+        let written = write(batch).await;
+        self.finish_flush(written.is_ok());
+        written
+    }
+
     /// Moves what waits into the flush under way and returns it.
-    pub fn start_flush(&self) -> Vec<(i64, i64)> {
+    fn start_flush(&self) -> Vec<(i64, i64)> {
         let mut maps = self.lock();
         let taken = std::mem::take(&mut maps.waiting);
         let batch = taken.iter().map(|(&id, &at)| (id, at)).collect();
@@ -213,7 +237,7 @@ impl Touches {
 
     /// The flush is written: reads no longer need it. A failed flush puts its
     /// times back to wait for the next.
-    pub fn finish_flush(&self, written: bool) {
+    fn finish_flush(&self, written: bool) {
         let mut maps = self.lock();
         let flushed = std::mem::take(&mut maps.flushing);
         if !written {
@@ -223,9 +247,26 @@ impl Touches {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         let maps = self.lock();
         maps.waiting.is_empty() && maps.flushing.is_empty()
+    }
+}
+
+/// Flushes `touches` with `write` every `every`, for as long as the store
+/// lives; a failed flush is logged and tried again at the next tick.
+pub async fn flush_forever<W, F>(every: Duration, touches: std::sync::Arc<Touches>, write: W)
+where
+    W: Fn(Vec<(i64, i64)>) -> F,
+    F: std::future::Future<Output = crate::Result<()>>,
+{
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = touches.flush(&write).await {
+            tracing::warn!(%error, "writing last-seen times failed; retrying");
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use sqlx::Transaction;
 
 use crate::group::ProductRow;
 use crate::keys::{self, KeyKind};
-use crate::known::Touches;
+use crate::known::{self, Touches};
 use crate::validate;
 use crate::*;
 
@@ -74,7 +74,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
         let last_seen = Arc::new(Touches::default());
-        tokio::spawn(flush_touches_forever(touches.clone(), last_seen.clone()));
+        let flusher = touches.clone();
+        tokio::spawn(known::flush_forever(PG_FLUSH_EVERY, last_seen.clone(), move |batch| {
+            let pool = flusher.clone();
+            async move { write_touches(&pool, batch).await }
+        }));
         Ok(PgStore {
             product_keys: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
             arrivals: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
@@ -102,7 +106,7 @@ impl PgStore {
 
     /// Writes the `last seen` times still waiting; called when the server stops.
     pub async fn flush(&self) -> Result<()> {
-        flush_touches(&self.touches, &self.last_seen).await
+        self.last_seen.flush(|batch| write_touches(&self.touches, batch)).await
     }
 
     /// A device's `last seen`, counting a check-in whose time waits to be
@@ -956,44 +960,21 @@ impl LicenseStore for PgStore {
 /// `bench/run.sh`).
 const PG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// Writes the waiting `last seen` times every [`PG_FLUSH_EVERY`].
-async fn flush_touches_forever(pool: PgPool, touches: Arc<Touches>) {
-    let mut every = tokio::time::interval(PG_FLUSH_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if let Err(error) = flush_touches(&pool, &touches).await {
-            tracing::warn!(%error, "writing last-seen times failed; retrying");
-        }
+/// Writes waiting `last seen` times (by device id, in id order): one
+/// statement per 250 devices; a device deleted meanwhile is simply not found.
+async fn write_touches(pool: &PgPool, batch: Vec<(i64, i64)>) -> Result<()> {
+    for chunk in batch.chunks(250) {
+        let (ids, ats): (Vec<i64>, Vec<Timestamp>) =
+            chunk.iter().map(|&(id, at)| (id, DateTime::from_timestamp_millis(at).unwrap_or_default())).unzip();
+        sqlx::query(
+            "update devices d set last_seen = greatest(d.last_seen, seen.at)
+             from unnest($1::bigint[], $2::timestamptz[]) seen(id, at)
+             where d.id = seen.id",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .execute(pool)
+        .await?;
     }
-}
-
-/// One statement per 250 devices, in id order; a device deleted meanwhile is
-/// simply not found.
-async fn flush_touches(pool: &PgPool, touches: &Touches) -> Result<()> {
-    let _one_at_a_time = touches.flushing.lock().await;
-    if touches.is_empty() {
-        return Ok(());
-    }
-    let mut batch = touches.start_flush();
-    batch.sort_unstable();
-    let written = async {
-        for chunk in batch.chunks(250) {
-            let (ids, ats): (Vec<i64>, Vec<Timestamp>) =
-                chunk.iter().map(|&(id, at)| (id, DateTime::from_timestamp_millis(at).unwrap_or_default())).unzip();
-            sqlx::query(
-                "update devices d set last_seen = greatest(d.last_seen, seen.at)
-                 from unnest($1::bigint[], $2::timestamptz[]) seen(id, at)
-                 where d.id = seen.id",
-            )
-            .bind(&ids)
-            .bind(&ats)
-            .execute(pool)
-            .await?;
-        }
-        Ok::<_, StoreError>(())
-    }
-    .await;
-    touches.finish_flush(written.is_ok());
-    written
+    Ok(())
 }

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::group::{self, Asked, ProductRow, Recorded, Standing};
 use crate::keys::{self, KeyKind};
-use crate::known::{FLUSH_EVERY, Holding, KnownDevices, KnownKeys, Touches};
+use crate::known::{self, FLUSH_EVERY, Holding, KnownDevices, KnownKeys, Touches};
 use crate::validate;
 use crate::*;
 
@@ -89,7 +89,11 @@ impl SqliteStore {
         let known = Arc::new(KnownDevices::default());
         let touches = Arc::new(Touches::default());
         tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
-        tokio::spawn(flush_touches_forever(writer.clone(), touches.clone()));
+        let flusher = writer.clone();
+        tokio::spawn(known::flush_forever(FLUSH_EVERY, touches.clone(), move |batch| {
+            let writer = flusher.clone();
+            async move { write_touches(&writer, batch).await }
+        }));
         // The writer keeps the database open, so its wal-index stays.
         let wal_index = path.as_ref().and_then(|path| std::fs::File::open(beside(path, "-shm")).ok());
         let keys = Arc::new(KnownKeys::new(wal_index));
@@ -127,7 +131,7 @@ impl SqliteStore {
 
     /// Writes the `last seen` times still waiting; called when the server stops.
     pub async fn flush(&self) -> Result<()> {
-        flush_touches(&self.writer, &self.touches).await
+        self.touches.flush(|batch| write_touches(&self.writer, batch)).await
     }
 
     async fn write(&self) -> Result<Tx> {
@@ -600,7 +604,7 @@ impl LicenseStore for SqliteStore {
         const SLICE: usize = 500;
         // `last seen` times still in memory first: a device seen a moment ago
         // is not idle.
-        flush_touches(&self.writer, &self.touches).await?;
+        self.touches.flush(|batch| write_touches(&self.writer, batch)).await?;
         let mut reclaimed = 0;
         loop {
             let mut tx = self.write().await?;
@@ -1179,43 +1183,22 @@ fn json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String> {
     serde_json::to_string(&rows).map_err(|error| StoreError::Unavailable(error.to_string()))
 }
 
-/// Writes the waiting `last seen` times every [`FLUSH_EVERY`].
-async fn flush_touches_forever(writer: SqlitePool, touches: Arc<Touches>) {
-    let mut every = tokio::time::interval(FLUSH_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if let Err(error) = flush_touches(&writer, &touches).await {
-            tracing::warn!(%error, "writing last-seen times failed; retrying");
+/// Writes waiting `last seen` times (by device id, in id order): one
+/// transaction per thousand devices, so check-ins waiting for the writer are
+/// not held up long.
+async fn write_touches(writer: &SqlitePool, batch: Vec<(i64, i64)>) -> Result<()> {
+    for chunk in batch.chunks(1000) {
+        let mut tx = writer.begin_with("begin immediate").await?;
+        for &(device, at) in chunk {
+            sqlx::query("update devices set last_seen = max(last_seen, ?) where id = ?")
+                .bind(at)
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
         }
+        tx.commit().await?;
     }
-}
-
-/// One transaction per thousand devices, so check-ins waiting for the writer
-/// are not held up long.
-async fn flush_touches(writer: &SqlitePool, touches: &Touches) -> Result<()> {
-    let _one_at_a_time = touches.flushing.lock().await;
-    if touches.is_empty() {
-        return Ok(());
-    }
-    let batch = touches.start_flush();
-    let written = async {
-        for chunk in batch.chunks(1000) {
-            let mut tx = writer.begin_with("begin immediate").await?;
-            for &(device, at) in chunk {
-                sqlx::query("update devices set last_seen = max(last_seen, ?) where id = ?")
-                    .bind(at)
-                    .bind(device)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-        Ok::<_, StoreError>(())
-    }
-    .await;
-    touches.finish_flush(written.is_ok());
-    written
+    Ok(())
 }
 
 /// After start, learns which devices hold which seats, so that their first
