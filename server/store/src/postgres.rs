@@ -569,6 +569,9 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
         const SLICE: i64 = 500;
+        // This process's `last seen` times still in memory first; another
+        // process's are recent (see `arrive`), never days old.
+        self.flush().await?;
         let mut reclaimed = 0;
         loop {
             let idle: Vec<(i64, i64)> = sqlx::query_as(
@@ -935,7 +938,13 @@ impl LicenseStore for PgStore {
             None => Arrival::UnknownKey,
             Some((org, held)) => Arrival::Arrived {
                 org,
-                held: held.map(|(device_id, first_seen)| HeldSeat { device_id, first_seen }),
+                // A device unseen for a while takes the full decision, which
+                // writes its `last seen` before answering: a reclaim of idle
+                // seats in any process then sees it, instead of a time
+                // waiting in this process's memory.
+                held: held
+                    .filter(|&(_, _, last_seen)| now() - last_seen < chrono::Duration::hours(1))
+                    .map(|(device_id, first_seen, _)| HeldSeat { device_id, first_seen }),
             },
         })
     }
@@ -960,16 +969,25 @@ impl LicenseStore for PgStore {
 /// `bench/run.sh`).
 const PG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// Writes waiting `last seen` times (by device id, in id order): one
-/// statement per 250 devices; a device deleted meanwhile is simply not found.
+/// Writes waiting `last seen` times: one statement per 250 devices; a device
+/// deleted meanwhile is simply not found. Each statement locks its rows in
+/// the order a group of check-ins does (organization, then serial, whose
+/// collation is "C": bytes, as the groups sort them), so the two cannot
+/// deadlock.
 async fn write_touches(pool: &PgPool, batch: Vec<(i64, i64)>) -> Result<()> {
     for chunk in batch.chunks(250) {
         let (ids, ats): (Vec<i64>, Vec<Timestamp>) =
             chunk.iter().map(|&(id, at)| (id, DateTime::from_timestamp_millis(at).unwrap_or_default())).unzip();
         sqlx::query(
-            "update devices d set last_seen = greatest(d.last_seen, seen.at)
-             from unnest($1::bigint[], $2::timestamptz[]) seen(id, at)
-             where d.id = seen.id",
+            "with seen as (
+                 select d.id, seen.at
+                 from unnest($1::bigint[], $2::timestamptz[]) seen(id, at)
+                 join devices d on d.id = seen.id
+                 order by d.org_id, d.serial
+                 for no key update of d
+             )
+             update devices d set last_seen = greatest(d.last_seen, seen.at)
+             from seen where d.id = seen.id",
         )
         .bind(&ids)
         .bind(&ats)

@@ -1110,7 +1110,7 @@ async fn decide_group(writer: &SqlitePool, pending: &[PendingCheckIn]) -> Result
          select asked.org_id, asked.serial, ?2, ?2
          from (select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked
          where not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)
-         on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+         on conflict (org_id, serial) do update set last_seen = max(devices.last_seen, excluded.last_seen)
          returning id, org_id, serial, first_seen, last_seen",
     )
     .bind(json(to_record.iter().map(|(org, serial)| (org.0, serial)))?)

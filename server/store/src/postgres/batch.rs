@@ -67,12 +67,15 @@ pub(super) struct Counts {
 }
 
 impl<S: Statement> Batches<S> {
-    /// Batches of at most `max` requests.
+    /// Batches of at most `max` requests. Batches of one (the benchmark's
+    /// one-transaction-per-check-in baseline) run as many at once as the
+    /// pool has connections, as single statements would.
     pub(super) fn start(pool: PgPool, max: usize) -> Self {
         let max = max.clamp(1, BATCH_MAX);
+        let in_flight = if max == 1 { pool.options().get_max_connections() as usize } else { IN_FLIGHT };
         let (queue, asked) = mpsc::channel(BATCH_MAX * 4);
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run::<S>(pool.clone(), asked, max, counts.clone()));
+        tokio::spawn(run::<S>(pool.clone(), asked, max, in_flight, counts.clone()));
         Batches { queue, counts, pool }
     }
 
@@ -96,8 +99,14 @@ impl<S: Statement> Batches<S> {
     }
 }
 
-async fn run<S: Statement>(pool: PgPool, mut queue: mpsc::Receiver<Pending<S>>, max: usize, counts: Arc<Counts>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn run<S: Statement>(
+    pool: PgPool,
+    mut queue: mpsc::Receiver<Pending<S>>,
+    max: usize,
+    in_flight: usize,
+    counts: Arc<Counts>,
+) {
+    let in_flight = Arc::new(Semaphore::new(in_flight));
     let mut batch = Vec::with_capacity(max);
     while queue.recv_many(&mut batch, max).await > 0 {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
@@ -150,20 +159,24 @@ pub(super) struct Arrival {
 /// (`PgStore::check_in_held`).
 pub(super) struct Arrivals;
 
+/// A request's number, its key's organization, and the held device's id,
+/// first seen and last seen (all null when it holds no seat).
+type ArrivalRow = (i64, i64, Option<i64>, Option<Timestamp>, Option<Timestamp>);
+
 impl Statement for Arrivals {
     type Asked = Arrival;
-    type Answer = (OrgId, Option<(i64, Timestamp)>);
+    type Answer = (OrgId, Option<(i64, Timestamp, Timestamp)>);
 
     async fn run(pool: &PgPool, batch: &[Arrival]) -> Result<Vec<Option<Self::Answer>>> {
         let digests: Vec<&[u8]> = batch.iter().map(|a| a.digest.as_slice()).collect();
         let codes: Vec<&str> = batch.iter().map(|a| a.code.as_str()).collect();
         let serials: Vec<&str> = batch.iter().map(|a| a.serial.as_str()).collect();
-        let rows: Vec<(i64, i64, Option<i64>, Option<Timestamp>)> = sqlx::query_as(
-            "select asked.i, o.id, held.id, held.first_seen
+        let rows: Vec<ArrivalRow> = sqlx::query_as(
+            "select asked.i, o.id, held.id, held.first_seen, held.last_seen
              from unnest($1::bytea[], $2::text[], $3::text[]) with ordinality as asked(digest, code, serial, i)
              join organizations o on o.product_key_hash = asked.digest
              left join lateral (
-                 select d.id, d.first_seen
+                 select d.id, d.first_seen, d.last_seen
                  from products p
                  join devices d on d.org_id = p.org_id and d.serial = asked.serial
                  join assignments a on a.product_id = p.id and a.device_id = d.id
@@ -177,7 +190,13 @@ impl Statement for Arrivals {
         .await?;
         Ok(in_order(
             batch.len(),
-            rows.into_iter().map(|(i, org, device, first_seen)| (i, (OrgId(org), device.zip(first_seen)))),
+            rows.into_iter().map(|(i, org, device, first_seen, last_seen)| {
+                let held = match (device, first_seen, last_seen) {
+                    (Some(device), Some(first_seen), Some(last_seen)) => Some((device, first_seen, last_seen)),
+                    _ => None,
+                };
+                (i, (OrgId(org), held))
+            }),
         ))
     }
 }

@@ -67,7 +67,7 @@ impl Statement for NewDevices {
              from unnest($1::bigint[], $2::text[]) with ordinality asked(org_id, serial, i)
              where not exists (select 1 from ignored_serials s where s.org_id = asked.org_id and s.serial = asked.serial)
              order by asked.i
-             on conflict (org_id, serial) do update set last_seen = excluded.last_seen
+             on conflict (org_id, serial) do update set last_seen = greatest(devices.last_seen, excluded.last_seen)
              returning id, org_id, serial, first_seen, last_seen",
         )
         .bind(&orgs)
@@ -84,7 +84,10 @@ impl Statement for NewDevices {
 
         // Then the products' rows, by id, read again now that they are locked:
         // their seat counts cannot move until this group commits.
-        let products = read_products(&mut tx, &wanted, Lock::ForUpdate).await?;
+        // Only those the first read found: their devices are the ones recorded.
+        let found = products;
+        let mut products = read_products(&mut tx, &wanted, Lock::ForUpdate).await?;
+        products.retain(|key, _| found.contains_key(key));
         let (pair_products, pair_devices): (Vec<i64>, Vec<i64>) =
             group::pairs_to_look_up(&group, &products, &devices).into_iter().unzip();
         let standings: HashMap<(i64, i64), Standing> = sqlx::query_as(
