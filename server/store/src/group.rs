@@ -103,6 +103,14 @@ impl Decided<'_> {
     }
 }
 
+/// The group's products, each once, in (organization, code) order.
+pub(crate) fn products_wanted<'a>(group: &[Asked<'a>]) -> Vec<(OrgId, &'a str)> {
+    let mut wanted: Vec<(OrgId, &str)> = group.iter().map(|asked| (asked.org, asked.code)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+}
+
 /// The group's check-ins, distinct by device: what the upsert records.
 pub(crate) fn devices_to_record<'a>(
     group: &[Asked<'a>],

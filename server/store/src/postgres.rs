@@ -16,9 +16,9 @@
 //! that arrive meanwhile (see [`batch`]); it reads the database every time,
 //! so every process sees a revoke or key rotation as soon as it commits. A
 //! device that holds its seat is answered from that read; its `last seen` is
-//! written with the others' every half second, in one statement on
-//! connections whose commits do not wait for the disk (it changes nothing
-//! else, and may lag by a second; this process's reads show it at once).
+//! written with the others' every 100 ms (`PG_FLUSH_EVERY`), in bulk, on connections
+//! whose commits do not wait for the disk (it changes nothing else, and may
+//! lag by a second; this process's reads show it at once).
 //!
 //! A check-in that needs a seat decision is decided in a group with the
 //! others that arrive meanwhile: one transaction that takes the locks in the

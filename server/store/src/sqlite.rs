@@ -138,6 +138,12 @@ impl SqliteStore {
         Ok(self.writer.begin_with("begin immediate").await?)
     }
 
+    /// The seat of the product the device is known to hold, from memory.
+    fn held_seat(&self, org: OrgId, code: &str, serial: &str) -> Option<HeldSeat> {
+        let holding = self.known.get(org, code, serial)?;
+        Some(HeldSeat { device_id: holding.device_id, first_seen: timestamp(holding.first_seen) })
+    }
+
     async fn org_product(&self, tx: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductRow> {
         fetch_product(tx, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
@@ -998,11 +1004,7 @@ impl LicenseStore for SqliteStore {
     /// changed, and the devices known to hold their seats.
     async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
         let Some(org) = self.authenticate_product(product_key).await? else { return Ok(Arrival::UnknownKey) };
-        let held = self.known.get(org, code, serial).map(|holding| HeldSeat {
-            device_id: holding.device_id,
-            first_seen: timestamp(holding.first_seen),
-        });
-        Ok(Arrival::Arrived { org, held })
+        Ok(Arrival::Arrived { org, held: self.held_seat(org, code, serial) })
     }
 
     async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
@@ -1014,8 +1016,7 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         validate::serial(serial)?;
-        if let Some(holding) = self.known.get(org, code, serial) {
-            let seat = HeldSeat { device_id: holding.device_id, first_seen: timestamp(holding.first_seen) };
+        if let Some(seat) = self.held_seat(org, code, serial) {
             return self.check_in_held(code, serial, seat).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -1092,9 +1093,7 @@ async fn decide_group(writer: &SqlitePool, pending: &[PendingCheckIn]) -> Result
 
     // Nothing else writes while the group holds the write lock, so the seat
     // counts read here stay true until the commit.
-    let mut wanted: Vec<(OrgId, &str)> = group.iter().map(|asked| (asked.org, asked.code)).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
+    let wanted = group::products_wanted(&group);
     let mut products = HashMap::with_capacity(wanted.len());
     for (org, code) in wanted {
         if let Some(product) = fetch_product(&mut tx, org, code).await? {

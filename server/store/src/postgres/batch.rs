@@ -151,7 +151,8 @@ pub(super) struct Arrival {
 }
 
 /// The organization of each product key and, when the device holds a seat
-/// of the product, the device's id and first seen; nothing for an unknown
+/// of the product, the device's id, first seen and last seen (as stored);
+/// nothing for an unknown
 /// key. It only reads: the seat is answered from what the statement's
 /// snapshot holds, so a check-in whose statement started before a revoke
 /// committed may still be licensed, and one that starts after the revoke

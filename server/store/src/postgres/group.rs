@@ -41,7 +41,7 @@ impl Statement for NewDevices {
         let mut tx = pool.begin().await?;
 
         // Which products exist, before anything is locked.
-        let wanted = distinct(group.iter().map(|asked| (asked.org, asked.code)));
+        let wanted = group::products_wanted(&group);
         let products = read_products(&mut tx, &wanted, Lock::No).await?;
         let to_record = group::devices_to_record(&group, &products);
         let (orgs, serials): (Vec<i64>, Vec<&str>) = to_record.iter().map(|(org, serial)| (org.0, *serial)).unzip();
@@ -185,11 +185,4 @@ async fn read_products<'a>(
             Some((key, ProductRow { id, product: Product::from((code, name, seats, assigned, auto_assign)) }))
         })
         .collect())
-}
-
-fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut items: Vec<T> = items.collect();
-    items.sort_unstable();
-    items.dedup();
-    items
 }
