@@ -111,6 +111,15 @@ export async function hydrated(page) {
   await page.waitForFunction(() => document.documentElement.dataset.hydrated === 'true', null, { timeout: 15_000 });
 }
 
+/**
+ * Clicks what posts a form (or follows a link) and waits for the page that
+ * comes back: the screens post their forms as plain HTML, so each answer is
+ * a new page.
+ */
+export async function submit(page, locator) {
+  await Promise.all([page.waitForNavigation(), locator.click()]);
+}
+
 export async function screenshot(page, name) {
   mkdirSync(screenshots, { recursive: true });
   await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });

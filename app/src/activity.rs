@@ -7,7 +7,6 @@ use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthActions;
 use crate::ui::{Failure, Moment, UiError, When, encode_segment};
 
 pub const CHANGES_PER_PAGE: u32 = 50;
@@ -104,12 +103,11 @@ pub fn actor_label(actor: &str) -> &'static str {
 
 #[component]
 pub fn ActivityPage() -> impl IntoView {
-    let auth = AuthActions::get();
     let query = use_query_map();
     let value = move |name: &str| query.read().get(name).unwrap_or_default();
     let screen = Resource::new(
-        move || (FILTERS.map(value), value("before"), auth.version()),
-        |(filters, before, _)| {
+        move || (FILTERS.map(value), value("before")),
+        |(filters, before)| {
             let given = |text: &String| (!text.is_empty()).then(|| text.clone());
             let [product, serial, kind, actor, since, until] = filters.each_ref().map(given);
             load_activity(product, serial, kind, actor, since, until, given(&before))
@@ -129,7 +127,7 @@ pub fn ActivityPage() -> impl IntoView {
 
     view! {
         <h1>"Activity"</h1>
-        <Transition fallback=|| view! { <p class="muted">"Loading activity…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading activity…"</p> }>
             {move || Suspend::new(async move {
                 let screen = match screen.await {
                     Err(error) => return view! { <Failure error/> }.into_any(),
@@ -237,6 +235,6 @@ pub fn ActivityPage() -> impl IntoView {
                     </p>
                 }.into_any()
             })}
-        </Transition>
+        </Suspense>
     }
 }

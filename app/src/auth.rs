@@ -4,9 +4,10 @@
 //! session's random id in an HttpOnly, SameSite=Strict cookie, never the key.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_location;
 
-use crate::ui::{ActionError, UiError};
+use crate::ui::{PostedError, UiError};
 
 /// The signed-in organization's name, or `None` when signed out.
 #[server]
@@ -44,35 +45,10 @@ pub async fn sign_out() -> Result<(), UiError> {
     Ok(())
 }
 
-/// The actions that change who is signed in; pages refetch when they run.
-#[derive(Clone, Copy)]
-pub struct AuthActions {
-    pub sign_in: ServerAction<SignIn>,
-    pub sign_out: ServerAction<SignOut>,
-}
-
-impl AuthActions {
-    pub fn provide() -> Self {
-        let actions = AuthActions { sign_in: ServerAction::new(), sign_out: ServerAction::new() };
-        provide_context(actions);
-        actions
-    }
-
-    pub fn get() -> Self {
-        expect_context()
-    }
-
-    /// Changes whenever someone signs in or out.
-    pub fn version(&self) -> (usize, usize) {
-        (self.sign_in.version().get(), self.sign_out.version().get())
-    }
-}
-
 /// The "Enter API key" dialog, shown in place of any page while signed out;
 /// after signing in, the page that was asked for is shown.
 #[component]
 pub fn SignInForm() -> impl IntoView {
-    let actions = AuthActions::get();
     let location = use_location();
     let next = move || {
         let search = location.search.get();
@@ -88,7 +64,7 @@ pub fn SignInForm() -> impl IntoView {
         <section class="sign-in" aria-labelledby="sign-in-title">
             <h1 id="sign-in-title">"Seatkeeper"</h1>
             <p>"Enter the administration API key your vendor gave you to manage your organization's license seats."</p>
-            <ActionForm action=actions.sign_in attr:class="stack">
+            <form method="post" action=SignIn::url() class="stack">
                 <label for="admin-key">"Administration API key"</label>
                 <input
                     id="admin-key"
@@ -100,9 +76,9 @@ pub fn SignInForm() -> impl IntoView {
                     placeholder="sk_admin_…"
                 />
                 <input type="hidden" name="next" value=next />
-                <ActionError value=actions.sign_in.value() form="sign-in" />
+                <PostedError form="sign-in" />
                 <button type="submit" class="primary">"Sign in"</button>
-            </ActionForm>
+            </form>
         </section>
     }
 }

@@ -3,13 +3,16 @@
 //! unchecking frees it.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthActions;
-use crate::devices::{DeleteDevice, IgnoreDevice, confirm_submit, questions};
-use crate::ui::{ActionError, Failure, Moment, UiError, When, submit_on_change, use_hydrated};
+use crate::devices::{DeleteDevice, IgnoreDevice, questions};
+use crate::ui::{
+    ConfirmForm, Failure, Moment, Outcome, PostedError, UiError, When, action_error, post_in_background, posted_error, submit_on_change,
+    use_hydrated,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseView {
@@ -66,30 +69,16 @@ pub async fn set_license(serial: String, product: String, assigned: Option<Strin
         Ok(())
     }
     .await;
-    finish_form(&format!("license-{product}"), result)
+    finish_form(&license_form(&product), result)
 }
 
 #[component]
 pub fn DevicePage() -> impl IntoView {
-    let auth = AuthActions::get();
     let params = use_params_map();
-    let delete = ServerAction::<DeleteDevice>::new();
-    let ignore = ServerAction::<IgnoreDevice>::new();
-    let hydrated = use_hydrated();
-    let serial = move || params.read().get("serial").unwrap_or_default();
-    let screen = Resource::new(move || (serial(), auth.version()), |(serial, _)| load_device(serial));
-    let saved = Callback::new(move |()| screen.refetch());
-
-    // After a delete or ignore (with JavaScript) the device is gone: back to the list.
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if matches!(*delete.value().read(), Some(Ok(()))) || matches!(*ignore.value().read(), Some(Ok(()))) {
-            navigate("/devices", Default::default());
-        }
-    });
+    let screen = Resource::new(move || params.read().get("serial").unwrap_or_default(), load_device);
 
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match screen.await {
                     Err(error) => view! {
@@ -99,66 +88,96 @@ pub fn DevicePage() -> impl IntoView {
                     Ok(device) => {
                         let serial = device.serial.clone();
                         let (delete_question, ignore_question) = questions(&serial);
-                        let delete_serial = serial.clone();
-                        let ignore_serial = serial.clone();
+                        let posted = device
+                            .licenses
+                            .iter()
+                            .find_map(|license| posted_error(&license_form(&license.product)).map(|message| (license.product.clone(), message)));
+                        let (delete_serial, ignore_serial) = (serial.clone(), serial.clone());
                         view! {
-                            <p class="crumbs"><A href="/devices">"Devices"</A>" › "{device.serial.clone()}</p>
-                            <h1>{device.serial.clone()}</h1>
-                            <dl class="facts">
-                                <dt>"First seen"</dt><dd><When moment=device.first_seen /></dd>
-                                <dt>"Last seen"</dt><dd><When moment=device.last_seen /></dd>
-                                <dt>"Seats assigned"</dt><dd>{device.seats_assigned}</dd>
-                            </dl>
-                            <section aria-labelledby="licenses-title">
-                                <h2 id="licenses-title">"Assigned Licenses"</h2>
-                                {if device.licenses.is_empty() {
-                                    view! { <p class="muted">"Your organization has no products yet."</p> }.into_any()
-                                } else {
-                                    view! {
-                                        <ul class="licenses">
-                                            {device.licenses.into_iter().map(|license| view! {
-                                                <LicenseRow serial=serial.clone() license hydrated saved />
-                                            }).collect_view()}
-                                        </ul>
-                                    }.into_any()
-                                }}
-                            </section>
+                            <p class="crumbs"><A href="/devices">"Devices"</A>" › "{serial.clone()}</p>
+                            <h1>{serial.clone()}</h1>
+                            <DeviceLicenses device posted />
                             <section class="danger-zone" aria-label="Remove this device">
-                                <ActionError value=delete.value() form="device-actions" />
-                                <ActionError value=ignore.value() form="device-actions" />
-                                <ActionForm action=delete attr:class="inline" on:submit=confirm_submit(delete_question)>
+                                <PostedError form="device-actions" />
+                                // After either, the device is gone: back to the list.
+                                <ConfirmForm action=DeleteDevice::url().to_owned() question=delete_question class="inline".to_owned()>
                                     <input type="hidden" name="serial" value=delete_serial />
+                                    <input type="hidden" name="next" value="/devices" />
                                     <button type="submit" class="danger">"Delete device"</button>
-                                </ActionForm>
-                                <ActionForm action=ignore attr:class="inline" on:submit=confirm_submit(ignore_question)>
+                                </ConfirmForm>
+                                <ConfirmForm action=IgnoreDevice::url().to_owned() question=ignore_question class="inline".to_owned()>
                                     <input type="hidden" name="serial" value=ignore_serial />
+                                    <input type="hidden" name="next" value="/devices" />
                                     <button type="submit">"Ignore device"</button>
-                                </ActionForm>
+                                </ConfirmForm>
                                 <p class="muted">"Deleting frees its seats; the device reappears if it checks in again. Ignoring also refuses its check-ins until you un-ignore it in Settings."</p>
                             </section>
                         }.into_any()
                     }
                 }
             })}
-        </Transition>
+        </Suspense>
+    }
+}
+
+/// Which form a license's checkbox is, for errors after a plain post.
+fn license_form(product: &str) -> String {
+    format!("license-{product}")
+}
+
+/// The device's facts and its *Assigned Licenses*. With JavaScript each
+/// checkbox saves as soon as it changes, and the seat count follows.
+/// `posted` is the error a plain post of one of them came back with.
+#[island]
+fn DeviceLicenses(device: DeviceScreen, posted: Option<(String, String)>) -> impl IntoView {
+    let seats = RwSignal::new(device.seats_assigned);
+    let hydrated = use_hydrated();
+    let serial = device.serial;
+    view! {
+        <dl class="facts">
+            <dt>"First seen"</dt><dd><When moment=device.first_seen /></dd>
+            <dt>"Last seen"</dt><dd><When moment=device.last_seen /></dd>
+            <dt>"Seats assigned"</dt><dd>{seats}</dd>
+        </dl>
+        <section aria-labelledby="licenses-title">
+            <h2 id="licenses-title">"Assigned Licenses"</h2>
+            {if device.licenses.is_empty() {
+                view! { <p class="muted">"Your organization has no products yet."</p> }.into_any()
+            } else {
+                view! {
+                    <ul class="licenses">
+                        {device.licenses.into_iter().map(|license| {
+                            let posted = posted.as_ref().filter(|(product, _)| *product == license.product).map(|(_, message)| message.clone());
+                            view! { <LicenseRow serial=serial.clone() license posted hydrated seats /> }
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </section>
     }
 }
 
 #[component]
-fn LicenseRow(serial: String, license: LicenseView, hydrated: ReadSignal<bool>, saved: Callback<()>) -> impl IntoView {
-    let action = ServerAction::<SetLicense>::new();
+fn LicenseRow(
+    serial: String,
+    license: LicenseView,
+    posted: Option<String>,
+    hydrated: ReadSignal<bool>,
+    seats: RwSignal<i64>,
+) -> impl IntoView {
+    let outcome: Outcome = RwSignal::new(None);
     let checked = RwSignal::new(license.assigned);
-    Effect::new(move |_| match &*action.value().read() {
-        Some(Ok(())) => saved.run(()),
+    Effect::new(move |_| match &*outcome.read() {
+        // Saved: the device holds one seat more or less.
+        Some(Ok(())) => seats.update(|seats| *seats += if checked.get_untracked() { 1 } else { -1 }),
         // Not assigned after all (no seat free, say): the box shows the truth.
-        Some(Err(_)) => checked.set(license.assigned),
+        Some(Err(_)) => checked.set(!checked.get_untracked()),
         None => {}
     });
     let label = format!("Assigned {}", license.name);
-    let form_id = format!("license-{}", license.product);
     view! {
         <li>
-            <ActionForm action attr:class="inline">
+            <form method="post" action=SetLicense::url() class="inline" on:submit=post_in_background(outcome)>
                 <input type="hidden" name="serial" value=serial />
                 <input type="hidden" name="product" value=license.product.clone() />
                 <label>
@@ -176,8 +195,8 @@ fn LicenseRow(serial: String, license: LicenseView, hydrated: ReadSignal<bool>, 
                     " " {license.name.clone()} " " <span class="muted">"(" {license.product.clone()} ")"</span>
                 </label>
                 <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
-                <ActionError value=action.value() form=form_id />
-            </ActionForm>
+                {action_error(outcome, posted)}
+            </form>
         </li>
     }
 }

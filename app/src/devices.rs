@@ -3,12 +3,12 @@
 //! delete and ignore on each row.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthActions;
-use crate::ui::{ActionError, Failure, Moment, UiError, When, encode_segment};
+use crate::ui::{ConfirmForm, Failure, Moment, PostedError, UiError, When, encode_segment};
 
 pub const DEVICES_PER_PAGE: u32 = 50;
 
@@ -58,9 +58,9 @@ pub async fn list_devices(q: Option<String>, after: Option<String>) -> Result<De
 }
 
 /// Deletes a device and frees its seats. If it checks in again, it returns as
-/// a new device.
+/// a new device. A plain form post goes on to `next` afterwards, if given.
 #[server]
-pub async fn delete_device(serial: String) -> Result<(), UiError> {
+pub async fn delete_device(serial: String, next: Option<String>) -> Result<(), UiError> {
     use crate::server::*;
     use store::LicenseStore;
     let result = async {
@@ -68,12 +68,13 @@ pub async fn delete_device(serial: String) -> Result<(), UiError> {
         Ok(store()?.delete_device(org.id, &serial, store::Actor::AdminSession).await?)
     }
     .await;
-    finish_form("device-actions", result)
+    finish_form_then("device-actions", result, next.as_deref())
 }
 
-/// Deletes a device and puts its serial on the ignore list.
+/// Deletes a device and puts its serial on the ignore list. A plain form post
+/// goes on to `next` afterwards, if given.
 #[server]
-pub async fn ignore_device(serial: String) -> Result<(), UiError> {
+pub async fn ignore_device(serial: String, next: Option<String>) -> Result<(), UiError> {
     use crate::server::*;
     use store::LicenseStore;
     let result = async {
@@ -82,7 +83,7 @@ pub async fn ignore_device(serial: String) -> Result<(), UiError> {
         Ok(())
     }
     .await;
-    finish_form("device-actions", result)
+    finish_form_then("device-actions", result, next.as_deref())
 }
 
 /// One action on the selected devices (`serials[]`), or with `every` on
@@ -163,37 +164,17 @@ pub fn questions(serial: &str) -> (String, String) {
     )
 }
 
-/// Asks once before a form that deletes something is sent (with JavaScript).
-pub fn confirm_submit(question: String) -> impl Fn(leptos::ev::SubmitEvent) + 'static {
-    move |ev| {
-        let confirmed = web_sys::window().and_then(|w| w.confirm_with_message(&question).ok()).unwrap_or(true);
-        if !confirmed {
-            ev.prevent_default();
-        }
-    }
-}
-
 #[component]
 pub fn DevicesPage() -> impl IntoView {
-    let auth = AuthActions::get();
     let query = use_query_map();
-    let delete = ServerAction::<DeleteDevice>::new();
-    let ignore = ServerAction::<IgnoreDevice>::new();
-    let bulk = ServerAction::<BulkDevices>::new();
     let search = move || query.read().get("q").unwrap_or_default();
     let screen = Resource::new(
-        move || {
-            let versions = (delete.version().get(), ignore.version().get(), bulk.version().get());
-            (search(), query.read().get("after"), auth.version(), versions)
-        },
-        |(q, after, ..)| list_devices((!q.is_empty()).then_some(q), after),
+        move || (search(), query.read().get("after")),
+        |(q, after)| list_devices((!q.is_empty()).then_some(q), after),
     );
-    // The outcome of the last bulk action: from the action (JavaScript) or
-    // from `done=` after a plain form post.
-    let bulk_told = move || match &*bulk.value().read() {
-        Some(Ok(summary)) => Some(summary.clone()),
-        _ => query.read().get("done").and_then(|done| told(&done)),
-    };
+    // The outcome of the last bulk action, carried back in `done=`.
+    let bulk_told = move || query.read().get("done").and_then(|done| told(&done));
+    let (delete_url, ignore_url) = (DeleteDevice::url(), IgnoreDevice::url());
 
     let search_form = move || view! {
         <h1>"Devices"</h1>
@@ -205,9 +186,8 @@ pub fn DevicesPage() -> impl IntoView {
                 "Download CSV"
             </a>
         </Form>
-        <ActionError value=delete.value() form="device-actions" />
-        <ActionError value=ignore.value() form="device-actions" />
-        <ActionError value=bulk.value() form="bulk" />
+        <PostedError form="device-actions" />
+        <PostedError form="bulk" />
         {move || bulk_told().map(|summary| view! { <p class="notice" role="status">{summary}</p> })}
     };
 
@@ -218,8 +198,8 @@ pub fn DevicesPage() -> impl IntoView {
             format!("every device matching “{}”", search())
         };
         view! {
-            <ActionForm action=bulk attr:id="bulk" attr:class="bulk"
-                on:submit=confirm_submit("Apply this to the selected devices?".to_owned())>
+            <ConfirmForm action=BulkDevices::url().to_owned() question="Apply this to the selected devices?".to_owned()
+                id="bulk".to_owned() class="bulk".to_owned()>
                 <input type="hidden" name="q" value=search />
                 <label for="bulk-action">"With the selected devices"</label>
                 <select id="bulk-action" name="action">
@@ -234,12 +214,12 @@ pub fn DevicesPage() -> impl IntoView {
                 </select>
                 <label class="check"><input type="checkbox" name="every" value="on" />{every_label}</label>
                 <button type="submit">"Apply"</button>
-            </ActionForm>
+            </ConfirmForm>
         }
     };
 
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading devices…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading devices…"</p> }>
             {move || Suspend::new(async move {
                 match screen.await {
                     Err(error) => view! { <Failure error/> }.into_any(),
@@ -280,14 +260,14 @@ pub fn DevicesPage() -> impl IntoView {
                                                     <input type="checkbox" name="serials[]" value=serial.clone() form="bulk"
                                                         aria-label=format!("Select {serial}") />
                                                     <A href=href attr:aria-label=view_label>"View"</A>
-                                                    <ActionForm action=delete attr:class="inline" on:submit=confirm_submit(delete_question)>
+                                                    <ConfirmForm action=delete_url.to_owned() question=delete_question class="inline".to_owned()>
                                                         <input type="hidden" name="serial" value=delete_serial />
                                                         <button type="submit" class="small danger" aria-label=delete_label>"Delete"</button>
-                                                    </ActionForm>
-                                                    <ActionForm action=ignore attr:class="inline" on:submit=confirm_submit(ignore_question)>
+                                                    </ConfirmForm>
+                                                    <ConfirmForm action=ignore_url.to_owned() question=ignore_question class="inline".to_owned()>
                                                         <input type="hidden" name="serial" value=ignore_serial />
                                                         <button type="submit" class="small" aria-label=ignore_label>"Ignore"</button>
-                                                    </ActionForm>
+                                                    </ConfirmForm>
                                                 </td>
                                             </tr>
                                         }
@@ -308,6 +288,6 @@ pub fn DevicesPage() -> impl IntoView {
                     }.into_any(),
                 }
             })}
-        </Transition>
+        </Suspense>
     }
 }

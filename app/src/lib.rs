@@ -1,6 +1,7 @@
-//! Seatkeeper's pages, shared by the server (which renders them) and the
-//! browser (which hydrates them). One screen, one file: each holds its page,
-//! the data it shows and the server functions behind its forms.
+//! Seatkeeper's pages. The server renders every page whole; the browser
+//! hydrates only the islands (`#[island]`), the few controls JavaScript
+//! improves. One screen, one file: each holds its page, the data it shows and
+//! the server functions behind its forms.
 
 pub mod activity;
 pub mod auth;
@@ -16,11 +17,12 @@ pub mod usage;
 pub mod server;
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
-use auth::{AuthActions, current_org};
+use auth::{SignOut, current_org};
 
 /// The HTML document around every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -33,7 +35,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="data:,"/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -46,7 +48,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    AuthActions::provide();
 
     view! {
         <Stylesheet id="leptos" href="/pkg/seatkeeper.css"/>
@@ -73,21 +74,19 @@ pub fn App() -> impl IntoView {
 /// so a deep link works after signing in.
 #[component]
 fn SignedIn() -> impl IntoView {
-    let auth = AuthActions::get();
-    let org = Resource::new(move || auth.version(), |_| current_org());
+    let org = Resource::new(|| (), |_| current_org());
     view! {
-        <Transition fallback=|| ()>
+        <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 org.await.ok().flatten().map(|name| view! { <Header org=name/> })
             })}
-        </Transition>
+        </Suspense>
         <main><Outlet/></main>
     }
 }
 
 #[component]
 fn Header(org: String) -> impl IntoView {
-    let auth = AuthActions::get();
     view! {
         <header class="top">
             <nav aria-label="Screens">
@@ -96,9 +95,9 @@ fn Header(org: String) -> impl IntoView {
                 <A href="/activity">"Activity"</A>
             </nav>
             <span class="org" title="Organization">{org}</span>
-            <ActionForm action=auth.sign_out attr:class="inline">
+            <form method="post" action=SignOut::url() class="inline">
                 <button type="submit" class="link">"Sign out"</button>
-            </ActionForm>
+            </form>
             <A href="/settings" attr:class="cog" attr:aria-label="Settings" attr:title="Settings">"⚙"</A>
         </header>
     }

@@ -2,11 +2,11 @@
 //! available, and the auto-assign switch.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthActions;
-use crate::ui::{ActionError, Failure, UiError, submit_on_change, use_hydrated};
+use crate::ui::{Failure, Outcome, UiError, action_error, post_in_background, posted_error, submit_on_change, use_hydrated};
 
 /// A product as the screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,13 +86,10 @@ pub async fn set_auto_assign(code: String, auto_assign: Option<String>) -> Resul
 
 #[component]
 pub fn LicensesPage() -> impl IntoView {
-    let auth = AuthActions::get();
-    let products = Resource::new(move || auth.version(), |_| list_products());
-    let hydrated = use_hydrated();
-    let saved = Callback::new(move |()| products.refetch());
+    let products = Resource::new(|| (), |_| list_products());
 
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading products…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading products…"</p> }>
             {move || Suspend::new(async move {
                 match products.await {
                     Err(error) => view! { <Failure error/> }.into_any(),
@@ -115,30 +112,21 @@ pub fn LicensesPage() -> impl IntoView {
                                     </tr>
                                 </thead>
                                 <tbody>
-                                    {list.into_iter().map(|product| view! {
-                                        <ProductRow product hydrated saved />
-                                    }).collect_view()}
+                                    {list.into_iter().map(|product| view! { <ProductRow product /> }).collect_view()}
                                 </tbody>
                             </table>
                         </div>
                     }.into_any(),
                 }
             })}
-        </Transition>
+        </Suspense>
     }
 }
 
 #[component]
-fn ProductRow(product: ProductView, hydrated: ReadSignal<bool>, saved: Callback<()>) -> impl IntoView {
-    let switch = ServerAction::<SetAutoAssign>::new();
-    let on = RwSignal::new(product.auto_assign);
-    Effect::new(move |_| match &*switch.value().read() {
-        Some(Ok(())) => saved.run(()),
-        Some(Err(_)) => on.set(product.auto_assign),
-        None => {}
-    });
-    let label = format!("Auto-assign {}", product.name);
-    let form_id = format!("auto-assign-{}", product.code);
+fn ProductRow(product: ProductView) -> impl IntoView {
+    let posted = posted_error(&format!("auto-assign-{}", product.code));
+    let switch = view! { <AutoAssignSwitch code=product.code.clone() name=product.name.clone() on=product.auto_assign posted /> };
     view! {
         <tr class:over=product.over_allocated>
             <th scope="row">
@@ -154,29 +142,44 @@ fn ProductRow(product: ProductView, hydrated: ReadSignal<bool>, saved: Callback<
             <td class="num">{product.seats}</td>
             <td class="num">{product.assigned}</td>
             <td class="num">{product.available}</td>
-            <td>
-                <ActionForm action=switch attr:class="inline">
-                    <input type="hidden" name="code" value=product.code.clone() />
-                    <label class="switch">
-                        <input
-                            type="checkbox"
-                            role="switch"
-                            name="auto_assign"
-                            aria-label=label
-                            checked=product.auto_assign
-                            prop:checked=on
-                            on:change=move |ev| {
-                                on.set(event_target_checked(&ev));
-                                submit_on_change(ev);
-                            }
-                        />
-                        <span>{move || if on.get() { "On" } else { "Off" }}</span>
-                    </label>
-                    <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
-                    <ActionError value=switch.value() form=form_id />
-                </ActionForm>
-            </td>
+            <td>{switch}</td>
             <td><crate::usage::Sparkline points=product.trend.clone() days=TREND_DAYS today=product.today /></td>
         </tr>
+    }
+}
+
+/// The auto-assign switch: with JavaScript it saves as soon as it is flipped
+/// (and flips back if that failed); without, its Save button posts it.
+#[island]
+fn AutoAssignSwitch(code: String, name: String, on: bool, posted: Option<String>) -> impl IntoView {
+    let outcome: Outcome = RwSignal::new(None);
+    let checked = RwSignal::new(on);
+    Effect::new(move |_| {
+        if let Some(Err(_)) = &*outcome.read() {
+            checked.set(on);
+        }
+    });
+    let hydrated = use_hydrated();
+    view! {
+        <form method="post" action=SetAutoAssign::url() class="inline" on:submit=post_in_background(outcome)>
+            <input type="hidden" name="code" value=code />
+            <label class="switch">
+                <input
+                    type="checkbox"
+                    role="switch"
+                    name="auto_assign"
+                    aria-label=format!("Auto-assign {name}")
+                    checked=on
+                    prop:checked=checked
+                    on:change=move |ev| {
+                        checked.set(event_target_checked(&ev));
+                        submit_on_change(ev);
+                    }
+                />
+                <span>{move || if checked.get() { "On" } else { "Off" }}</span>
+            </label>
+            <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
+            {action_error(outcome, posted)}
+        </form>
     }
 }

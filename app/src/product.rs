@@ -3,13 +3,13 @@
 //! licenses stay valid.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthActions;
 use crate::licenses::ProductView;
-use crate::ui::{ActionError, Failure, Moment, UiError, When, encode_segment};
+use crate::ui::{Failure, PostedError, Moment, UiError, When, encode_segment};
 
 pub const HOLDERS_PER_PAGE: u32 = 100;
 
@@ -125,23 +125,15 @@ pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError>
 
 #[component]
 pub fn ProductPage() -> impl IntoView {
-    let auth = AuthActions::get();
     let params = use_params_map();
     let query = use_query_map();
-    let revoke = ServerAction::<RevokeSeat>::new();
-    let set_days = ServerAction::<SetLicenseDays>::new();
-    let set_reclaim = ServerAction::<SetReclaimDays>::new();
     let screen = Resource::new(
-        move || {
-            let versions = (revoke.version().get(), set_days.version().get(), set_reclaim.version().get());
-            let place = (query.read().get("after"), query.read().get("days"));
-            (params.read().get("code").unwrap_or_default(), place, auth.version(), versions)
-        },
-        |(code, (after, days), _, _)| load_product(code, after, days),
+        move || (params.read().get("code").unwrap_or_default(), query.read().get("after"), query.read().get("days")),
+        |(code, after, days)| load_product(code, after, days),
     );
 
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match screen.await {
                     Err(error) => view! {
@@ -169,25 +161,25 @@ pub fn ProductPage() -> impl IntoView {
                                 </p>
                                 <crate::usage::UsageChart points=usage days=usage_days today />
                             </section>
-                            <ActionForm action=set_days attr:class="inline setting">
+                            <form method="post" action=SetLicenseDays::url() class="inline setting">
                                 <input type="hidden" name="code" value=days_code />
                                 <label for="license-days">"Signed licenses stay valid for"</label>
                                 <input id="license-days" type="number" name="days" min="1" max="365" required
                                     value=license_days.to_string() />
                                 <span>"days after each check-in"</span>
                                 <button type="submit" class="small">"Save"</button>
-                            </ActionForm>
-                            <ActionError value=set_days.value() form="license-days" />
-                            <ActionForm action=set_reclaim attr:class="inline setting">
+                            </form>
+                            <PostedError form="license-days" />
+                            <form method="post" action=SetReclaimDays::url() class="inline setting">
                                 <input type="hidden" name="code" value=reclaim_code />
                                 <label for="reclaim-days">"Reclaim seats of devices not seen for"</label>
                                 <input id="reclaim-days" type="number" name="days" min="1" max="3650" placeholder="never"
                                     value=reclaim_after_days.map(|days| days.to_string()).unwrap_or_default() />
                                 <span>"days (empty: never)"</span>
                                 <button type="submit" class="small">"Save"</button>
-                            </ActionForm>
-                            <ActionError value=set_reclaim.value() form="reclaim-days" />
-                            <ActionError value=revoke.value() form="revoke" />
+                            </form>
+                            <PostedError form="reclaim-days" />
+                            <PostedError form="revoke" />
                             {if holders.is_empty() {
                                 view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()
                             } else {
@@ -216,11 +208,11 @@ pub fn ProductPage() -> impl IntoView {
                                                             <td><When moment=holder.assigned /></td>
                                                             <td><When moment=holder.last_seen /></td>
                                                             <td class="actions">
-                                                                <ActionForm action=revoke attr:class="inline">
+                                                                <form method="post" action=RevokeSeat::url() class="inline">
                                                                     <input type="hidden" name="code" value=code />
                                                                     <input type="hidden" name="serial" value=serial />
                                                                     <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
-                                                                </ActionForm>
+                                                                </form>
                                                             </td>
                                                         </tr>
                                                     }
@@ -237,6 +229,6 @@ pub fn ProductPage() -> impl IntoView {
                     }
                 }
             })}
-        </Transition>
+        </Suspense>
     }
 }

@@ -120,33 +120,47 @@ fn plain_form_post() -> bool {
 /// page it came from, with `?error=code&form=id` on failure and without them
 /// on success, so the re-rendered page shows the error next to its form.
 pub fn finish_form<T>(form: &str, result: Result<T, UiError>) -> Result<T, UiError> {
-    finish_form_telling(form, result, None)
+    finish_form_with(form, result, None, None)
 }
 
 /// [`finish_form`], and on success without JavaScript `done=<told>` on the
 /// way back (the page turns it into words it knows; see `devices::told`).
 pub fn finish_form_telling<T>(form: &str, result: Result<T, UiError>, told: Option<String>) -> Result<T, UiError> {
+    finish_form_with(form, result, told, None)
+}
+
+/// [`finish_form`], going on to the page `next` (of this site) on success:
+/// for forms whose page is gone afterwards, such as a deleted device's.
+pub fn finish_form_then<T>(form: &str, result: Result<T, UiError>, next: Option<&str>) -> Result<T, UiError> {
+    finish_form_with(form, result, None, next)
+}
+
+fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<String>, next: Option<&str>) -> Result<T, UiError> {
     let result = respond(result);
-    if plain_form_post() {
-        let back = request()
-            .and_then(|parts| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
-            .map(|referer| same_site_path(&referer))
-            .unwrap_or_else(|| "/".to_owned());
-        let (path, query) = back.split_once('?').unwrap_or((&back, ""));
-        let mut pairs: Vec<&str> =
-            query.split('&').filter(|p| !p.is_empty() && !p.starts_with("error=") && !p.starts_with("form=") && !p.starts_with("done=")).collect();
-        let error_pairs;
-        let told_pair;
-        if let Err(error) = &result {
-            error_pairs = [format!("error={}", error.code), format!("form={form}")];
-            pairs.extend(error_pairs.iter().map(String::as_str));
-        } else if let Some(told) = told {
-            told_pair = format!("done={told}");
-            pairs.push(&told_pair);
-        }
-        let location = if pairs.is_empty() { path.to_owned() } else { format!("{path}?{}", pairs.join("&")) };
-        leptos_axum::redirect(&location);
+    if !plain_form_post() {
+        return result;
     }
+    if let (Ok(_), Some(next)) = (&result, next) {
+        leptos_axum::redirect(&same_site_path(next));
+        return result;
+    }
+    let back = request()
+        .and_then(|parts| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .map(|referer| same_site_path(&referer))
+        .unwrap_or_else(|| "/".to_owned());
+    let (path, query) = back.split_once('?').unwrap_or((&back, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("error=") && !p.starts_with("form=") && !p.starts_with("done="))
+        .map(str::to_owned)
+        .collect();
+    match (&result, told) {
+        (Err(error), _) => pairs.extend([format!("error={}", error.code), format!("form={form}")]),
+        (Ok(_), Some(told)) => pairs.push(format!("done={told}")),
+        (Ok(_), None) => {}
+    }
+    let location = if pairs.is_empty() { path.to_owned() } else { format!("{path}?{}", pairs.join("&")) };
+    leptos_axum::redirect(&location);
     result
 }
 

@@ -2,10 +2,10 @@
 //! key rotation, signing out, and the ignore list.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthActions;
-use crate::ui::{ActionError, Failure, Moment, UiError, When, use_hydrated};
+use crate::ui::{Failure, Moment, PostedError, UiError, When, use_hydrated};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredView {
@@ -96,34 +96,14 @@ pub async fn unignore(serial: String) -> Result<(), UiError> {
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
-    let auth = AuthActions::get();
-    let rotate_product = ServerAction::<RotateProductKey>::new();
-    let rotate_admin = ServerAction::<RotateAdminKey>::new();
-    let unignore = ServerAction::<Unignore>::new();
-    let screen = Resource::new(
-        move || (auth.version(), rotate_product.version().get(), rotate_admin.version().get(), unignore.version().get()),
-        |_| load_settings(),
-    );
-    let hydrated = use_hydrated();
-    let copied = RwSignal::new(false);
+    let screen = Resource::new(|| (), |_| load_settings());
 
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match screen.await {
                     Err(error) => view! { <Failure error/> }.into_any(),
                     Ok(settings) => {
-                        let key = settings.product_key.clone();
-                        let copy = move |_| {
-                            if let Some(window) = web_sys::window() {
-                                let _ = window.navigator().clipboard().write_text(&key);
-                                copied.set(true);
-                            }
-                        };
-                        let new_admin_key = settings.new_admin_key.clone().or_else(|| match rotate_admin.value().get() {
-                            Some(Ok(key)) => Some(key),
-                            _ => None,
-                        });
                         view! {
                             <h1>"Settings"</h1>
                             <section class="card" aria-labelledby="product-key-title">
@@ -132,36 +112,34 @@ pub fn SettingsPage() -> impl IntoView {
                                 <div class="key-row">
                                     <label for="product-key" class="visually-hidden">"Product API key"</label>
                                     <input id="product-key" class="key" readonly value=settings.product_key.clone() />
-                                    <button type="button" on:click=copy hidden=move || !hydrated.get()>
-                                        {move || if copied.get() { "Copied" } else { "Copy" }}
-                                    </button>
+                                    <CopyButton text=settings.product_key.clone() />
                                 </div>
-                                <ActionForm action=rotate_product attr:class="stack">
+                                <form method="post" action=RotateProductKey::url() class="stack">
                                     <p class="warning">"Rotating issues a new product key and the old one stops working at once: every installed app must be updated with the new key."</p>
-                                    <ActionError value=rotate_product.value() form="rotate-product-key" />
+                                    <PostedError form="rotate-product-key" />
                                     <button type="submit" class="danger">"Rotate product key"</button>
-                                </ActionForm>
+                                </form>
                             </section>
                             <section class="card" aria-labelledby="admin-key-title">
                                 <h2 id="admin-key-title">"Administration API key"</h2>
                                 <p>"This browser is signed in to " {settings.organization.clone()} " with the administration key."</p>
-                                {new_admin_key.map(|key| view! {
+                                {settings.new_admin_key.map(|key| view! {
                                     <div class="notice" role="status">
                                         <p>"Your new administration API key is shown only now. Store it safely:"</p>
                                         <label for="new-admin-key" class="visually-hidden">"New administration API key"</label>
                                         <input id="new-admin-key" class="key" readonly value=key />
                                     </div>
                                 })}
-                                <ActionForm action=rotate_admin attr:class="stack">
+                                <form method="post" action=RotateAdminKey::url() class="stack">
                                     <p class="warning">"Rotating issues a new administration key: the old one stops working, other signed-in browsers are signed out, and scripts using it must be updated."</p>
-                                    <ActionError value=rotate_admin.value() form="rotate-admin-key" />
+                                    <PostedError form="rotate-admin-key" />
                                     <button type="submit" class="danger">"Rotate administration key"</button>
-                                </ActionForm>
+                                </form>
                                 <p class="muted">"Sign out of this browser with " <strong>"Sign out"</strong> " at the top of the page."</p>
                             </section>
                             <section class="card" aria-labelledby="ignored-title">
                                 <h2 id="ignored-title">"Ignored devices"</h2>
-                                <ActionError value=unignore.value() form="ignore-list" />
+                                <PostedError form="ignore-list" />
                                 {if settings.ignored.is_empty() {
                                     view! { <p class="muted">"No device is ignored."</p> }.into_any()
                                 } else {
@@ -171,10 +149,10 @@ pub fn SettingsPage() -> impl IntoView {
                                                 <li>
                                                     <span class="serial">{ignored.serial.clone()}</span>
                                                     " " <span class="muted">"ignored " <When moment=ignored.ignored /></span>
-                                                    <ActionForm action=unignore attr:class="inline">
+                                                    <form method="post" action=Unignore::url() class="inline">
                                                         <input type="hidden" name="serial" value=ignored.serial.clone() />
                                                         <button type="submit" class="small" aria-label=format!("Un-ignore {}", ignored.serial)>"Un-ignore"</button>
-                                                    </ActionForm>
+                                                    </form>
                                                 </li>
                                             }).collect_view()}
                                         </ul>
@@ -186,6 +164,22 @@ pub fn SettingsPage() -> impl IntoView {
                     }
                 }
             })}
-        </Transition>
+        </Suspense>
+    }
+}
+
+/// Copies `text` to the clipboard: shown only with JavaScript, which it needs.
+#[island]
+fn CopyButton(text: String) -> impl IntoView {
+    let hydrated = use_hydrated();
+    let copied = RwSignal::new(false);
+    let copy = move |_| {
+        let _ = window().navigator().clipboard().write_text(&text);
+        copied.set(true);
+    };
+    view! {
+        <button type="button" on:click=copy hidden=move || !hydrated.get()>
+            {move || if copied.get() { "Copied" } else { "Copy" }}
+        </button>
     }
 }

@@ -1,6 +1,6 @@
 //! What every screen shares: the error an action can end in, how it is shown
 //! next to the form that caused it, and forms that work with and without
-//! JavaScript.
+//! JavaScript: plain posts, with islands where JavaScript adds something.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
@@ -60,35 +60,79 @@ pub fn message_for(code: &str) -> &'static str {
     }
 }
 
-/// The error of an action, or the `error` code a form post without
-/// JavaScript came back with, shown as an alert.
-#[component]
-pub fn ActionError<T>(
-    value: MappedSignal<Option<Result<T, UiError>>>,
-    /// Which form this is, to tell apart several forms on one page when
-    /// JavaScript is off (`?error=code&form=id`).
-    #[prop(into)]
-    form: String,
-) -> impl IntoView
-where
-    T: Send + Sync + 'static,
-{
+/// The words for the error a plain form post came back with
+/// (`?error=code&form=id`), if it was this form's. Read while the page renders
+/// on the server; islands get it as a prop.
+pub fn posted_error(form: &str) -> Option<String> {
     let query = use_query_map();
-    let message = move || {
-        if let Some(Err(error)) = &*value.read() {
-            return Some(error.message.clone());
+    let query = query.read_untracked();
+    (query.get_str("form") == Some(form)).then(|| query.get_str("error").map(|code| message_for(code).to_owned())).flatten()
+}
+
+/// The error a form post came back with, shown as an alert next to the form.
+#[component]
+pub fn PostedError(
+    /// Which form this is, to tell apart several forms on one page.
+    form: &'static str,
+) -> impl IntoView {
+    posted_error(form).map(|message| view! { <p class="error" role="alert">{message}</p> })
+}
+
+/// What an island's form came to: `None` until the server has answered it.
+pub type Outcome = RwSignal<Option<Result<(), UiError>>>;
+
+/// The `on:submit` of an island's form: with JavaScript the form is posted in
+/// the background (the page stays) and the server's answer lands in
+/// `outcome`. Without JavaScript the same form is a plain post.
+pub fn post_in_background(outcome: Outcome) -> impl Fn(leptos::ev::SubmitEvent) + 'static {
+    #[cfg(not(feature = "hydrate"))]
+    let _ = outcome;
+    move |ev| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            if let Some(form) = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok()) {
+                leptos::task::spawn_local(async move { outcome.set(Some(post(&form).await)) });
+            }
         }
-        let query = query.read();
-        (query.get_str("form") == Some(form.as_str()))
-            .then(|| query.get_str("error").map(|code| message_for(code).to_owned()))
-            .flatten()
-    };
-    view! {
-        {move || message().map(|message| view! { <p class="error" role="alert">{message}</p> })}
     }
 }
 
-/// Becomes true once the page has hydrated: controls that need JavaScript
+/// Posts a form's fields to its server function as JSON-speaking code does,
+/// so the answer is the function's result rather than a page.
+#[cfg(feature = "hydrate")]
+async fn post(form: &web_sys::HtmlFormElement) -> Result<(), UiError> {
+    let fields = web_sys::FormData::new_with_form(form)
+        .and_then(|data| web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data))
+        .map_err(|_| UiError::new("bad_request"))?;
+    let request = gloo_net::http::Request::post(&form.action())
+        .header("Accept", "application/json")
+        .body(fields)
+        .map_err(|_| UiError::new("bad_request"))?;
+    let response = request.send().await.map_err(|_| UiError::new("unreachable"))?;
+    if response.ok() {
+        return Ok(());
+    }
+    // Only the code is taken from the answer: the words are this side's.
+    let code = response.json::<UiError>().await.map(|error| error.code).unwrap_or_default();
+    Err(UiError::new(&code))
+}
+
+/// What an island's form shows: the error of its last post, or else the one
+/// the page was rendered with (after a post without JavaScript).
+pub fn action_error(outcome: Outcome, posted: Option<String>) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
+    move || {
+        let message = match &*outcome.read() {
+            Some(Err(error)) => Some(error.message.clone()),
+            Some(Ok(())) => None,
+            None => posted.clone(),
+        };
+        message.map(|message| view! { <p class="error" role="alert">{message}</p> }.into_any())
+    }
+}
+
+/// Becomes true once the island has hydrated: controls that need JavaScript
 /// (save-on-change, copy) can tell whether they have it.
 pub fn use_hydrated() -> ReadSignal<bool> {
     let (hydrated, set_hydrated) = signal(false);
@@ -105,6 +149,31 @@ pub fn submit_on_change(ev: leptos::ev::Event) {
         .and_then(|input| input.form())
     {
         let _ = form.request_submit();
+    }
+}
+
+/// A form that posts to a server function and, with JavaScript, asks first:
+/// for the ones that delete something. Without JavaScript it posts at once.
+/// Its contents are rendered on the server and stay as they are.
+#[island]
+pub fn ConfirmForm(
+    /// The server function's URL.
+    action: String,
+    question: String,
+    #[prop(optional)] id: Option<String>,
+    #[prop(optional)] class: Option<String>,
+    children: Children,
+) -> impl IntoView {
+    let confirm = move |ev: leptos::ev::SubmitEvent| {
+        let confirmed = window().confirm_with_message(&question).unwrap_or(true);
+        if !confirmed {
+            ev.prevent_default();
+        }
+    };
+    view! {
+        <form method="post" action=action id=id class=class on:submit=confirm>
+            {children()}
+        </form>
     }
 }
 

@@ -113,6 +113,12 @@ test('revoking, deleting and ignoring work as plain forms', async () => {
   await page.getByRole('heading', { name: 'Devices' }).waitFor();
   await page.getByRole('button', { name: 'Ignore DESK-7' }).click();
   await page.getByRole('heading', { name: 'Devices' }).waitFor();
+
+  await checkIn(server.baseURL, keys.productKey, 'viewer', 'GONE-1');
+  await page.goto(`${server.baseURL}/devices/GONE-1`);
+  await page.getByRole('button', { name: 'Delete device' }).click();
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/devices', 'the device is gone: back to the list');
   const serials = (await admin(server.baseURL, keys.adminKey, '/devices')).items.map((d) => d.serial);
   assert.deepEqual(serials, ['FILLER', 'LAPTOP-001']);
 });

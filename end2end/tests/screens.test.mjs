@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { admin, checkIn, hydrated, launchBrowser, screenshot, seed, startServer } from '../harness.mjs';
+import { admin, checkIn, hydrated, launchBrowser, screenshot, seed, startServer, submit } from '../harness.mjs';
 
 let server;
 let keys;
@@ -128,7 +128,7 @@ test('the Product screen sets how long signed licenses stay valid', async () => 
   const days = page.getByLabel('Signed licenses stay valid for');
   assert.equal(await days.inputValue(), '7');
   await days.fill('30');
-  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
+  await submit(page, page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }));
   for (let tries = 0; ; tries++) {
     const policy = await admin(server.baseURL, keys.adminKey, '/products/editor/policy');
     if (policy.license_days === 30) break;
@@ -139,9 +139,10 @@ test('the Product screen sets how long signed licenses stay valid', async () => 
   const claims = JSON.parse(Buffer.from(answer.license.split('.')[1], 'base64url').toString());
   assert.equal(claims.exp - claims.iat, 30 * 86400);
 
+  assert.equal(await days.inputValue(), '30', 'the page that comes back shows it');
   await days.fill('0');
   await days.evaluate((input) => input.removeAttribute('min'));
-  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
+  await submit(page, page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }));
   await page.getByRole('alert').filter({ hasText: '1 to 365' }).waitFor();
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).license_days, 30, 'nothing changed');
 });
@@ -152,7 +153,7 @@ test('the Product screen sets when idle seats are reclaimed, and the Licenses sc
   const days = page.getByLabel('Reclaim seats of devices not seen for');
   assert.equal(await days.inputValue(), '', 'never, by default');
   await days.fill('30');
-  await page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }).click();
+  await submit(page, page.locator('form').filter({ has: days }).getByRole('button', { name: 'Save' }));
   for (let tries = 0; ; tries++) {
     const policy = await admin(server.baseURL, keys.adminKey, '/products/viewer/policy');
     if (policy.reclaim_after_days === 30) break;
@@ -217,7 +218,7 @@ test('the Devices screen lists, searches, deletes and ignores devices', async ()
   await page.getByRole('link', { name: '← First page' }).waitFor();
 
   await page.getByLabel('Search serial numbers').fill('laptop');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await submit(page, page.getByRole('button', { name: 'Search' }));
   await page.getByRole('row', { name: /LAPTOP-001/ }).waitFor();
   await page.getByRole('row', { name: /DESK-7/ }).waitFor({ state: 'detached' });
   assert.equal(await page.getByRole('row').count(), 3, 'a header and the two laptops');
@@ -228,7 +229,7 @@ test('the Devices screen lists, searches, deletes and ignores devices', async ()
   await page.getByRole('row', { name: /LAPTOP-002/ }).waitFor({ state: 'detached' });
 
   await page.getByLabel('Search serial numbers').fill('');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await submit(page, page.getByRole('button', { name: 'Search' }));
   page.once('dialog', (dialog) => dialog.accept());
   await page.getByRole('button', { name: 'Ignore DESK-7' }).click();
   await page.getByRole('row', { name: /DESK-7/ }).waitFor({ state: 'detached' });
@@ -238,7 +239,7 @@ test('the Devices screen lists, searches, deletes and ignores devices', async ()
 
 test('the Devices screen applies one action to the selected devices, or to every match, and says what it did', async () => {
   await page.getByLabel('Search serial numbers').fill('FLEET-00');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await submit(page, page.getByRole('button', { name: 'Search' }));
   await page.getByRole('row', { name: /FLEET-009/ }).waitFor();
   await page.getByRole('checkbox', { name: 'Select FLEET-000' }).check();
   await page.getByRole('checkbox', { name: 'Select FLEET-001' }).check();
@@ -250,7 +251,7 @@ test('the Devices screen applies one action to the selected devices, or to every
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-001')).error?.code, 'unknown_device');
 
   await page.getByLabel('Search serial numbers').fill('FLEET-01');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await submit(page, page.getByRole('button', { name: 'Search' }));
   await page.getByRole('row', { name: /FLEET-019/ }).waitFor();
   await page.getByLabel('With the selected devices').selectOption('ignore');
   await page.getByRole('checkbox', { name: /every device matching/ }).check();
@@ -260,7 +261,7 @@ test('the Devices screen applies one action to the selected devices, or to every
   await screenshot(page, 'devices-bulk');
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'FLEET-015')).reason, 'device_ignored');
   await page.getByLabel('Search serial numbers').fill('');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await submit(page, page.getByRole('button', { name: 'Search' }));
 });
 
 test('the Device screen, opened by deep link, assigns and unassigns licenses', async () => {
@@ -283,12 +284,32 @@ test('the Device screen, opened by deep link, assigns and unassigns licenses', a
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 1);
   await screenshot(page, 'device-no-seats');
 
+  const seats = page.locator('dl.facts dd').nth(2);
+  assert.equal(await seats.textContent(), '1');
   await Promise.all([page.waitForResponse((r) => r.url().includes('/api/set_license')), editor.uncheck()]);
   await page.waitForFunction(() => !document.querySelector('[aria-label="Assigned Editor Pro"]').checked);
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 0);
+  await page.waitForFunction(() => document.querySelector('dl.facts dd:nth-of-type(3)').textContent === '0');
   await Promise.all([page.waitForResponse((r) => r.url().includes('/api/set_license')), editor.check()]);
   assert.equal(await editor.isChecked(), true);
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/LAPTOP-001')).seats_assigned, 1);
+  await page.waitForFunction(() => document.querySelector('dl.facts dd:nth-of-type(3)').textContent === '1');
+  assert.equal(new URL(page.url()).pathname, '/devices/LAPTOP-001', 'all of it without leaving the page');
+});
+
+test('the Device screen asks before deleting a device, then goes back to the list', async () => {
+  await page.goto(`${server.baseURL}/devices/FLEET-050`);
+  await hydrated(page);
+  page.once('dialog', (dialog) => dialog.dismiss());
+  await page.getByRole('button', { name: 'Delete device' }).click();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-050')).serial, 'FLEET-050', 'not without a yes');
+  assert.equal(new URL(page.url()).pathname, '/devices/FLEET-050');
+
+  page.once('dialog', (dialog) => dialog.accept());
+  await submit(page, page.getByRole('button', { name: 'Delete device' }));
+  assert.equal(new URL(page.url()).pathname, '/devices');
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-050')).error?.code, 'unknown_device');
 });
 
 test('the Settings screen copies and rotates the product key and un-ignores devices', async () => {
@@ -303,7 +324,7 @@ test('the Settings screen copies and rotates the product key and un-ignores devi
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), keys.productKey);
   await screenshot(page, 'settings');
 
-  await page.getByRole('button', { name: 'Rotate product key' }).click();
+  await submit(page, page.getByRole('button', { name: 'Rotate product key' }));
   await page.waitForFunction((old) => document.getElementById('product-key')?.value !== old, keys.productKey);
   const rotated = await key.inputValue();
   assert.match(rotated, /^sk_prod_/);
