@@ -61,3 +61,7 @@ echo "Threads of the server, share of samples:"
 perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2> /dev/null | grep '%' | head -n 5
 echo "Hottest functions, share of samples:"
 perf report -i "$work/perf.data" --no-children --sort symbol --stdio -g none 2> /dev/null | grep '%' | head -n 25 | cut -c1-140
+if [ "$backend" = sqlite ]; then
+    echo "Hottest functions of SQLite's threads (the writer and the readers), share of their samples:"
+    perf report -i "$work/perf.data" --no-children --comms sqlx-sqlite-wor --sort symbol --stdio -g none 2> /dev/null | grep '%' | head -n 15 | cut -c1-140
+fi

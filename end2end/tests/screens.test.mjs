@@ -297,6 +297,20 @@ test('the Device screen, opened by deep link, assigns and unassigns licenses', a
   assert.equal(new URL(page.url()).pathname, '/devices/LAPTOP-001', 'all of it without leaving the page');
 });
 
+test('a serial with markup and quotes in it is text on the page and in its island', async () => {
+  const serial = `<i>"O'Neil" & Co <x>`;
+  const path = `/devices/${encodeURIComponent(serial)}`;
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', serial)).licensed, true);
+  await page.goto(`${server.baseURL}${path}`);
+  await hydrated(page);
+  await page.getByRole('heading', { name: serial, exact: true }).waitFor();
+  assert.equal(await page.locator('i').count(), 0, 'no element made of the serial');
+  const editor = page.getByRole('checkbox', { name: 'Assigned Editor Pro' });
+  assert.equal(await editor.isChecked(), true);
+  await Promise.all([page.waitForResponse((r) => r.url().includes('/api/set_license')), editor.uncheck()]);
+  assert.equal((await admin(server.baseURL, keys.adminKey, path)).seats_assigned, 0, 'the island posted this serial');
+});
+
 test('the Device screen asks before deleting a device, then goes back to the list', async () => {
   await page.goto(`${server.baseURL}/devices/FLEET-050`);
   await hydrated(page);

@@ -42,11 +42,14 @@ use licensing::Licenser;
 use limits::Limits;
 use observe::Metrics;
 
-/// What every request handler may reach. Axum clones it for every request,
-/// so everything in it is cheap to clone (reference counts, not copies).
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    #[from_ref(skip)]
+/// What every request handler may reach. Axum clones it for every request
+/// (and each `State<T>` extractor clones its part), so it is one reference
+/// count to a [`Shared`], whose parts are reference counts too.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Clone)]
+pub struct Shared {
     pub leptos_options: Arc<LeptosOptions>,
     pub store: Store,
     pub limits: Arc<Limits>,
@@ -56,6 +59,27 @@ pub struct AppState {
     /// operator gave it an address of its own).
     pub metrics_on_main: bool,
 }
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts handlers take with `State<T>`.
+macro_rules! state_parts {
+    ($($part:ident: $type:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $type {
+            fn from_ref(state: &AppState) -> Self {
+                state.$part.clone()
+            }
+        }
+    )*};
+}
+
+state_parts!(store: Store, limits: Arc<Limits>, licenser: Arc<Licenser>, metrics: Arc<Metrics>);
 
 /// Leptos' settings, for the pages (which are the only handlers to copy them).
 impl FromRef<AppState> for LeptosOptions {
@@ -68,23 +92,23 @@ impl AppState {
     /// A server without rate limits; see [`AppState::with_limits`].
     pub fn new(store: Store, addr: SocketAddr) -> Self {
         let licenser = Licenser::new(store.clone());
-        AppState {
+        AppState(Arc::new(Shared {
             leptos_options: Arc::new(leptos_options(addr)),
             store,
             limits: Limits::off(),
             licenser,
             metrics: Metrics::new(),
             metrics_on_main: true,
-        }
+        }))
     }
 
     /// Serves `GET /metrics` only on [`metrics_router`], not on the main address.
     pub fn with_metrics_elsewhere(self) -> Self {
-        AppState { metrics_on_main: false, ..self }
+        AppState(Arc::new(Shared { metrics_on_main: false, ..Arc::unwrap_or_clone(self.0) }))
     }
 
     pub fn with_limits(self, limits: Arc<Limits>) -> Self {
-        AppState { limits, ..self }
+        AppState(Arc::new(Shared { limits, ..Arc::unwrap_or_clone(self.0) }))
     }
 }
 

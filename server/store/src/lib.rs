@@ -24,6 +24,7 @@ pub mod validate;
 pub use model::*;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// What can go wrong in the store. The web layer turns each variant into a
 /// status code and a short public message; `Database` details are only logged.
@@ -194,11 +195,12 @@ pub trait LicenseStore {
     async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool>;
 }
 
-/// The store a database URL names: `sqlite:…` or `postgres://…`.
+/// The store a database URL names: `sqlite:…` or `postgres://…`. Cloning
+/// it is one reference count: the server clones it for every request.
 #[derive(Clone)]
 pub enum Store {
-    Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+    Sqlite(Arc<sqlite::SqliteStore>),
+    Postgres(Arc<postgres::PgStore>),
 }
 
 impl std::fmt::Debug for Store {
@@ -216,9 +218,9 @@ impl Store {
     /// folder when missing) and runs the migrations.
     pub async fn open(url: &str) -> Result<Store> {
         let store = if url.starts_with("sqlite:") {
-            Store::Sqlite(sqlite::SqliteStore::open(url).await?)
+            Store::Sqlite(Arc::new(sqlite::SqliteStore::open(url).await?))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Store::Postgres(postgres::PgStore::open(url).await?)
+            Store::Postgres(Arc::new(postgres::PgStore::open(url).await?))
         } else {
             return Err(StoreError::invalid(
                 "the database URL must start with sqlite: or postgres:// (for example sqlite://data/seatkeeper.db)",
