@@ -102,6 +102,8 @@ export async function launchBrowser({ javaScriptEnabled = true, width = 1200 } =
   page.on('console', (message) => {
     // A refused action (401, 409, …) is logged by the browser as a failed load; it is an answer, not a fault.
     if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) problems.push(`console: ${message.text()}`);
+    // An island the bundle lacks is only a warning in the browser; here it is a fault.
+    if (message.type() === 'warning' && /island/i.test(message.text())) problems.push(`console: ${message.text()}`);
   });
   return { browser, context, page, problems };
 }
@@ -118,6 +120,20 @@ export async function hydrated(page) {
  */
 export async function submit(page, locator) {
   await Promise.all([page.waitForNavigation(), locator.click()]);
+}
+
+/**
+ * Answers the next confirmation dialog: resolves to its question, so a test
+ * can check it was asked.
+ */
+export function confirmDialog(page, { accept = true } = {}) {
+  return new Promise((resolve) => {
+    page.once('dialog', async (dialog) => {
+      const question = dialog.message();
+      await (accept ? dialog.accept() : dialog.dismiss());
+      resolve(question);
+    });
+  });
 }
 
 export async function screenshot(page, name) {

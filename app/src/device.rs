@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::devices::{DeleteDevice, IgnoreDevice, questions};
 use crate::ui::{
-    ConfirmForm, Failure, Moment, Outcome, PostedError, UiError, When, action_error, post_in_background, posted_error, submit_on_change,
-    use_hydrated,
+    ConfirmForm, Failure, Moment, PostedError, UiError, When, alert, post_in_background, posted_error, submit_on_change, use_hydrated,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,9 +52,10 @@ pub async fn load_device(serial: String) -> Result<DeviceScreen, UiError> {
     .await)
 }
 
-/// `assigned` is the checkbox: present ("on") when checked.
+/// `assigned` is the checkbox: present ("on") when checked. Answers how many
+/// seats the device holds now.
 #[server]
-pub async fn set_license(serial: String, product: String, assigned: Option<String>) -> Result<(), UiError> {
+pub async fn set_license(serial: String, product: String, assigned: Option<String>) -> Result<i64, UiError> {
     use crate::server::*;
     use store::LicenseStore;
     let result = async {
@@ -66,7 +66,7 @@ pub async fn set_license(serial: String, product: String, assigned: Option<Strin
         } else {
             store.unassign(org.id, &serial, &product, store::Actor::AdminSession).await?;
         }
-        Ok(())
+        Ok(store.device(org.id, &serial).await?.device.seats_assigned)
     }
     .await;
     finish_form(&license_form(&product), result)
@@ -165,19 +165,26 @@ fn LicenseRow(
     hydrated: ReadSignal<bool>,
     seats: RwSignal<i64>,
 ) -> impl IntoView {
-    let outcome: Outcome = RwSignal::new(None);
     let checked = RwSignal::new(license.assigned);
-    Effect::new(move |_| match &*outcome.read() {
-        // Saved: the device holds one seat more or less.
-        Some(Ok(())) => seats.update(|seats| *seats += if checked.get_untracked() { 1 } else { -1 }),
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(posted);
+    // While a save is on its way the box stays as it is, so this answer is
+    // about the state it shows.
+    let answered = move |result: Result<i64, UiError>| match result {
+        Ok(seats_now) => {
+            seats.set(seats_now);
+            error.set(None);
+        }
         // Not assigned after all (no seat free, say): the box shows the truth.
-        Some(Err(_)) => checked.set(!checked.get_untracked()),
-        None => {}
-    });
+        Err(failed) => {
+            checked.update(|assigned| *assigned = !*assigned);
+            error.set(Some(failed.message));
+        }
+    };
     let label = format!("Assigned {}", license.name);
     view! {
         <li>
-            <form method="post" action=SetLicense::url() class="inline" on:submit=post_in_background(outcome)>
+            <form method="post" action=SetLicense::url() class="inline" on:submit=post_in_background(pending, answered)>
                 <input type="hidden" name="serial" value=serial />
                 <input type="hidden" name="product" value=license.product.clone() />
                 <label>
@@ -187,6 +194,7 @@ fn LicenseRow(
                         aria-label=label
                         checked=license.assigned
                         prop:checked=checked
+                        prop:disabled=pending
                         on:change=move |ev| {
                             checked.set(event_target_checked(&ev));
                             submit_on_change(ev);
@@ -195,7 +203,7 @@ fn LicenseRow(
                     " " {license.name.clone()} " " <span class="muted">"(" {license.product.clone()} ")"</span>
                 </label>
                 <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
-                {action_error(outcome, posted)}
+                {alert(error)}
             </form>
         </li>
     }

@@ -6,7 +6,7 @@ use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, Outcome, UiError, action_error, post_in_background, posted_error, submit_on_change, use_hydrated};
+use crate::ui::{Failure, UiError, alert, post_in_background, posted_error, submit_on_change, use_hydrated};
 
 /// A product as the screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,16 +152,21 @@ fn ProductRow(product: ProductView) -> impl IntoView {
 /// (and flips back if that failed); without, its Save button posts it.
 #[island]
 fn AutoAssignSwitch(code: String, name: String, on: bool, posted: Option<String>) -> impl IntoView {
-    let outcome: Outcome = RwSignal::new(None);
     let checked = RwSignal::new(on);
-    Effect::new(move |_| {
-        if let Some(Err(_)) = &*outcome.read() {
-            checked.set(on);
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(posted);
+    // While a save is on its way the switch stays as it is, so this answer
+    // is about the position it shows.
+    let answered = move |result: Result<(), UiError>| match result {
+        Ok(()) => error.set(None),
+        Err(failed) => {
+            checked.update(|on| *on = !*on);
+            error.set(Some(failed.message));
         }
-    });
+    };
     let hydrated = use_hydrated();
     view! {
-        <form method="post" action=SetAutoAssign::url() class="inline" on:submit=post_in_background(outcome)>
+        <form method="post" action=SetAutoAssign::url() class="inline" on:submit=post_in_background(pending, answered)>
             <input type="hidden" name="code" value=code />
             <label class="switch">
                 <input
@@ -171,6 +176,7 @@ fn AutoAssignSwitch(code: String, name: String, on: bool, posted: Option<String>
                     aria-label=format!("Auto-assign {name}")
                     checked=on
                     prop:checked=checked
+                    prop:disabled=pending
                     on:change=move |ev| {
                         checked.set(event_target_checked(&ev));
                         submit_on_change(ev);
@@ -179,7 +185,7 @@ fn AutoAssignSwitch(code: String, name: String, on: bool, posted: Option<String>
                 <span>{move || if checked.get() { "On" } else { "Off" }}</span>
             </label>
             <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
-            {action_error(outcome, posted)}
+            {alert(error)}
         </form>
     }
 }

@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 use store::{Organization, Store, StoreError};
 
-use crate::ui::{Moment, UiError};
+use crate::ui::{Moment, UiError, encode_segment};
 
 pub const SESSION_COOKIE: &str = "seatkeeper_session";
 /// Flash cookie carrying a just-rotated administration key to the next page
@@ -129,8 +129,9 @@ pub fn finish_form_telling<T>(form: &str, result: Result<T, UiError>, told: Opti
     finish_form_with(form, result, told, None)
 }
 
-/// [`finish_form`], going on to the page `next` (of this site) on success:
-/// for forms whose page is gone afterwards, such as a deleted device's.
+/// [`finish_form`], going on to the page `next` (of this site) instead of
+/// back, with the error if there is one: for forms whose page is gone
+/// afterwards, such as a deleted device's.
 pub fn finish_form_then<T>(form: &str, result: Result<T, UiError>, next: Option<&str>) -> Result<T, UiError> {
     finish_form_with(form, result, None, next)
 }
@@ -140,14 +141,13 @@ fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<Stri
     if !plain_form_post() {
         return result;
     }
-    if let (Ok(_), Some(next)) = (&result, next) {
-        leptos_axum::redirect(&same_site_path(next));
-        return result;
-    }
-    let back = request()
-        .and_then(|parts| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
-        .map(|referer| same_site_path(&referer))
-        .unwrap_or_else(|| "/".to_owned());
+    let back = match next {
+        Some(next) => same_site_path(next),
+        None => request()
+            .and_then(|parts| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
+            .map(|referer| same_site_path(&referer))
+            .unwrap_or_else(|| "/".to_owned()),
+    };
     let (path, query) = back.split_once('?').unwrap_or((&back, ""));
     let mut pairs: Vec<String> = query
         .split('&')
@@ -155,7 +155,7 @@ fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<Stri
         .map(str::to_owned)
         .collect();
     match (&result, told) {
-        (Err(error), _) => pairs.extend([format!("error={}", error.code), format!("form={form}")]),
+        (Err(error), _) => pairs.extend([format!("error={}", error.code), format!("form={}", encode_segment(form))]),
         (Ok(_), Some(told)) => pairs.push(format!("done={told}")),
         (Ok(_), None) => {}
     }
@@ -177,7 +177,9 @@ fn status_of(error: &UiError) -> http::StatusCode {
     }
 }
 
-/// The path and query of a URL, so a redirect never leaves this site.
+/// The path and query of a URL, so a redirect never leaves this site: one
+/// `/`, then printable ASCII without backslashes (browsers drop tabs and
+/// read `\\` as `/`, which could make `//elsewhere`). Anything else is `/`.
 pub fn same_site_path(url: &str) -> String {
     let without_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
     let path = if url.contains("://") {
@@ -185,7 +187,8 @@ pub fn same_site_path(url: &str) -> String {
     } else {
         url
     };
-    if path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\") {
+    let plain = path.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\');
+    if plain && path.starts_with('/') && !path.starts_with("//") {
         path.to_owned()
     } else {
         "/".to_owned()

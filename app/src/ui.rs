@@ -78,58 +78,67 @@ pub fn PostedError(
     posted_error(form).map(|message| view! { <p class="error" role="alert">{message}</p> })
 }
 
-/// What an island's form came to: `None` until the server has answered it.
-pub type Outcome = RwSignal<Option<Result<(), UiError>>>;
-
 /// The `on:submit` of an island's form: with JavaScript the form is posted in
-/// the background (the page stays) and the server's answer lands in
-/// `outcome`. Without JavaScript the same form is a plain post.
-pub fn post_in_background(outcome: Outcome) -> impl Fn(leptos::ev::SubmitEvent) + 'static {
+/// the background (the page stays) and `answered` gets the server function's
+/// result. `pending` is true meanwhile, and a submit then is dropped, so the
+/// answers come back in the order the changes were made. Without JavaScript
+/// the same form is a plain post.
+pub fn post_in_background<T>(
+    pending: RwSignal<bool>,
+    answered: impl Fn(Result<T, UiError>) + Copy + 'static,
+) -> impl Fn(leptos::ev::SubmitEvent) + 'static
+where
+    T: serde::de::DeserializeOwned + 'static,
+{
     #[cfg(not(feature = "hydrate"))]
-    let _ = outcome;
+    let _ = answered;
     move |ev| {
         ev.prevent_default();
+        if pending.get_untracked() {
+            return;
+        }
         #[cfg(feature = "hydrate")]
         {
             use leptos::wasm_bindgen::JsCast;
-            if let Some(form) = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok()) {
-                leptos::task::spawn_local(async move { outcome.set(Some(post(&form).await)) });
-            }
+            let Some(form) = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok()) else {
+                return;
+            };
+            // The fields as they are now, before any control is disabled.
+            let fields = web_sys::FormData::new_with_form(&form)
+                .and_then(|data| web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data));
+            pending.set(true);
+            leptos::task::spawn_local(async move {
+                let result = match fields {
+                    Ok(fields) => post(&form.action(), fields).await,
+                    Err(_) => Err(UiError::new("bad_request")),
+                };
+                pending.set(false);
+                answered(result);
+            });
         }
     }
 }
 
-/// Posts a form's fields to its server function as JSON-speaking code does,
-/// so the answer is the function's result rather than a page.
+/// Posts form fields to a server function as JSON-speaking code does, so the
+/// answer is the function's result rather than a page.
 #[cfg(feature = "hydrate")]
-async fn post(form: &web_sys::HtmlFormElement) -> Result<(), UiError> {
-    let fields = web_sys::FormData::new_with_form(form)
-        .and_then(|data| web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data))
-        .map_err(|_| UiError::new("bad_request"))?;
-    let request = gloo_net::http::Request::post(&form.action())
+async fn post<T: serde::de::DeserializeOwned>(url: &str, fields: web_sys::UrlSearchParams) -> Result<T, UiError> {
+    let request = gloo_net::http::Request::post(url)
         .header("Accept", "application/json")
         .body(fields)
         .map_err(|_| UiError::new("bad_request"))?;
     let response = request.send().await.map_err(|_| UiError::new("unreachable"))?;
     if response.ok() {
-        return Ok(());
+        return response.json::<T>().await.map_err(|_| UiError::new("bad_request"));
     }
     // Only the code is taken from the answer: the words are this side's.
     let code = response.json::<UiError>().await.map(|error| error.code).unwrap_or_default();
     Err(UiError::new(&code))
 }
 
-/// What an island's form shows: the error of its last post, or else the one
-/// the page was rendered with (after a post without JavaScript).
-pub fn action_error(outcome: Outcome, posted: Option<String>) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
-    move || {
-        let message = match &*outcome.read() {
-            Some(Err(error)) => Some(error.message.clone()),
-            Some(Ok(())) => None,
-            None => posted.clone(),
-        };
-        message.map(|message| view! { <p class="error" role="alert">{message}</p> }.into_any())
-    }
+/// An island form's error, as an alert next to it.
+pub fn alert(error: RwSignal<Option<String>>) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
+    move || error.get().map(|message| view! { <p class="error" role="alert">{message}</p> }.into_any())
 }
 
 /// Becomes true once the island has hydrated: controls that need JavaScript

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { admin, checkIn, hydrated, launchBrowser, screenshot, seed, startServer, submit } from '../harness.mjs';
+import { admin, checkIn, confirmDialog, hydrated, launchBrowser, screenshot, seed, startServer, submit } from '../harness.mjs';
 
 let server;
 let keys;
@@ -82,6 +82,16 @@ test('the Licenses screen shows seats per product and switches auto-assign at on
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/viewer')).auto_assign, true, 'saved without a Save button');
   await page.reload();
   assert.equal(await page.getByRole('switch', { name: 'Auto-assign Viewer' }).isChecked(), true);
+
+  // Flipped twice in a row: the second waits for the first to be saved, and
+  // the screen ends where the server does.
+  await hydrated(page);
+  const again = page.getByRole('switch', { name: 'Auto-assign Viewer' });
+  await again.click();
+  await again.click();
+  await page.waitForFunction(() => !document.querySelector('[aria-label="Auto-assign Viewer"]').disabled);
+  assert.equal(await again.isChecked(), true);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/viewer')).auto_assign, true, 'the screen and the server agree');
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'NEW-VIEWER')).licensed, true,
     'auto-assign is on: a new device gets the free Viewer seat');
 });
@@ -224,14 +234,18 @@ test('the Devices screen lists, searches, deletes and ignores devices', async ()
   assert.equal(await page.getByRole('row').count(), 3, 'a header and the two laptops');
   await screenshot(page, 'devices-search');
 
-  page.once('dialog', (dialog) => dialog.accept());
-  await page.getByRole('button', { name: 'Delete LAPTOP-002' }).click();
+  await hydrated(page);
+  let asked = confirmDialog(page);
+  await submit(page, page.getByRole('button', { name: 'Delete LAPTOP-002' }));
+  assert.match(await asked, /^Delete LAPTOP-002\?/);
   await page.getByRole('row', { name: /LAPTOP-002/ }).waitFor({ state: 'detached' });
 
   await page.getByLabel('Search serial numbers').fill('');
   await submit(page, page.getByRole('button', { name: 'Search' }));
-  page.once('dialog', (dialog) => dialog.accept());
-  await page.getByRole('button', { name: 'Ignore DESK-7' }).click();
+  await hydrated(page);
+  asked = confirmDialog(page);
+  await submit(page, page.getByRole('button', { name: 'Ignore DESK-7' }));
+  assert.match(await asked, /^Ignore DESK-7\?/);
   await page.getByRole('row', { name: /DESK-7/ }).waitFor({ state: 'detached' });
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7')).reason, 'device_ignored');
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/DESK-7')).error?.code, 'unknown_device');
@@ -244,8 +258,10 @@ test('the Devices screen applies one action to the selected devices, or to every
   await page.getByRole('checkbox', { name: 'Select FLEET-000' }).check();
   await page.getByRole('checkbox', { name: 'Select FLEET-001' }).check();
   await page.getByLabel('With the selected devices').selectOption('delete');
-  page.once('dialog', (dialog) => dialog.accept());
-  await page.getByRole('button', { name: 'Apply' }).click();
+  await hydrated(page);
+  let asked = confirmDialog(page);
+  await submit(page, page.getByRole('button', { name: 'Apply' }));
+  assert.match(await asked, /selected devices/);
   await page.getByRole('status').filter({ hasText: 'deleted 2' }).waitFor();
   await page.getByRole('row', { name: /FLEET-000/ }).waitFor({ state: 'detached' });
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-001')).error?.code, 'unknown_device');
@@ -255,8 +271,10 @@ test('the Devices screen applies one action to the selected devices, or to every
   await page.getByRole('row', { name: /FLEET-019/ }).waitFor();
   await page.getByLabel('With the selected devices').selectOption('ignore');
   await page.getByRole('checkbox', { name: /every device matching/ }).check();
-  page.once('dialog', (dialog) => dialog.accept());
-  await page.getByRole('button', { name: 'Apply' }).click();
+  await hydrated(page);
+  asked = confirmDialog(page);
+  await submit(page, page.getByRole('button', { name: 'Apply' }));
+  assert.match(await asked, /selected devices/);
   await page.getByRole('status').filter({ hasText: 'ignored 10' }).waitFor();
   await screenshot(page, 'devices-bulk');
   assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'FLEET-015')).reason, 'device_ignored');
@@ -314,13 +332,19 @@ test('a serial with markup and quotes in it is text on the page and in its islan
 test('the Device screen asks before deleting a device, then goes back to the list', async () => {
   await page.goto(`${server.baseURL}/devices/FLEET-050`);
   await hydrated(page);
-  page.once('dialog', (dialog) => dialog.dismiss());
+  const posts = [];
+  page.on('request', (request) => { if (request.method() === 'POST') posts.push(request.url()); });
+  let asked = confirmDialog(page, { accept: false });
   await page.getByRole('button', { name: 'Delete device' }).click();
-  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-050')).serial, 'FLEET-050', 'not without a yes');
+  assert.match(await asked, /^Delete FLEET-050\?/);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(posts, [], 'nothing posted without a yes');
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-050')).serial, 'FLEET-050', 'not deleted');
   assert.equal(new URL(page.url()).pathname, '/devices/FLEET-050');
 
-  page.once('dialog', (dialog) => dialog.accept());
+  asked = confirmDialog(page);
   await submit(page, page.getByRole('button', { name: 'Delete device' }));
+  assert.match(await asked, /^Delete FLEET-050\?/);
   assert.equal(new URL(page.url()).pathname, '/devices');
   await page.getByRole('heading', { name: 'Devices' }).waitFor();
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-050')).error?.code, 'unknown_device');

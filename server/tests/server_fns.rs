@@ -206,6 +206,37 @@ async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
 
     let elsewhere = app.send(form_post("serial=SN-1&product=viewer", "https://evil.example/phish")).await;
     assert_eq!(elsewhere.headers[header::LOCATION], "/phish", "never redirected off this site");
+
+    // A form's id carries what was posted: it goes back percent-encoded.
+    let odd = app.send(form_post("serial=SN-1&product=%01%0A%22", "http://127.0.0.1:3000/devices/SN-1")).await;
+    assert_eq!(odd.status, StatusCode::FOUND);
+    assert_eq!(odd.headers[header::LOCATION], "/devices/SN-1?error=unknown_product&form=license-%01%0A%22");
+
+    // Deleting from a device's own page goes on to `next`: only ever a path
+    // of this site, whatever was posted.
+    let delete = |form: &str| {
+        Request::post(DeleteDevice::PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "text/html")
+            .header(header::REFERER, "http://127.0.0.1:3000/devices/SN-2")
+            .header(header::COOKIE, format!("seatkeeper_session={session}"))
+            .body(Body::from(form.to_owned()))
+            .unwrap()
+    };
+    for (next, to) in [
+        ("%2F%2Fevil.example", "/"),
+        ("%2F%09%2Fevil.example", "/"),
+        ("%2F%5Cevil.example", "/"),
+        ("%2Fdevices%01", "/"),
+        ("https%3A%2F%2Fevil.example%2Fdevices", "/devices"),
+    ] {
+        let reply = app.send(delete(&format!("serial=NOT-THERE&next={next}"))).await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{next}");
+        assert_eq!(reply.headers[header::LOCATION], format!("{to}?error=unknown_device&form=device-actions"), "{next}");
+    }
+    let gone = app.send(delete("serial=SN-2&next=%2Fdevices")).await;
+    assert_eq!(gone.headers[header::LOCATION], "/devices", "on to the list, the device's page is gone");
+    app.admin(Method::GET, "/devices/SN-2", &acme.admin_key).await.assert_error(StatusCode::NOT_FOUND, "unknown_device");
 }
 
 async fn forms_sent_by_another_site_are_refused(app: TestApp) {
