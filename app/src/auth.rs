@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_location;
 
-use crate::ui::{PostedError, UiError};
+use crate::ui::{PostedError, UiError, posting_to};
 
 /// The signed-in organization's name, or `None` when signed out.
 #[server]
@@ -64,7 +64,7 @@ pub fn SignInForm() -> impl IntoView {
         <section class="sign-in" aria-labelledby="sign-in-title">
             <h1 id="sign-in-title">"Seatkeeper"</h1>
             <p>"Enter the administration API key your vendor gave you to manage your organization's license seats."</p>
-            <form method="post" action=SignIn::url() class="stack">
+            <form method="post" action=posting_to(SignIn::url()) class="stack">
                 <label for="admin-key">"Administration API key"</label>
                 <input
                     id="admin-key"

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::devices::{DeleteDevice, IgnoreDevice, questions};
 use crate::ui::{
-    ConfirmForm, Failure, Moment, PostedError, UiError, When, alert, post_in_background, posted_error, submit_on_change, use_hydrated,
+    ConfirmForm, Failure, Moment, PostedError, UiError, When, alert, post_in_background, posted_error, posting_to, submit_on_change,
+    use_hydrated,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +97,7 @@ pub fn DevicePage() -> impl IntoView {
                         view! {
                             <p class="crumbs"><A href="/devices">"Devices"</A>" › "{serial.clone()}</p>
                             <h1>{serial.clone()}</h1>
-                            <DeviceLicenses device posted />
+                            <DeviceLicenses device posted action=posting_to(SetLicense::url()) />
                             <section class="danger-zone" aria-label="Remove this device">
                                 <PostedError form="device-actions" />
                                 // After either, the device is gone: back to the list.
@@ -127,9 +128,10 @@ fn license_form(product: &str) -> String {
 
 /// The device's facts and its *Assigned Licenses*. With JavaScript each
 /// checkbox saves as soon as it changes, and the seat count follows.
-/// `posted` is the error a plain post of one of them came back with.
+/// `posted` is the error a plain post of one of them came back with, and
+/// `action` where they post (see `ui::posting_to`).
 #[island]
-fn DeviceLicenses(device: DeviceScreen, posted: Option<(String, String)>) -> impl IntoView {
+fn DeviceLicenses(device: DeviceScreen, posted: Option<(String, String)>, action: String) -> impl IntoView {
     let seats = RwSignal::new(device.seats_assigned);
     let hydrated = use_hydrated();
     let serial = device.serial;
@@ -148,7 +150,7 @@ fn DeviceLicenses(device: DeviceScreen, posted: Option<(String, String)>) -> imp
                     <ul class="licenses">
                         {device.licenses.into_iter().map(|license| {
                             let posted = posted.as_ref().filter(|(product, _)| *product == license.product).map(|(_, message)| message.clone());
-                            view! { <LicenseRow serial=serial.clone() license posted hydrated seats /> }
+                            view! { <LicenseRow action=action.clone() serial=serial.clone() license posted hydrated seats /> }
                         }).collect_view()}
                     </ul>
                 }.into_any()
@@ -159,6 +161,7 @@ fn DeviceLicenses(device: DeviceScreen, posted: Option<(String, String)>) -> imp
 
 #[component]
 fn LicenseRow(
+    action: String,
     serial: String,
     license: LicenseView,
     posted: Option<String>,
@@ -184,7 +187,7 @@ fn LicenseRow(
     let label = format!("Assigned {}", license.name);
     view! {
         <li>
-            <form method="post" action=SetLicense::url() class="inline" on:submit=post_in_background(pending, answered)>
+            <form method="post" action=action class="inline" on:submit=post_in_background(pending, answered)>
                 <input type="hidden" name="serial" value=serial />
                 <input type="hidden" name="product" value=license.product.clone() />
                 <label>

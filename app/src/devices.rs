@@ -8,7 +8,7 @@ use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{ConfirmForm, Failure, Moment, PostedError, UiError, When, encode_segment};
+use crate::ui::{ConfirmForm, Failure, Moment, PostedError, UiError, When, encode_segment, posting_to};
 
 pub const DEVICES_PER_PAGE: u32 = 50;
 
@@ -174,7 +174,7 @@ pub fn DevicesPage() -> impl IntoView {
     );
     // The outcome of the last bulk action, carried back in `done=`.
     let bulk_told = move || query.read().get("done").and_then(|done| told(&done));
-    let (delete_url, ignore_url) = (DeleteDevice::url(), IgnoreDevice::url());
+    let (delete_url, ignore_url) = (StoredValue::new(posting_to(DeleteDevice::url())), StoredValue::new(posting_to(IgnoreDevice::url())));
 
     let search_form = move || view! {
         <h1>"Devices"</h1>
@@ -198,7 +198,7 @@ pub fn DevicesPage() -> impl IntoView {
             format!("every device matching “{}”", search())
         };
         view! {
-            <ConfirmForm action=BulkDevices::url().to_owned() question="Apply this to the selected devices?".to_owned()
+            <ConfirmForm action=posting_to(BulkDevices::url()) question="Apply this to the selected devices?".to_owned()
                 id="bulk".to_owned() class="bulk".to_owned()>
                 <input type="hidden" name="q" value=search />
                 <label for="bulk-action">"With the selected devices"</label>
@@ -260,11 +260,11 @@ pub fn DevicesPage() -> impl IntoView {
                                                     <input type="checkbox" name="serials[]" value=serial.clone() form="bulk"
                                                         aria-label=format!("Select {serial}") />
                                                     <A href=href attr:aria-label=view_label>"View"</A>
-                                                    <ConfirmForm action=delete_url.to_owned() question=delete_question class="inline".to_owned()>
+                                                    <ConfirmForm action=delete_url.get_value() question=delete_question class="inline".to_owned()>
                                                         <input type="hidden" name="serial" value=delete_serial />
                                                         <button type="submit" class="small danger" aria-label=delete_label>"Delete"</button>
                                                     </ConfirmForm>
-                                                    <ConfirmForm action=ignore_url.to_owned() question=ignore_question class="inline".to_owned()>
+                                                    <ConfirmForm action=ignore_url.get_value() question=ignore_question class="inline".to_owned()>
                                                         <input type="hidden" name="serial" value=ignore_serial />
                                                         <button type="submit" class="small" aria-label=ignore_label>"Ignore"</button>
                                                     </ConfirmForm>

@@ -6,7 +6,7 @@ use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, UiError, alert, post_in_background, posted_error, submit_on_change, use_hydrated};
+use crate::ui::{Failure, UiError, alert, post_in_background, posted_error, posting_to, submit_on_change, use_hydrated};
 
 /// A product as the screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +126,8 @@ pub fn LicensesPage() -> impl IntoView {
 #[component]
 fn ProductRow(product: ProductView) -> impl IntoView {
     let posted = posted_error(&format!("auto-assign-{}", product.code));
-    let switch = view! { <AutoAssignSwitch code=product.code.clone() name=product.name.clone() on=product.auto_assign posted /> };
+    let action = posting_to(SetAutoAssign::url());
+    let switch = view! { <AutoAssignSwitch action code=product.code.clone() name=product.name.clone() on=product.auto_assign posted /> };
     view! {
         <tr class:over=product.over_allocated>
             <th scope="row">
@@ -150,8 +151,9 @@ fn ProductRow(product: ProductView) -> impl IntoView {
 
 /// The auto-assign switch: with JavaScript it saves as soon as it is flipped
 /// (and flips back if that failed); without, its Save button posts it.
+/// `action` is where the form posts (see `ui::posting_to`).
 #[island]
-fn AutoAssignSwitch(code: String, name: String, on: bool, posted: Option<String>) -> impl IntoView {
+fn AutoAssignSwitch(action: String, code: String, name: String, on: bool, posted: Option<String>) -> impl IntoView {
     let checked = RwSignal::new(on);
     let pending = RwSignal::new(false);
     let error = RwSignal::new(posted);
@@ -166,7 +168,7 @@ fn AutoAssignSwitch(code: String, name: String, on: bool, posted: Option<String>
     };
     let hydrated = use_hydrated();
     view! {
-        <form method="post" action=SetAutoAssign::url() class="inline" on:submit=post_in_background(pending, answered)>
+        <form method="post" action=action class="inline" on:submit=post_in_background(pending, answered)>
             <input type="hidden" name="code" value=code />
             <label class="switch">
                 <input

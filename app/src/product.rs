@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::licenses::ProductView;
-use crate::ui::{Failure, PostedError, Moment, UiError, When, encode_segment};
+use crate::ui::{Failure, PostedError, posting_to, Moment, UiError, When, encode_segment};
 
 pub const HOLDERS_PER_PAGE: u32 = 100;
 
@@ -161,7 +161,7 @@ pub fn ProductPage() -> impl IntoView {
                                 </p>
                                 <crate::usage::UsageChart points=usage days=usage_days today />
                             </section>
-                            <form method="post" action=SetLicenseDays::url() class="inline setting">
+                            <form method="post" action=posting_to(SetLicenseDays::url()) class="inline setting">
                                 <input type="hidden" name="code" value=days_code />
                                 <label for="license-days">"Signed licenses stay valid for"</label>
                                 <input id="license-days" type="number" name="days" min="1" max="365" required
@@ -170,7 +170,7 @@ pub fn ProductPage() -> impl IntoView {
                                 <button type="submit" class="small">"Save"</button>
                             </form>
                             <PostedError form="license-days" />
-                            <form method="post" action=SetReclaimDays::url() class="inline setting">
+                            <form method="post" action=posting_to(SetReclaimDays::url()) class="inline setting">
                                 <input type="hidden" name="code" value=reclaim_code />
                                 <label for="reclaim-days">"Reclaim seats of devices not seen for"</label>
                                 <input id="reclaim-days" type="number" name="days" min="1" max="3650" placeholder="never"
@@ -208,7 +208,7 @@ pub fn ProductPage() -> impl IntoView {
                                                             <td><When moment=holder.assigned /></td>
                                                             <td><When moment=holder.last_seen /></td>
                                                             <td class="actions">
-                                                                <form method="post" action=RevokeSeat::url() class="inline">
+                                                                <form method="post" action=posting_to(RevokeSeat::url()) class="inline">
                                                                     <input type="hidden" name="code" value=code />
                                                                     <input type="hidden" name="serial" value=serial />
                                                                     <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>

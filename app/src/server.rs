@@ -117,7 +117,8 @@ fn plain_form_post() -> bool {
 
 /// Ends a server function that a form posts to. With JavaScript the result
 /// goes back to the page as it is. Without, the browser is sent back to the
-/// page it came from, with `?error=code&form=id` on failure and without them
+/// page it came from (the form's `?back=`, see `ui::posting_to`, or else the
+/// `Referer`), with `?error=code&form=id` on failure and without them
 /// on success, so the re-rendered page shows the error next to its form.
 pub fn finish_form<T>(form: &str, result: Result<T, UiError>) -> Result<T, UiError> {
     finish_form_with(form, result, None, None)
@@ -144,8 +145,14 @@ fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<Stri
     let back = match next {
         Some(next) => same_site_path(next),
         None => request()
-            .and_then(|parts| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
-            .map(|referer| same_site_path(&referer))
+            .and_then(|parts| {
+                let named = parts.uri.query().and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("back=")));
+                match named {
+                    Some(back) => Some(percent_decoded(back)),
+                    None => parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned),
+                }
+            })
+            .map(|back| same_site_path(&back))
             .unwrap_or_else(|| "/".to_owned()),
     };
     let (path, query) = back.split_once('?').unwrap_or((&back, ""));
@@ -162,6 +169,28 @@ fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<Stri
     let location = if pairs.is_empty() { path.to_owned() } else { format!("{path}?{}", pairs.join("&")) };
     leptos_axum::redirect(&location);
     result
+}
+
+/// `%XX` escapes undone (what `encode_segment` did); a broken escape is
+/// left as it is, and bytes that are not UTF-8 become U+FFFD.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes.get(at + 1..at + 3).and_then(|pair| std::str::from_utf8(pair).ok()).and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The HTTP status a failed action answers with (a plain form post is

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, Moment, PostedError, UiError, When, use_hydrated};
+use crate::ui::{Failure, Moment, PostedError, UiError, When, posting_to, use_hydrated};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredView {
@@ -114,7 +114,7 @@ pub fn SettingsPage() -> impl IntoView {
                                     <input id="product-key" class="key" readonly value=settings.product_key.clone() />
                                     <CopyButton text=settings.product_key.clone() />
                                 </div>
-                                <form method="post" action=RotateProductKey::url() class="stack">
+                                <form method="post" action=posting_to(RotateProductKey::url()) class="stack">
                                     <p class="warning">"Rotating issues a new product key and the old one stops working at once: every installed app must be updated with the new key."</p>
                                     <PostedError form="rotate-product-key" />
                                     <button type="submit" class="danger">"Rotate product key"</button>
@@ -130,7 +130,7 @@ pub fn SettingsPage() -> impl IntoView {
                                         <input id="new-admin-key" class="key" readonly value=key />
                                     </div>
                                 })}
-                                <form method="post" action=RotateAdminKey::url() class="stack">
+                                <form method="post" action=posting_to(RotateAdminKey::url()) class="stack">
                                     <p class="warning">"Rotating issues a new administration key: the old one stops working, other signed-in browsers are signed out, and scripts using it must be updated."</p>
                                     <PostedError form="rotate-admin-key" />
                                     <button type="submit" class="danger">"Rotate administration key"</button>
@@ -149,7 +149,7 @@ pub fn SettingsPage() -> impl IntoView {
                                                 <li>
                                                     <span class="serial">{ignored.serial.clone()}</span>
                                                     " " <span class="muted">"ignored " <When moment=ignored.ignored /></span>
-                                                    <form method="post" action=Unignore::url() class="inline">
+                                                    <form method="post" action=posting_to(Unignore::url()) class="inline">
                                                         <input type="hidden" name="serial" value=ignored.serial.clone() />
                                                         <button type="submit" class="small" aria-label=format!("Un-ignore {}", ignored.serial)>"Un-ignore"</button>
                                                     </form>

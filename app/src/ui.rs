@@ -69,6 +69,19 @@ pub fn posted_error(form: &str) -> Option<String> {
     (query.get_str("form") == Some(form)).then(|| query.get_str("error").map(|code| message_for(code).to_owned())).flatten()
 }
 
+/// Where a plain form of this page posts: the server function's URL with
+/// `?back=` naming this page, so the answer comes back here even from a
+/// browser that sends no `Referer`. Read while the page renders on the
+/// server; islands get it as a prop.
+pub fn posting_to(url: &str) -> String {
+    let location = leptos_router::hooks::use_location();
+    let path = location.pathname.get_untracked();
+    let search = location.search.get_untracked();
+    let search = search.trim_start_matches('?');
+    let here = if search.is_empty() { path } else { format!("{path}?{search}") };
+    format!("{url}?back={}", encode_segment(&here))
+}
+
 /// The error a form post came back with, shown as an alert next to the form.
 #[component]
 pub fn PostedError(

@@ -207,6 +207,22 @@ async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
     let elsewhere = app.send(form_post("serial=SN-1&product=viewer", "https://evil.example/phish")).await;
     assert_eq!(elsewhere.headers[header::LOCATION], "/phish", "never redirected off this site");
 
+    // Without a Referer the form's own `?back=` (its action URL) names the
+    // page: what a browser that keeps referrers to itself still sends.
+    let unreferred = |back: &str| {
+        Request::post(format!("{}?back={back}", SetLicense::PATH))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "text/html")
+            .header(header::COOKIE, format!("seatkeeper_session={session}"))
+            .body(Body::from("serial=SN-2&product=nope&assigned=on"))
+            .unwrap()
+    };
+    let named = app.send(unreferred("%2Fdevices%2FSN-2%3Fq%3Dsn")).await;
+    assert_eq!(named.status, StatusCode::FOUND);
+    assert_eq!(named.headers[header::LOCATION], "/devices/SN-2?q=sn&error=unknown_product&form=license-nope");
+    let off_site = app.send(unreferred("%2F%2Fevil.example")).await;
+    assert_eq!(off_site.headers[header::LOCATION], "/?error=unknown_product&form=license-nope");
+
     // A form's id carries what was posted: it goes back percent-encoded.
     let odd = app.send(form_post("serial=SN-1&product=%01%0A%22", "http://127.0.0.1:3000/devices/SN-1")).await;
     assert_eq!(odd.status, StatusCode::FOUND);
