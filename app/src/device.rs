@@ -9,10 +9,7 @@ use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
 use crate::devices::{DeleteDevice, IgnoreDevice, questions};
-use crate::ui::{
-    ConfirmForm, Failure, Moment, PostedError, UiError, When, alert, post_in_background, posted_error, posting_to, submit_on_change,
-    use_hydrated,
-};
+use crate::ui::{ConfirmForm, Failure, Moment, PostedError, SavingCheckbox, UiError, When, posted_error, posting_to, use_hydrated};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseView {
@@ -126,8 +123,8 @@ fn license_form(product: &str) -> String {
     format!("license-{product}")
 }
 
-/// The device's facts and its *Assigned Licenses*. With JavaScript each
-/// checkbox saves as soon as it changes, and the seat count follows.
+/// The device's facts and its *Assigned Licenses*. Each checkbox saves as
+/// soon as it changes (see [`SavingCheckbox`]), and the seat count follows.
 /// `posted` is the error a plain post of one of them came back with, and
 /// `action` where they post (see `ui::posting_to`).
 #[island]
@@ -168,26 +165,13 @@ fn LicenseRow(
     hydrated: ReadSignal<bool>,
     seats: RwSignal<i64>,
 ) -> impl IntoView {
-    let checked = RwSignal::new(license.assigned);
-    let pending = RwSignal::new(false);
-    let error = RwSignal::new(posted);
-    // While a save is on its way the box stays as it is, so this answer is
-    // about the state it shows.
-    let answered = move |result: Result<i64, UiError>| match result {
-        Ok(seats_now) => {
-            seats.set(seats_now);
-            error.set(None);
-        }
-        // Not assigned after all (no seat free, say): the box shows the truth.
-        Err(failed) => {
-            checked.update(|assigned| *assigned = !*assigned);
-            error.set(Some(failed.message));
-        }
-    };
+    let assigned = SavingCheckbox::new(license.assigned, posted);
+    // Saved: the answer is how many seats the device holds now.
+    let saved = move |seats_now: i64| seats.set(seats_now);
     let label = format!("Assigned {}", license.name);
     view! {
         <li>
-            <form method="post" action=action class="inline" on:submit=post_in_background(pending, answered)>
+            <form method="post" action=action class="inline" on:submit=assigned.on_submit(saved)>
                 <input type="hidden" name="serial" value=serial />
                 <input type="hidden" name="product" value=license.product.clone() />
                 <label>
@@ -196,17 +180,14 @@ fn LicenseRow(
                         name="assigned"
                         aria-label=label
                         checked=license.assigned
-                        prop:checked=checked
-                        prop:disabled=pending
-                        on:change=move |ev| {
-                            checked.set(event_target_checked(&ev));
-                            submit_on_change(ev);
-                        }
+                        prop:checked=assigned.checked
+                        prop:disabled=assigned.pending
+                        on:change=assigned.on_change()
                     />
                     " " {license.name.clone()} " " <span class="muted">"(" {license.product.clone()} ")"</span>
                 </label>
                 <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
-                {alert(error)}
+                {assigned.alert()}
             </form>
         </li>
     }

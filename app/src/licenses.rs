@@ -6,7 +6,7 @@ use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, UiError, alert, post_in_background, posted_error, posting_to, submit_on_change, use_hydrated};
+use crate::ui::{Failure, SavingCheckbox, UiError, posted_error, posting_to, use_hydrated};
 
 /// A product as the screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,26 +149,15 @@ fn ProductRow(product: ProductView) -> impl IntoView {
     }
 }
 
-/// The auto-assign switch: with JavaScript it saves as soon as it is flipped
-/// (and flips back if that failed); without, its Save button posts it.
-/// `action` is where the form posts (see `ui::posting_to`).
+/// The auto-assign switch, which saves as soon as it is flipped (see
+/// [`SavingCheckbox`]). `action` is where its form posts (see
+/// `ui::posting_to`).
 #[island]
 fn AutoAssignSwitch(action: String, code: String, name: String, on: bool, posted: Option<String>) -> impl IntoView {
-    let checked = RwSignal::new(on);
-    let pending = RwSignal::new(false);
-    let error = RwSignal::new(posted);
-    // While a save is on its way the switch stays as it is, so this answer
-    // is about the position it shows.
-    let answered = move |result: Result<(), UiError>| match result {
-        Ok(()) => error.set(None),
-        Err(failed) => {
-            checked.update(|on| *on = !*on);
-            error.set(Some(failed.message));
-        }
-    };
+    let switch = SavingCheckbox::new(on, posted);
     let hydrated = use_hydrated();
     view! {
-        <form method="post" action=action class="inline" on:submit=post_in_background(pending, answered)>
+        <form method="post" action=action class="inline" on:submit=switch.on_submit(|()| ())>
             <input type="hidden" name="code" value=code />
             <label class="switch">
                 <input
@@ -177,17 +166,14 @@ fn AutoAssignSwitch(action: String, code: String, name: String, on: bool, posted
                     name="auto_assign"
                     aria-label=format!("Auto-assign {name}")
                     checked=on
-                    prop:checked=checked
-                    prop:disabled=pending
-                    on:change=move |ev| {
-                        checked.set(event_target_checked(&ev));
-                        submit_on_change(ev);
-                    }
+                    prop:checked=switch.checked
+                    prop:disabled=switch.pending
+                    on:change=switch.on_change()
                 />
-                <span>{move || if checked.get() { "On" } else { "Off" }}</span>
+                <span>{move || if switch.checked.get() { "On" } else { "Off" }}</span>
             </label>
             <button type="submit" class="small" hidden=move || hydrated.get()>"Save"</button>
-            {alert(error)}
+            {switch.alert()}
         </form>
     }
 }

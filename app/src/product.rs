@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::licenses::ProductView;
-use crate::ui::{Failure, PostedError, posting_to, Moment, UiError, When, encode_segment};
+use crate::ui::{Failure, Moment, PostedError, UiError, When, encode_segment, posting_to};
 
 pub const HOLDERS_PER_PAGE: u32 = 100;
 

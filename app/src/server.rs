@@ -146,11 +146,11 @@ fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<Stri
         Some(next) => same_site_path(next),
         None => request()
             .and_then(|parts| {
-                let named = parts.uri.query().and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("back=")));
-                match named {
-                    Some(back) => Some(percent_decoded(back)),
-                    None => parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned),
-                }
+                let query = parts.uri.query().unwrap_or_default();
+                form_urlencoded::parse(query.as_bytes())
+                    .find(|(name, _)| name == "back")
+                    .map(|(_, back)| back.into_owned())
+                    .or_else(|| parts.headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned))
             })
             .map(|back| same_site_path(&back))
             .unwrap_or_else(|| "/".to_owned()),
@@ -169,28 +169,6 @@ fn finish_form_with<T>(form: &str, result: Result<T, UiError>, told: Option<Stri
     let location = if pairs.is_empty() { path.to_owned() } else { format!("{path}?{}", pairs.join("&")) };
     leptos_axum::redirect(&location);
     result
-}
-
-/// `%XX` escapes undone (what `encode_segment` did); a broken escape is
-/// left as it is, and bytes that are not UTF-8 become U+FFFD.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes.get(at + 1..at + 3).and_then(|pair| std::str::from_utf8(pair).ok()).and_then(|pair| u8::from_str_radix(pair, 16).ok());
-        match (bytes[at], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The HTTP status a failed action answers with (a plain form post is

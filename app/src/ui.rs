@@ -91,44 +91,87 @@ pub fn PostedError(
     posted_error(form).map(|message| view! { <p class="error" role="alert">{message}</p> })
 }
 
-/// The `on:submit` of an island's form: with JavaScript the form is posted in
-/// the background (the page stays) and `answered` gets the server function's
-/// result. `pending` is true meanwhile, and a submit then is dropped, so the
-/// answers come back in the order the changes were made. Without JavaScript
-/// the same form is a plain post.
-pub fn post_in_background<T>(
-    pending: RwSignal<bool>,
-    answered: impl Fn(Result<T, UiError>) + Copy + 'static,
-) -> impl Fn(leptos::ev::SubmitEvent) + 'static
-where
-    T: serde::de::DeserializeOwned + 'static,
-{
-    #[cfg(not(feature = "hydrate"))]
-    let _ = answered;
-    move |ev| {
-        ev.prevent_default();
-        if pending.get_untracked() {
-            return;
-        }
-        #[cfg(feature = "hydrate")]
-        {
+/// A checkbox that saves itself (the auto-assign switch, a license): with
+/// JavaScript its form is posted in the background as soon as it changes,
+/// and the page stays; without, the form's Save button posts it. While a
+/// save is on its way the box is disabled, so each answer is about the state
+/// it shows and the answers come back in the order of the changes. A
+/// refused save flips it back and says why.
+#[derive(Clone, Copy)]
+pub struct SavingCheckbox {
+    pub checked: RwSignal<bool>,
+    pub pending: RwSignal<bool>,
+    /// The last save's error, or the one a plain post came back with.
+    pub error: RwSignal<Option<String>>,
+}
+
+impl SavingCheckbox {
+    pub fn new(checked: bool, posted: Option<String>) -> Self {
+        SavingCheckbox { checked: RwSignal::new(checked), pending: RwSignal::new(false), error: RwSignal::new(posted) }
+    }
+
+    /// The checkbox's `on:change`: follows the box and submits its form.
+    pub fn on_change(self) -> impl Fn(leptos::ev::Event) + 'static {
+        move |ev| {
             use leptos::wasm_bindgen::JsCast;
-            let Some(form) = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok()) else {
-                return;
-            };
-            // The fields as they are now, before any control is disabled.
-            let fields = web_sys::FormData::new_with_form(&form)
-                .and_then(|data| web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data));
-            pending.set(true);
-            leptos::task::spawn_local(async move {
-                let result = match fields {
-                    Ok(fields) => post(&form.action(), fields).await,
-                    Err(_) => Err(UiError::new("bad_request")),
-                };
-                pending.set(false);
-                answered(result);
-            });
+            self.checked.set(event_target_checked(&ev));
+            if let Some(form) = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+                .and_then(|input| input.form())
+            {
+                let _ = form.request_submit();
+            }
         }
+    }
+
+    /// The form's `on:submit`: posts it in the background; `saved` gets the
+    /// server function's answer when it was saved.
+    pub fn on_submit<T>(self, saved: impl Fn(T) + Copy + 'static) -> impl Fn(leptos::ev::SubmitEvent) + 'static
+    where
+        T: serde::de::DeserializeOwned + 'static,
+    {
+        #[cfg(not(feature = "hydrate"))]
+        let _ = saved;
+        move |ev| {
+            ev.prevent_default();
+            if self.pending.get_untracked() {
+                return;
+            }
+            #[cfg(feature = "hydrate")]
+            {
+                use leptos::wasm_bindgen::JsCast;
+                let Some(form) = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok()) else {
+                    return;
+                };
+                // The fields as they are now, before the box is disabled.
+                let fields = web_sys::FormData::new_with_form(&form)
+                    .and_then(|data| web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data));
+                self.pending.set(true);
+                leptos::task::spawn_local(async move {
+                    let result = match fields {
+                        Ok(fields) => post(&form.action(), fields).await,
+                        Err(_) => Err(UiError::new("bad_request")),
+                    };
+                    self.pending.set(false);
+                    match result {
+                        Ok(answer) => {
+                            self.error.set(None);
+                            saved(answer);
+                        }
+                        Err(failed) => {
+                            self.checked.update(|checked| *checked = !*checked);
+                            self.error.set(Some(failed.message));
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// The error, as an alert next to the box.
+    pub fn alert(self) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
+        move || self.error.get().map(|message| view! { <p class="error" role="alert">{message}</p> }.into_any())
     }
 }
 
@@ -149,11 +192,6 @@ async fn post<T: serde::de::DeserializeOwned>(url: &str, fields: web_sys::UrlSea
     Err(UiError::new(&code))
 }
 
-/// An island form's error, as an alert next to it.
-pub fn alert(error: RwSignal<Option<String>>) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
-    move || error.get().map(|message| view! { <p class="error" role="alert">{message}</p> }.into_any())
-}
-
 /// Becomes true once the island has hydrated: controls that need JavaScript
 /// (save-on-change, copy) can tell whether they have it.
 pub fn use_hydrated() -> ReadSignal<bool> {
@@ -162,24 +200,12 @@ pub fn use_hydrated() -> ReadSignal<bool> {
     hydrated
 }
 
-/// Submits the checkbox's form as soon as it changes (with JavaScript).
-pub fn submit_on_change(ev: leptos::ev::Event) {
-    use leptos::wasm_bindgen::JsCast;
-    if let Some(form) = ev
-        .target()
-        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-        .and_then(|input| input.form())
-    {
-        let _ = form.request_submit();
-    }
-}
-
 /// A form that posts to a server function and, with JavaScript, asks first:
 /// for the ones that delete something. Without JavaScript it posts at once.
 /// Its contents are rendered on the server and stay as they are.
 #[island]
 pub fn ConfirmForm(
-    /// The server function's URL.
+    /// Where it posts (see [`posting_to`]).
     action: String,
     question: String,
     #[prop(optional)] id: Option<String>,
