@@ -1183,18 +1183,19 @@ fn json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String> {
 }
 
 /// Writes waiting `last seen` times (by device id, in id order): one
-/// transaction per thousand devices, so check-ins waiting for the writer are
-/// not held up long.
+/// statement and one transaction per thousand devices, so check-ins waiting
+/// for the writer are not held up long.
 async fn write_touches(writer: &SqlitePool, batch: Vec<(i64, i64)>) -> Result<()> {
     for chunk in batch.chunks(1000) {
         let mut tx = writer.begin_with("begin immediate").await?;
-        for &(device, at) in chunk {
-            sqlx::query("update devices set last_seen = max(last_seen, ?) where id = ?")
-                .bind(at)
-                .bind(device)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query(
+            "update devices set last_seen = max(devices.last_seen, seen.at)
+             from (select value ->> 0 as id, value ->> 1 as at from json_each(?)) seen
+             where devices.id = seen.id",
+        )
+        .bind(json(chunk.iter())?)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
     }
     Ok(())

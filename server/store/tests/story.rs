@@ -33,6 +33,7 @@ macro_rules! stories {
 stories!(
     first_check_in_records_the_device_and_auto_assigns_a_seat,
     a_known_device_keeps_first_seen_and_moves_last_seen,
+    a_flush_writes_every_waiting_last_seen,
     auto_assign_off_leaves_new_devices_unlicensed,
     a_full_product_answers_no_seats_available,
     revoked_seat_is_not_reassigned_by_auto_assign,
@@ -121,6 +122,38 @@ async fn a_known_device_keeps_first_seen_and_moves_last_seen(store: Store) {
     let device = store.device(org, "SN-1").await.unwrap().device;
     assert_eq!((Some(device.first_seen), Some(device.last_seen)), (second.first_seen, second.last_seen));
     assert_eq!(device.last_seen.timestamp_subsec_nanos() % 1_000_000, 0, "stored to the millisecond");
+}
+
+/// A flush writes every `last seen` that waits, however many wait: more than
+/// one statement's worth on either backend.
+async fn a_flush_writes_every_waiting_last_seen(store: Store) {
+    const DEVICES: usize = 2_100;
+    let org = org_with_product(&store, "acme", "editor", DEVICES as i64, true).await;
+    let check_in_all = || {
+        let tasks: Vec<_> = (0..DEVICES)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.check_in(org, "editor", &format!("SN-{i:05}")).await.unwrap() })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::with_capacity(DEVICES);
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            answers
+        }
+    };
+    let first = check_in_all().await;
+    assert!(first.iter().all(|answer| answer.licensed));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = check_in_all().await;
+    store.flush().await.unwrap();
+    for (first, again) in first.iter().zip(&again) {
+        assert!(again.last_seen > first.last_seen, "{again:?} after {first:?}");
+        let device = store.device(org, &again.serial).await.unwrap().device;
+        assert_eq!(Some(device.last_seen), again.last_seen, "{}", again.serial);
+    }
 }
 
 async fn auto_assign_off_leaves_new_devices_unlicensed(store: Store) {
