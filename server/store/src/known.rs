@@ -282,6 +282,11 @@ fn keep_newest(times: &mut HashMap<i64, i64>, device_id: i64, at: i64) {
 /// counter `PRAGMA data_version` reads), and a changed counter empties this.
 /// So a key the operator rotates from the command line is refused at once,
 /// and a check-in's authentication costs a 4-byte read instead of a query.
+///
+/// This process's own commits on the check-in path (group decisions and
+/// `last seen` writes) change no organization: they carry the keys over
+/// ([`KnownKeys::carry_over`]) instead of emptying them, or every group
+/// commit would send the check-ins arriving meanwhile to the database.
 pub struct KnownKeys {
     wal_index: Option<std::fs::File>,
     inner: Mutex<KeysSeen>,
@@ -331,6 +336,21 @@ impl KnownKeys {
             return None;
         }
         seen.orgs.get(digest).copied()
+    }
+
+    /// After a commit of this process that wrote rows but changed no
+    /// organization, made holding the write lock it took at counter `before`:
+    /// SQLite adds exactly one to the counter for a commit that writes
+    /// (`iChange++` in `sqlite3WalFrames`), and nobody else could commit
+    /// meanwhile, so the keys known at `before` are still right at
+    /// `before + 1`. A commit by anyone else after it moves the counter on,
+    /// and that empties them as before.
+    pub fn carry_over(&self, before: Option<u32>) {
+        let Some(before) = before else { return };
+        let mut seen = self.lock();
+        if seen.version == Some(before) {
+            seen.version = Some(before.wrapping_add(1));
+        }
     }
 
     /// Remembers a key found in the database, which was at `version` (read
@@ -398,6 +418,24 @@ mod tests {
         assert!(late.is_stale());
         assert!(!late.finish());
         assert_eq!(known.len(), 0);
+    }
+
+    #[test]
+    fn keys_carry_over_this_process_s_commit_and_no_other() {
+        let keys = KnownKeys::new(None);
+        let digest = b"digest".to_vec();
+        keys.remember(Some(7), digest.clone(), ACME);
+        keys.carry_over(Some(7));
+        assert_eq!(keys.get(Some(8), &digest), Some(ACME), "our commit, one past the keys");
+        assert_eq!(keys.get(Some(7), &digest), None);
+        keys.carry_over(Some(7));
+        assert_eq!(keys.get(Some(8), &digest), Some(ACME), "a commit from before the keys' counter moves nothing");
+        keys.carry_over(Some(9));
+        assert_eq!(keys.get(Some(8), &digest), Some(ACME), "nor one from after another's commit");
+        assert_eq!(keys.get(Some(10), &digest), None, "which empties them");
+        keys.remember(Some(u32::MAX), digest.clone(), ACME);
+        keys.carry_over(Some(u32::MAX));
+        assert_eq!(keys.get(Some(0), &digest), Some(ACME), "the counter wraps");
     }
 
     #[test]

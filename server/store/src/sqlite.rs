@@ -88,15 +88,15 @@ impl SqliteStore {
         let (check_ins, queue) = mpsc::channel(group::GROUP_MAX * 4);
         let known = Arc::new(KnownDevices::default());
         let touches = Arc::new(Touches::default());
-        tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone()));
-        let flusher = writer.clone();
-        tokio::spawn(known::flush_forever(FLUSH_EVERY, touches.clone(), move |batch| {
-            let writer = flusher.clone();
-            async move { write_touches(&writer, batch).await }
-        }));
         // The writer keeps the database open, so its wal-index stays.
         let wal_index = path.as_ref().and_then(|path| std::fs::File::open(beside(path, "-shm")).ok());
         let keys = Arc::new(KnownKeys::new(wal_index));
+        tokio::spawn(group_commit(writer.clone(), queue, group_max, known.clone(), keys.clone()));
+        let (flusher, flusher_keys) = (writer.clone(), keys.clone());
+        tokio::spawn(known::flush_forever(FLUSH_EVERY, touches.clone(), move |batch| {
+            let (writer, keys) = (flusher.clone(), flusher_keys.clone());
+            async move { write_touches(&writer, &keys, batch).await }
+        }));
         Ok(SqliteStore { writer, readers, check_ins, known, touches, keys, path, lock: Arc::default() })
     }
 
@@ -131,7 +131,7 @@ impl SqliteStore {
 
     /// Writes the `last seen` times still waiting; called when the server stops.
     pub async fn flush(&self) -> Result<()> {
-        self.touches.flush(|batch| write_touches(&self.writer, batch)).await
+        self.touches.flush(|batch| write_touches(&self.writer, &self.keys, batch)).await
     }
 
     async fn write(&self) -> Result<Tx> {
@@ -610,7 +610,7 @@ impl LicenseStore for SqliteStore {
         const SLICE: usize = 500;
         // `last seen` times still in memory first: a device seen a moment ago
         // is not idle.
-        self.touches.flush(|batch| write_touches(&self.writer, batch)).await?;
+        self.touches.flush(|batch| write_touches(&self.writer, &self.keys, batch)).await?;
         let mut reclaimed = 0;
         loop {
             let mut tx = self.write().await?;
@@ -1045,6 +1045,7 @@ async fn group_commit(
     mut queue: mpsc::Receiver<PendingCheckIn>,
     group_max: usize,
     known: Arc<KnownDevices>,
+    keys: Arc<KnownKeys>,
 ) {
     loop {
         // The first check-in to arrive and every other one already waiting.
@@ -1053,7 +1054,7 @@ async fn group_commit(
             return; // The store is gone.
         }
         let generation = known.generation();
-        match decide_group(&writer, &group).await {
+        match decide_group(&writer, &keys, &group).await {
             Ok(answers) => {
                 // Committed: the devices that hold their seats can be answered
                 // from memory next time.
@@ -1085,11 +1086,12 @@ async fn group_commit(
 /// check-ins (see [`crate::group`]). A check-in refused for its own input (an
 /// unknown product) gets its error and changes nothing; a database error
 /// rolls the whole group back.
-async fn decide_group(writer: &SqlitePool, pending: &[PendingCheckIn]) -> Result<Vec<group::Answer>> {
+async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingCheckIn]) -> Result<Vec<group::Answer>> {
     let at = millis(now());
     let group: Vec<Asked> =
         pending.iter().map(|p| Asked { org: p.org, code: p.code.as_str(), serial: p.serial.as_str() }).collect();
     let mut tx = writer.begin_with("begin immediate").await?;
+    let counter = keys.version();
 
     // Nothing else writes while the group holds the write lock, so the seat
     // counts read here stay true until the commit.
@@ -1172,6 +1174,10 @@ async fn decide_group(writer: &SqlitePool, pending: &[PendingCheckIn]) -> Result
         .await?;
     }
     tx.commit().await?;
+    // The upsert wrote every row it returned; the group changed no organization.
+    if !recorded.is_empty() {
+        keys.carry_over(counter);
+    }
     Ok(decided.answers)
 }
 
@@ -1184,11 +1190,13 @@ fn json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String> {
 
 /// Writes waiting `last seen` times (by device id, in id order): one
 /// statement and one transaction per thousand devices, so check-ins waiting
-/// for the writer are not held up long.
-async fn write_touches(writer: &SqlitePool, batch: Vec<(i64, i64)>) -> Result<()> {
+/// for the writer are not held up long. Organizations are not touched, so
+/// the product keys known before stay known.
+async fn write_touches(writer: &SqlitePool, keys: &KnownKeys, batch: Vec<(i64, i64)>) -> Result<()> {
     for chunk in batch.chunks(1000) {
         let mut tx = writer.begin_with("begin immediate").await?;
-        sqlx::query(
+        let counter = keys.version();
+        let written = sqlx::query(
             "update devices set last_seen = max(devices.last_seen, seen.at)
              from (select value ->> 0 as id, value ->> 1 as at from json_each(?)) seen
              where devices.id = seen.id",
@@ -1197,6 +1205,9 @@ async fn write_touches(writer: &SqlitePool, batch: Vec<(i64, i64)>) -> Result<()
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if written.rows_affected() > 0 {
+            keys.carry_over(counter);
+        }
     }
     Ok(())
 }
@@ -1251,4 +1262,99 @@ async fn learn_holdings(readers: &SqlitePool, known: &KnownDevices) -> Result<Op
         after = last;
     }
     Ok(learning.finish().then_some(learnt))
+}
+
+#[cfg(all(test, unix, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::{LicenseStore, NewProduct};
+
+    /// The keys this process knows, at the database's counter now.
+    fn known_now(store: &SqliteStore, key: &str) -> Option<OrgId> {
+        store.keys.get(store.keys.version(), &keys::digest(key))
+    }
+
+    /// [`KnownKeys::carry_over`] counts on SQLite adding exactly one to the
+    /// wal-index's change counter per commit that writes: checked here on a
+    /// real database, with the server's own group commits and `last seen`
+    /// writes, and a rotation by another connection (as the operator's
+    /// command line makes it) ending the key at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_servers_own_check_in_commits_keep_known_keys_and_anyone_elses_end_them() {
+        let db = crate::testing::TestDatabase::sqlite();
+        let server = SqliteStore::open(&db.url).await.unwrap();
+        server.migrate().await.unwrap();
+        let command_line = SqliteStore::open(&db.url).await.unwrap();
+        let key = command_line.create_organization("acme").await.unwrap().product_key;
+        let org = command_line.organization_by_name("acme").await.unwrap().id;
+        let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 100, auto_assign: true };
+        command_line.add_product(org, &editor, Actor::Operator).await.unwrap();
+
+        assert_eq!(server.authenticate_product(&key).await.unwrap(), Some(org));
+        assert_eq!(known_now(&server, &key), Some(org));
+        for round in 0..5 {
+            // New devices: group commits; then held ones, whose `last seen` is written.
+            let serials: Vec<String> = (0..10).map(|i| format!("SN-{round}-{i}")).collect();
+            for serial in serials.iter().chain(&serials) {
+                assert!(server.check_in(org, "editor", serial).await.unwrap().licensed);
+            }
+            server.flush().await.unwrap();
+            assert_eq!(known_now(&server, &key), Some(org), "round {round}");
+        }
+
+        let rotated = command_line.rotate_product_key(org, Actor::Operator).await.unwrap();
+        assert_eq!(known_now(&server, &key), None);
+        assert_eq!(server.authenticate_product(&key).await.unwrap(), None);
+        assert_eq!(server.authenticate_product(&rotated).await.unwrap(), Some(org));
+        assert!(server.check_in(org, "editor", "SN-after").await.unwrap().licensed);
+        assert_eq!(known_now(&server, &rotated), Some(org));
+    }
+
+    /// Rotations from another connection while the server commits groups of
+    /// check-ins as fast as they come: each old key is refused as soon as
+    /// its rotation returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_rotated_elsewhere_during_group_commits_is_refused_at_once() {
+        let db = crate::testing::TestDatabase::sqlite();
+        let server = Arc::new(SqliteStore::open(&db.url).await.unwrap());
+        server.migrate().await.unwrap();
+        let command_line = SqliteStore::open(&db.url).await.unwrap();
+        let mut key = command_line.create_organization("acme").await.unwrap().product_key;
+        let org = command_line.organization_by_name("acme").await.unwrap().id;
+        let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 1_000_000, auto_assign: true };
+        command_line.add_product(org, &editor, Actor::Operator).await.unwrap();
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let arriving: Vec<_> = (0..8)
+            .map(|task| {
+                let (server, stop) = (server.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        server.check_in(org, "editor", &format!("SN-{task}-{i}")).await.unwrap();
+                        i += 1;
+                    }
+                    i
+                })
+            })
+            .collect();
+        for rotation in 0..20 {
+            for _ in 0..5 {
+                assert_eq!(server.authenticate_product(&key).await.unwrap(), Some(org));
+                tokio::task::yield_now().await;
+            }
+            let rotated = command_line.rotate_product_key(org, Actor::Operator).await.unwrap();
+            assert_eq!(server.authenticate_product(&key).await.unwrap(), None, "the old key, after its rotation");
+            // And after the server's next commit of its own.
+            server.check_in(org, "editor", &format!("AFTER-{rotation}")).await.unwrap();
+            assert_eq!(server.authenticate_product(&key).await.unwrap(), None, "the old key, after a group commit");
+            key = rotated;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut checked_in = 0;
+        for task in arriving {
+            checked_in += task.await.unwrap();
+        }
+        assert!(checked_in > 20, "check-ins were committed meanwhile ({checked_in})");
+    }
 }
