@@ -43,15 +43,15 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
     let mut state = AppState::new(store.clone(), addr).with_limits(cli.limits());
+    let mut metrics_bound = None;
     if let Some(metrics_addr) = cli.metrics_addr {
         state = state.with_metrics_elsewhere();
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .with_context(|| format!("listening for /metrics on {metrics_addr}"))?;
         let bound = metrics.local_addr().context("reading the metrics address")?;
-        tracing::info!(%bound, "metrics on http://{bound}/metrics");
+        metrics_bound = Some(bound);
         let router = seatkeeper::metrics_router(state.clone());
         tokio::spawn(async move {
             if let Err(error) = axum::serve(metrics, router).await {
@@ -65,6 +65,12 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     if cli.activity_retention_days > 0 {
         let days = u64::from(cli.activity_retention_days);
         seatkeeper::housekeeping::spawn_activity_retention(store.clone(), std::time::Duration::from_secs(days * 86_400));
+    }
+    // Said once everything is ready (the signing keys above all), so that
+    // an operator, a supervisor or a test reading it can rely on it.
+    tracing::info!(%addr, backend = store.backend_name(), "Seatkeeper is serving on http://{addr}");
+    if let Some(bound) = metrics_bound {
+        tracing::info!(%bound, "metrics on http://{bound}/metrics");
     }
     serve(listener, state, shutdown).await.context("serving")?;
     store.flush().await.context("writing the last-seen times")?;
