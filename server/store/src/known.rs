@@ -341,7 +341,7 @@ impl KnownKeys {
     /// After a commit of this process that wrote rows but changed no
     /// organization, made holding the write lock it took at counter `before`:
     /// SQLite adds exactly one to the counter for a commit that writes
-    /// (`iChange++` in `sqlite3WalFrames`), and nobody else could commit
+    /// (`iChange++` in `walFrames`, sqlite3.c), and nobody else could commit
     /// meanwhile, so the keys known at `before` are still right at
     /// `before + 1`. A commit by anyone else after it moves the counter on,
     /// and that empties them as before.

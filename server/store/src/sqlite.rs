@@ -1090,8 +1090,7 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
     let at = millis(now());
     let group: Vec<Asked> =
         pending.iter().map(|p| Asked { org: p.org, code: p.code.as_str(), serial: p.serial.as_str() }).collect();
-    let mut tx = writer.begin_with("begin immediate").await?;
-    let counter = keys.version();
+    let (mut tx, counter) = begin_check_in_write(writer, keys).await?;
 
     // Nothing else writes while the group holds the write lock, so the seat
     // counts read here stay true until the commit.
@@ -1173,12 +1172,27 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
         .execute(&mut *tx)
         .await?;
     }
+    // The upsert wrote every row it returned.
+    commit_check_in_write(tx, keys, counter, !recorded.is_empty()).await?;
+    Ok(decided.answers)
+}
+
+/// A write transaction of the check-in path (a group's decisions, `last
+/// seen` times), which changes no organization, and the database's change
+/// counter read once it holds the write lock.
+async fn begin_check_in_write(writer: &SqlitePool, keys: &KnownKeys) -> Result<(Tx, Option<u32>)> {
+    let tx = writer.begin_with("begin immediate").await?;
+    Ok((tx, keys.version()))
+}
+
+/// Commits a [`begin_check_in_write`] transaction; when it `wrote` rows, the
+/// product keys known before it stay known after it ([`KnownKeys::carry_over`]).
+async fn commit_check_in_write(tx: Tx, keys: &KnownKeys, counter: Option<u32>, wrote: bool) -> Result<()> {
     tx.commit().await?;
-    // The upsert wrote every row it returned; the group changed no organization.
-    if !recorded.is_empty() {
+    if wrote {
         keys.carry_over(counter);
     }
-    Ok(decided.answers)
+    Ok(())
 }
 
 /// A group's rows as one JSON array, for `json_each`: one statement and one
@@ -1190,12 +1204,10 @@ fn json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String> {
 
 /// Writes waiting `last seen` times (by device id, in id order): one
 /// statement and one transaction per thousand devices, so check-ins waiting
-/// for the writer are not held up long. Organizations are not touched, so
-/// the product keys known before stay known.
+/// for the writer are not held up long.
 async fn write_touches(writer: &SqlitePool, keys: &KnownKeys, batch: Vec<(i64, i64)>) -> Result<()> {
     for chunk in batch.chunks(1000) {
-        let mut tx = writer.begin_with("begin immediate").await?;
-        let counter = keys.version();
+        let (mut tx, counter) = begin_check_in_write(writer, keys).await?;
         let written = sqlx::query(
             "update devices set last_seen = max(devices.last_seen, seen.at)
              from (select value ->> 0 as id, value ->> 1 as at from json_each(?)) seen
@@ -1204,10 +1216,7 @@ async fn write_touches(writer: &SqlitePool, keys: &KnownKeys, batch: Vec<(i64, i
         .bind(json(chunk.iter())?)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        if written.rows_affected() > 0 {
-            keys.carry_over(counter);
-        }
+        commit_check_in_write(tx, keys, counter, written.rows_affected() > 0).await?;
     }
     Ok(())
 }
