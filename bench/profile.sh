@@ -15,6 +15,7 @@ pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/post
 addr=127.0.0.1:3952
 devices=10000
 [ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+source bench/common.sh
 
 work=$(mktemp -d)
 pid=
@@ -28,14 +29,7 @@ case $backend in
         url=${pg_admin%/*}/seatkeeper_profile ;;
     *) echo "usage: bench/profile.sh [sqlite|postgres] [known|new]" >&2; exit 2 ;;
 esac
-DATABASE_URL=$url "$bin" org create bench --json > "$work/org.json"
-DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 2000000 --auto-assign > /dev/null
-DATABASE_URL=$url "$bin" product add --org bench --code office --name Office --seats 1 > /dev/null
-case $backend in
-    sqlite) python3 bench/seed_sqlite.py "$work/profile.db" "$devices" 1 ;;
-    postgres) psql -q "$url" -v devices="$devices" -v holders=1 -f bench/seed_postgres.sql > /dev/null ;;
-esac
-key=$(grep -o 'sk_prod_[0-9a-f]*' "$work/org.json" | head -n 1)
+key=$(seed_fleet "$url" "$devices" 1 "$work/org.json")
 
 DATABASE_URL=$url RUST_LOG=warn "$bin" serve --addr "$addr" --checkin-rate 0 > "$work/server.log" 2>&1 &
 pid=$!
@@ -43,14 +37,12 @@ for _ in $(seq 1 300); do curl -sf "http://$addr/healthz" > /dev/null && break; 
 # Warm up: the server learns its holdings, the database its pages.
 SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=$mode wrk -t1 -c64 -d2s -s bench/checkin.lua "http://$addr" > /dev/null
 
-# CPU ticks (utime + stime) of processes.
-ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
 database() { [ "$backend" = postgres ] && pgrep -x postgres || true; }
-server0=$(ticks "$pid"); database0=$(ticks $(database))
+server0=$(cpu_ticks "$pid"); database0=$(cpu_ticks $(database))
 perf record -F 999 -g -p "$pid" -o "$work/perf.data" -- sleep 9 2> /dev/null &
 perf_pid=$!
 SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=$mode wrk -t1 -c64 -d10s -s bench/checkin.lua "http://$addr" > "$work/wrk.txt"
-server1=$(ticks "$pid"); database1=$(ticks $(database))
+server1=$(cpu_ticks "$pid"); database1=$(cpu_ticks $(database))
 wait "$perf_pid" || true
 
 requests=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")

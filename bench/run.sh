@@ -30,6 +30,7 @@ holders=100000
 
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null; apt-get install -y -qq wrk >/dev/null; }
 [ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+source bench/common.sh
 
 work=$(mktemp -d)
 servers=()
@@ -88,20 +89,7 @@ until_learnt() { # count-before
 
 rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-# An organization "bench" with products "bench" (a million seats, auto-assign)
-# and "office" (holders seats, all held by the first $holders devices), and
-# $2 devices BENCH-0000000… that all hold "bench".
-seed() { # url devices
-    local url=$1 devices=$2
-    DATABASE_URL=$url "$bin" org create bench --json > "$work/org.json"
-    DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 2000000 --auto-assign > /dev/null
-    DATABASE_URL=$url "$bin" product add --org bench --code office --name Office --seats "$holders" > /dev/null
-    case $url in
-        sqlite://*) python3 bench/seed_sqlite.py "${url#sqlite://}" "$devices" "$holders" ;;
-        postgres://*) psql -q "$url" -v devices="$devices" -v holders="$holders" -f bench/seed_postgres.sql > /dev/null ;;
-    esac
-    grep -o 'sk_prod_[0-9a-f]*' "$work/org.json" | head -n 1
-}
+seed() { seed_fleet "$1" "$2" "$holders" "$work/org.json"; } # url devices
 
 admin_key() { grep -o 'sk_admin_[0-9a-f]*' "$work/org.json" | head -n 1; }
 

@@ -14,6 +14,7 @@ bin=${CARGO_TARGET_DIR:-target}/release/seatkeeper
 pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 devices=10000
 [ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+source bench/common.sh
 
 work=$(mktemp -d)
 pids=()
@@ -22,11 +23,7 @@ trap cleanup EXIT
 
 psql "$pg_admin" -qc "drop database if exists seatkeeper_two with (force)" -c "create database seatkeeper_two" 2>/dev/null
 url=${pg_admin%/*}/seatkeeper_two
-DATABASE_URL=$url "$bin" org create bench --json > "$work/org.json"
-DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 2000000 --auto-assign > /dev/null
-DATABASE_URL=$url "$bin" product add --org bench --code office --name Office --seats 1 > /dev/null
-psql -q "$url" -v devices="$devices" -v holders=1 -f bench/seed_postgres.sql > /dev/null
-key=$(grep -o 'sk_prod_[0-9a-f]*' "$work/org.json" | head -n 1)
+key=$(seed_fleet "$url" "$devices" 1 "$work/org.json")
 
 one=127.0.0.1:3961
 two=127.0.0.1:3962
@@ -36,16 +33,15 @@ for at in "$one" "$two"; do
     for _ in $(seq 1 300); do curl -sf "http://$at/healthz" > /dev/null && break; sleep 0.01; done
 done
 
-ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
 wrk_at() { SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=known wrk -t1 -c32 -d10s -s bench/checkin.lua "http://$1"; }
 per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
 
 run() { # label first-address second-address
     local servers0 database0 servers1 database1 n
-    servers0=$(ticks "${pids[@]}"); database0=$(ticks $(pgrep -x postgres))
+    servers0=$(cpu_ticks "${pids[@]}"); database0=$(cpu_ticks $(pgrep -x postgres))
     wrk_at "$2" > "$work/a" &
     wrk_at "$3" > "$work/b"; wait $!
-    servers1=$(ticks "${pids[@]}"); database1=$(ticks $(pgrep -x postgres))
+    servers1=$(cpu_ticks "${pids[@]}"); database1=$(cpu_ticks $(pgrep -x postgres))
     n=$(cat "$work/a" "$work/b" | awk '/requests in/ { s += $1 } END { print s }')
     echo "$1: $((n / 10)) check-ins/s; CPU per check-in: servers $(per $((servers1 - servers0)) "$n"), PostgreSQL $(per $((database1 - database0)) "$n")"
 }

@@ -1,0 +1,20 @@
+# Sourced by the benchmark scripts (which set $bin, the release server).
+
+# An organization "bench" with products "bench" (two million seats,
+# auto-assign) and "office" ($holders seats, all held by the first $holders
+# devices), and $devices devices BENCH-0000000… that all hold "bench". The
+# organization's keys go to $org_json; echoes its product key.
+seed_fleet() { # url devices holders org_json
+    local url=$1 devices=$2 holders=$3 org_json=$4
+    DATABASE_URL=$url "$bin" org create bench --json > "$org_json"
+    DATABASE_URL=$url "$bin" product add --org bench --code bench --name Bench --seats 2000000 --auto-assign > /dev/null
+    DATABASE_URL=$url "$bin" product add --org bench --code office --name Office --seats "$holders" > /dev/null
+    case $url in
+        sqlite://*) python3 bench/seed_sqlite.py "${url#sqlite://}" "$devices" "$holders" ;;
+        postgres://*) psql -q "$url" -v devices="$devices" -v holders="$holders" -f bench/seed_postgres.sql > /dev/null ;;
+    esac
+    grep -o 'sk_prod_[0-9a-f]*' "$org_json" | head -n 1
+}
+
+# CPU ticks (utime + stime) of processes, summed.
+cpu_ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
