@@ -17,9 +17,10 @@ office = db.execute("select id from products where org_id = ? and code = 'office
 now = int(time.time() * 1000)
 with db:
     db.executemany(
-        "insert into devices (org_id, serial, first_seen, last_seen) values (?, ?, ?, ?)",
-        ((org, f"BENCH-{i:07d}", now, now) for i in range(devices)),
+        "insert into devices (org_id, serial, first_seen) values (?, ?, ?)",
+        ((org, f"BENCH-{i:07d}", now) for i in range(devices)),
     )
+    db.execute("insert into device_seen (device_id, last_seen) select id, first_seen from devices where org_id = ?", (org,))
     db.execute(
         "insert into assignments (product_id, device_id, assigned_at) select ?, id, ? from devices where org_id = ?",
         (bench, now, org),

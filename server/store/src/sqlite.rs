@@ -619,7 +619,9 @@ impl LicenseStore for SqliteStore {
                  from products p
                  join assignments a on a.product_id = p.id
                  join devices d on d.id = a.device_id
-                 where p.reclaim_after_days is not null and d.last_seen < ?1 - p.reclaim_after_days * 86400000
+                 left join device_seen ds on ds.device_id = d.id
+                 where p.reclaim_after_days is not null
+                   and coalesce(ds.last_seen, d.first_seen) < ?1 - p.reclaim_after_days * 86400000
                  limit ?2",
             )
             .bind(millis(now))
@@ -759,8 +761,9 @@ impl LicenseStore for SqliteStore {
         let product = self.org_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
         let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-            "select d.id, d.serial, a.assigned_at, d.first_seen, d.last_seen
+            "select d.id, d.serial, a.assigned_at, d.first_seen, coalesce(ds.last_seen, d.first_seen)
              from assignments a join devices d on d.id = a.device_id
+             left join device_seen ds on ds.device_id = d.id
              where a.product_id = ? and d.serial > ?
              order by d.serial limit ?",
         )
@@ -812,9 +815,9 @@ impl LicenseStore for SqliteStore {
             ("devices d", "")
         };
         let sql = format!(
-            "select d.id, d.serial, d.first_seen, d.last_seen,
+            "select d.id, d.serial, d.first_seen, coalesce(ds.last_seen, d.first_seen),
                     (select count(*) from assignments a where a.device_id = d.id)
-             from {from}
+             from {from} left join device_seen ds on ds.device_id = d.id
              where d.org_id = ?1 and d.serial > ?2 and d.serial like ?3 escape '\\' {narrowed}
              order by d.serial limit ?4"
         );
@@ -840,7 +843,11 @@ impl LicenseStore for SqliteStore {
     async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
         let mut conn = self.readers.acquire().await?;
         let row: Option<(i64, String, i64, i64)> =
-            sqlx::query_as("select id, serial, first_seen, last_seen from devices where org_id = ? and serial = ?")
+            sqlx::query_as(
+                "select d.id, d.serial, d.first_seen, coalesce(ds.last_seen, d.first_seen)
+                 from devices d left join device_seen ds on ds.device_id = d.id
+                 where d.org_id = ? and d.serial = ?",
+            )
                 .bind(org.0)
                 .bind(serial)
                 .fetch_optional(&mut *conn)
@@ -1105,22 +1112,40 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
     // Every device recorded, or its last seen moved, unless its serial is on
     // the ignore list.
     let to_record = group::devices_to_record(&group, &products);
-    let recorded: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(
-        "insert into devices (org_id, serial, first_seen, last_seen)
-         select asked.org_id, asked.serial, ?2, ?2
+    // (The no-op update makes `returning` give the devices already there.)
+    let recorded: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "insert into devices (org_id, serial, first_seen)
+         select asked.org_id, asked.serial, ?2
          from (select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked
          where not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)
-         on conflict (org_id, serial) do update set last_seen = max(devices.last_seen, excluded.last_seen)
-         returning id, org_id, serial, first_seen, last_seen",
+         on conflict (org_id, serial) do update set first_seen = devices.first_seen
+         returning id, org_id, serial, first_seen",
     )
     .bind(json(to_record.iter().map(|(org, serial)| (org.0, serial)))?)
     .bind(at)
     .fetch_all(&mut *tx)
     .await?;
+    let seen: HashMap<i64, i64> = if recorded.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as(
+            "insert into device_seen (device_id, last_seen)
+             select value, ?2 from json_each(?1) where true
+             on conflict (device_id) do update set last_seen = max(device_seen.last_seen, excluded.last_seen)
+             returning device_id, last_seen",
+        )
+        .bind(json(recorded.iter().map(|(id, ..)| id))?)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect()
+    };
     let devices: HashMap<(OrgId, &str), Recorded> = recorded
         .iter()
-        .map(|(id, org, serial, first_seen, last_seen)| {
-            let device = Recorded { id: *id, first_seen: timestamp(*first_seen), last_seen: timestamp(*last_seen) };
+        .map(|(id, org, serial, first_seen)| {
+            let last_seen = timestamp(seen.get(id).copied().unwrap_or(at));
+            let device = Recorded { id: *id, first_seen: timestamp(*first_seen), last_seen };
             ((OrgId(*org), serial.as_str()), device)
         })
         .collect();
@@ -1209,9 +1234,9 @@ async fn write_touches(writer: &SqlitePool, keys: &KnownKeys, batch: Vec<(i64, i
     for chunk in batch.chunks(1000) {
         let (mut tx, counter) = begin_check_in_write(writer, keys).await?;
         let written = sqlx::query(
-            "update devices set last_seen = max(devices.last_seen, seen.at)
+            "update device_seen set last_seen = max(device_seen.last_seen, seen.at)
              from (select value ->> 0 as id, value ->> 1 as at from json_each(?)) seen
-             where devices.id = seen.id",
+             where device_seen.device_id = seen.id",
         )
         .bind(json(chunk.iter())?)
         .execute(&mut *tx)
@@ -1317,6 +1342,50 @@ mod tests {
         assert_eq!(server.authenticate_product(&rotated).await.unwrap(), Some(org));
         assert!(server.check_in(org, "editor", "SN-after").await.unwrap().licensed);
         assert_eq!(known_now(&server, &rotated), Some(org));
+    }
+
+    /// Migration 0008 moves `last seen` into a table of its own: the times
+    /// of a database made before it come through, every device has its row
+    /// after it, and a deleted device takes its row along.
+    #[tokio::test]
+    async fn last_seen_times_survive_their_move_to_a_table_of_their_own() {
+        let db = crate::testing::TestDatabase::sqlite();
+        let store = SqliteStore::open(&db.url).await.unwrap();
+        let before_0008 = sqlx::migrate::Migrator {
+            migrations: MIGRATOR.migrations.iter().filter(|m| m.version < 8).cloned().collect(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before_0008.run(&store.writer).await.unwrap();
+        store.create_organization("acme").await.unwrap();
+        let org = store.organization_by_name("acme").await.unwrap().id;
+        for (serial, first_seen, last_seen) in [("SN-1", 1_000, 5_000), ("SN-2", 2_000, 2_000)] {
+            sqlx::query("insert into devices (org_id, serial, first_seen, last_seen) values (?, ?, ?, ?)")
+                .bind(org.0)
+                .bind(serial)
+                .bind(first_seen)
+                .bind(last_seen)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+
+        store.migrate().await.unwrap();
+        for (serial, last_seen) in [("SN-1", 5_000), ("SN-2", 2_000)] {
+            assert_eq!(millis(store.device(org, serial).await.unwrap().device.last_seen), last_seen, "{serial}");
+        }
+
+        let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 10, auto_assign: true };
+        store.add_product(org, &editor, Actor::Operator).await.unwrap();
+        store.check_in(org, "editor", "SN-3").await.unwrap();
+        let rows = || async {
+            sqlx::query_as::<_, (i64, i64)>("select (select count(*) from devices), (select count(*) from device_seen)")
+                .fetch_one(&store.writer)
+                .await
+                .unwrap()
+        };
+        assert_eq!(rows().await, (3, 3), "a new device has its row");
+        store.delete_device(org, "SN-1", Actor::Operator).await.unwrap();
+        assert_eq!(rows().await, (2, 2), "a deleted device takes its row along");
     }
 
     /// Rotations from another connection while the server commits groups of
