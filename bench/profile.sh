@@ -3,7 +3,9 @@
 # check-in for 10 seconds under `perf record -g`, then prints the throughput,
 # the CPU the server (and, on PostgreSQL, the database's backends) used per
 # check-in, and the hottest functions.
-#   bench/profile.sh [sqlite|postgres] [known|new]
+#   [SK_DEVICES=10000] bench/profile.sh [sqlite|postgres] [known|new]
+# SK_DEVICES: the fleet's size; SK_KEEP=1 keeps the work folder (perf.data,
+# the server's log) and prints where it is.
 # Needs the release build, wrk and perf (Debian's linux-perf); PostgreSQL at
 # $SEATKEEPER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
@@ -13,13 +15,13 @@ mode=${2:-known}
 bin=${CARGO_TARGET_DIR:-target}/release/seatkeeper
 pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 addr=127.0.0.1:3952
-devices=10000
+devices=${SK_DEVICES:-10000}
 [ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
 source bench/common.sh
 
 work=$(mktemp -d)
 pid=
-cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; if [ -n "${SK_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 
 case $backend in
@@ -49,11 +51,13 @@ requests=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
 per() { awk -v t="$1" -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
 echo "$backend, $mode devices: $(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.txt") check-ins/s"
 echo "CPU per check-in: server $(per $((server1 - server0)))$([ "$backend" = postgres ] && echo ", PostgreSQL backends $(per $((database1 - database0)))")"
+# `|| true`: head closing the pipe ends perf early, which is not a failure.
+top() { perf report -i "$work/perf.data" --no-children --stdio -g none "${@:2}" 2> /dev/null | grep '%' | head -n "$1" | cut -c1-140 || true; }
 echo "Threads of the server, share of samples:"
-perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2> /dev/null | grep '%' | head -n 5
+top 5 --sort comm
 echo "Hottest functions, share of samples:"
-perf report -i "$work/perf.data" --no-children --sort symbol --stdio -g none 2> /dev/null | grep '%' | head -n 25 | cut -c1-140
+top 25 --sort symbol
 if [ "$backend" = sqlite ]; then
     echo "Hottest functions of SQLite's threads (the writer and the readers), share of their samples:"
-    perf report -i "$work/perf.data" --no-children --comms sqlx-sqlite-wor --sort symbol --stdio -g none 2> /dev/null | grep '%' | head -n 15 | cut -c1-140
+    top 15 --comms sqlx-sqlite-wor --percentage relative --sort symbol
 fi
