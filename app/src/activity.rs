@@ -7,7 +7,7 @@ use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, Moment, UiError, When, encode_segment};
+use crate::ui::{Alert, Failure, Moment, UiError, When, encode_segment};
 
 pub const CHANGES_PER_PAGE: u32 = 50;
 
@@ -185,7 +185,7 @@ pub fn ActivityPage() -> impl IntoView {
                         <button type="submit">"Apply"</button>
                         <a href=csv download="activity.csv" rel="external">"Download CSV"</a>
                     </Form>
-                    {problem.map(|problem| view! { <p class="error" role="alert">{problem}</p> })}
+                    {problem.map(|message| view! { <Alert message/> })}
                     {if changes.is_empty() {
                         view! { <p class="muted">"No change matches."</p> }.into_any()
                     } else {

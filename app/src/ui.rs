@@ -82,13 +82,19 @@ pub fn posting_to(url: &str) -> String {
     format!("{url}?back={}", encode_segment(&here))
 }
 
+/// An error, announced to screen readers as it appears.
+#[component]
+pub fn Alert(#[prop(into)] message: String) -> impl IntoView {
+    view! { <p class="error" role="alert">{message}</p> }
+}
+
 /// The error a form post came back with, shown as an alert next to the form.
 #[component]
 pub fn PostedError(
     /// Which form this is, to tell apart several forms on one page.
     form: &'static str,
 ) -> impl IntoView {
-    posted_error(form).map(|message| view! { <p class="error" role="alert">{message}</p> })
+    posted_error(form).map(|message| view! { <Alert message/> })
 }
 
 /// A checkbox that saves itself (the auto-assign switch, a license): with
@@ -171,7 +177,7 @@ impl SavingCheckbox {
 
     /// The error, as an alert next to the box.
     pub fn alert(self) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
-        move || self.error.get().map(|message| view! { <p class="error" role="alert">{message}</p> }.into_any())
+        move || self.error.get().map(|message| view! { <Alert message/> }.into_any())
     }
 }
 
@@ -246,7 +252,7 @@ pub fn Failure(error: UiError) -> impl IntoView {
     if error.code == "signed_out" {
         view! { <div class="narrow"><crate::auth::SignInForm/></div> }.into_any()
     } else {
-        view! { <p class="error" role="alert">{error.message}</p> }.into_any()
+        view! { <Alert message=error.message/> }.into_any()
     }
 }
 
