@@ -1,5 +1,5 @@
 -- `last seen` in a narrow table of its own. A known device's check-in only
--- moves its `last seen`, and the server writes those times about once a
+-- moves its `last seen`, and the server writes those times every half
 -- second for every device seen meanwhile. In a large fleet those devices
 -- are scattered over the whole table, so each write touched most of the
 -- pages of devices; the rows here are two integers, a third of the pages
