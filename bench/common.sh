@@ -16,5 +16,13 @@ seed_fleet() { # url devices holders org_json
     grep -o 'sk_prod_[0-9a-f]*' "$org_json" | head -n 1
 }
 
+# Waits (at most 3 s) until the server at ADDR answers.
+until_serving() { for _ in $(seq 1 300); do curl -sf "http://$1/healthz" > /dev/null && return; sleep 0.01; done; }
+
+# CPU TICKS spread over N check-ins, in µs each.
+per_check_in() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
+
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 # CPU ticks (utime + stime) of processes, summed.
 cpu_ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }

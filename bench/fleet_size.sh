@@ -45,7 +45,7 @@ url_of() { # name
 serve() {
     DATABASE_URL=$1 RUST_LOG=warn,store=info "$bin" serve --addr "$2" --checkin-rate 0 > "$work/$2.log" 2>&1 &
     local pid=$!
-    for _ in $(seq 1 300); do curl -sf "http://$2/healthz" > /dev/null && break; sleep 0.01; done
+    until_serving "$2"
     if [ "$backend" = sqlite ]; then
         for _ in $(seq 1 600); do grep -q "learnt which devices hold seats" "$work/$2.log" && break; sleep 0.1; done
     fi
@@ -64,7 +64,6 @@ big_pid=$(serve "$big_url" "$big_at"); pids+=("$big_pid")
 database() { [ "$backend" = postgres ] && pgrep -x postgres || true; }
 # CPU ticks of a server's SQLite threads (sqlx names them sqlx-sqlite-worker-N).
 sqlite_ticks() { cat /proc/"$1"/task/*/stat 2>/dev/null | awk '$2 ~ /^\(sqlx-sqlite/ { s += $14 + $15 } END { print s + 0 }'; }
-per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
 wrk_at() { # addr key devices seconds
     SK_PRODUCT_KEY=$2 SK_DEVICES=$3 SK_MODE=known wrk -t1 -c64 -d"$4"s -s bench/checkin.lua "http://$1"
 }
@@ -78,10 +77,10 @@ run() {
     n=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
     rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$work/wrk.txt")
     case $backend in
-        sqlite) of=" (SQLite's threads $(per $((sqlite1 - sqlite0)) "$n") of it)" ;;
-        postgres) of=", PostgreSQL $(per $((database1 - database0)) "$n")" ;;
+        sqlite) of=" (SQLite's threads $(per_check_in $((sqlite1 - sqlite0)) "$n") of it)" ;;
+        postgres) of=", PostgreSQL $(per_check_in $((database1 - database0)) "$n")" ;;
     esac
-    echo "$1: $rps check-ins/s; CPU per check-in: server $(per $((server1 - server0)) "$n")$of" >&2
+    echo "$1: $rps check-ins/s; CPU per check-in: server $(per_check_in $((server1 - server0)) "$n")$of" >&2
     echo "$rps"
 }
 
@@ -94,4 +93,4 @@ for _ in $(seq 1 "$rounds"); do
     big_rps=$(run "$big devices" "$big_at" "$big_key" "$big" "$big_pid")
     ratios+=("$(awk -v a="$small_rps" -v b="$big_rps" 'BEGIN { printf "%.2f", a / b }')")
 done
-echo "$backend: the $big-device fleet is slower by ${ratios[*]}× (median $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')×)"
+echo "$backend: the $big-device fleet is slower by ${ratios[*]}× (median $(median "${ratios[@]}")×)"

@@ -35,7 +35,7 @@ key=$(seed_fleet "$url" "$devices" 1 "$work/org.json")
 
 DATABASE_URL=$url RUST_LOG=warn "$bin" serve --addr "$addr" --checkin-rate 0 > "$work/server.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 300); do curl -sf "http://$addr/healthz" > /dev/null && break; sleep 0.01; done
+until_serving "$addr"
 # Warm up: the server learns its holdings, the database its pages.
 SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=$mode wrk -t1 -c64 -d2s -s bench/checkin.lua "http://$addr" > /dev/null
 
@@ -48,7 +48,7 @@ server1=$(cpu_ticks "$pid"); database1=$(cpu_ticks $(database))
 wait "$perf_pid" || true
 
 requests=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
-per() { awk -v t="$1" -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
+per() { per_check_in "$1" "$requests"; }
 echo "$backend, $mode devices: $(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.txt") check-ins/s"
 echo "CPU per check-in: server $(per $((server1 - server0)))$([ "$backend" = postgres ] && echo ", PostgreSQL backends $(per $((database1 - database0)))")"
 # `|| true`: head closing the pipe ends perf early, which is not a failure.

@@ -47,7 +47,6 @@ results=$work/results
 row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$results"; printf '  %-64s %-28s %s\n' "$1" "$2" "$3" >&2; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
 at_least() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? "met" : "NOT met" }'; }
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 at_most() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "met" : "NOT met" }'; }
 
 # Starts a server; waits until it answers; echoes its pid and start-up seconds.
@@ -58,7 +57,7 @@ start_server() { # url addr [extra env...]
         >> "$work/server.out" 2>> "$work/server.err" &
     local pid=$!
     servers+=("$pid")
-    for _ in $(seq 1 300); do curl -sf "http://$at/healthz" >/dev/null && break; sleep 0.01; done
+    until_serving "$at"
     echo "$pid $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')"
 }
 stop_server() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }

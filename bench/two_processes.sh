@@ -30,11 +30,10 @@ two=127.0.0.1:3962
 for at in "$one" "$two"; do
     DATABASE_URL=$url RUST_LOG=warn "$bin" serve --addr "$at" --checkin-rate 0 > /dev/null 2>&1 &
     pids+=($!)
-    for _ in $(seq 1 300); do curl -sf "http://$at/healthz" > /dev/null && break; sleep 0.01; done
+    until_serving "$at"
 done
 
 wrk_at() { SK_PRODUCT_KEY=$key SK_DEVICES=$devices SK_MODE=known wrk -t1 -c32 -d10s -s bench/checkin.lua "http://$1"; }
-per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f µs", 1e6 * t / hz / n }'; }
 
 run() { # label first-address second-address
     local servers0 database0 servers1 database1 n
@@ -43,7 +42,7 @@ run() { # label first-address second-address
     wrk_at "$3" > "$work/b"; wait $!
     servers1=$(cpu_ticks "${pids[@]}"); database1=$(cpu_ticks $(pgrep -x postgres))
     n=$(cat "$work/a" "$work/b" | awk '/requests in/ { s += $1 } END { print s }')
-    echo "$1: $((n / 10)) check-ins/s; CPU per check-in: servers $(per $((servers1 - servers0)) "$n"), PostgreSQL $(per $((database1 - database0)) "$n")"
+    echo "$1: $((n / 10)) check-ins/s; CPU per check-in: servers $(per_check_in $((servers1 - servers0)) "$n"), PostgreSQL $(per_check_in $((database1 - database0)) "$n")"
 }
 
 # Warm up both.
