@@ -34,6 +34,8 @@ impl Statement for NewDevices {
     type Asked = NewCheckIn;
     type Answer = CheckIn;
 
+    const WAIT_FOR_PREVIOUS: std::time::Duration = std::time::Duration::ZERO;
+
     async fn run(pool: &PgPool, batch: &[NewCheckIn]) -> Result<Vec<Option<CheckIn>>> {
         let group: Vec<Asked> =
             batch.iter().map(|asked| Asked { org: asked.org, code: &asked.code, serial: &asked.serial }).collect();
