@@ -25,7 +25,7 @@ use crate::{OrgId, Result, Timestamp};
 /// The most requests in one statement.
 pub(super) const BATCH_MAX: usize = 256;
 /// Statements of one kind in flight at once: one runs while the next batch
-/// gathers.
+/// gathers (a read's batch first waits for it: [`Statement::WAIT_FOR_PREVIOUS`]).
 const IN_FLIGHT: usize = 2;
 
 /// A statement that answers many requests at once.
