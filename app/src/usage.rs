@@ -32,13 +32,10 @@ pub fn date_of(day: i64) -> String {
 
 /// SVG polyline points for `value` of each reading, in a box.
 fn line(points: &[UsagePoint], first_day: i64, last_day: i64, top: i64, frame: Frame, value: fn(&UsagePoint) -> i64) -> String {
-    let span = (last_day - first_day).max(1) as f64;
-    let top = top.max(1) as f64;
     points
         .iter()
         .map(|point| {
-            let x = frame.left + (point.day - first_day) as f64 / span * frame.width;
-            let y = frame.top + frame.height - value(point) as f64 / top * frame.height;
+            let (x, y) = frame.place(point.day, value(point), first_day, last_day, top);
             format!("{x:.1},{y:.1}")
         })
         .collect::<Vec<_>>()
@@ -53,6 +50,28 @@ struct Frame {
     height: f64,
 }
 
+impl Frame {
+    /// Where `value` on `day` goes, for days `first_day..=last_day` and
+    /// values `0..=top`.
+    fn place(self, day: i64, value: i64, first_day: i64, last_day: i64, top: i64) -> (f64, f64) {
+        let span = (last_day - first_day).max(1) as f64;
+        let x = self.left + (day - first_day) as f64 / span * self.width;
+        let y = self.top + self.height - value as f64 / top.max(1) as f64 * self.height;
+        (x, y)
+    }
+}
+
+/// The latest reading of assigned seats as a dot: a line of no length with
+/// round ends (style.css), which stays round in a stretched chart. It also
+/// shows a product with one day of readings, whose lines have one point and
+/// so no length.
+fn latest_dot(at: Option<(f64, f64)>) -> impl IntoView {
+    at.map(|(x, y)| {
+        let (x, y) = (format!("{x:.1}"), format!("{y:.1}"));
+        view! { <line class="latest" x1=x.clone() y1=y.clone() x2=x y2=y /> }
+    })
+}
+
 /// What both drawings need: the top of the scale and the two lines (seats,
 /// assigned) in `frame`, for `days` days up to `today`.
 struct Lines {
@@ -60,6 +79,8 @@ struct Lines {
     top: i64,
     seats: String,
     assigned: String,
+    /// Where the latest reading of assigned seats is.
+    latest: Option<(f64, f64)>,
 }
 
 impl Lines {
@@ -71,6 +92,7 @@ impl Lines {
             top,
             seats: line(points, first_day, today, top, frame, |p| p.seats),
             assigned: line(points, first_day, today, top, frame, |p| p.assigned),
+            latest: points.last().map(|now| frame.place(now.day, now.assigned, first_day, today, top)),
         }
     }
 }
@@ -80,7 +102,7 @@ impl Lines {
 #[component]
 pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoView {
     let frame = Frame { left: 36.0, top: 10.0, width: 590.0, height: 150.0 };
-    let Lines { first_day, top, seats, assigned } = Lines::draw(&points, days, today, frame);
+    let Lines { first_day, top, seats, assigned, latest } = Lines::draw(&points, days, today, frame);
     let peak = points.iter().map(|p| p.assigned).max().unwrap_or(0);
     let label = match points.last() {
         Some(now) => format!(
@@ -102,6 +124,7 @@ pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoVi
                 <text class="tick" x="626" y="178" text-anchor="end">{date_of(today)}</text>
                 <polyline class="seats" points=seats />
                 <polyline class="assigned" points=assigned />
+                {latest_dot(latest)}
             </svg>
             <figcaption>
                 <span class="key assigned">"Assigned"</span>
@@ -115,7 +138,7 @@ pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoVi
 #[component]
 pub fn Sparkline(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoView {
     let frame = Frame { left: 1.0, top: 2.0, width: 78.0, height: 18.0 };
-    let Lines { seats, assigned, .. } = Lines::draw(&points, days, today, frame);
+    let Lines { seats, assigned, latest, .. } = Lines::draw(&points, days, today, frame);
     let label = match (points.first(), points.last()) {
         (Some(first), Some(last)) => format!("Assigned over {days} days: from {} to {}", first.assigned, last.assigned),
         _ => "No usage recorded yet".to_owned(),
@@ -126,6 +149,7 @@ pub fn Sparkline(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoVie
             <title>{title}</title>
             <polyline class="seats" points=seats />
             <polyline class="assigned" points=assigned />
+            {latest_dot(latest)}
         </svg>
     }
 }
@@ -147,5 +171,15 @@ mod tests {
         let frame = Frame { left: 0.0, top: 0.0, width: 100.0, height: 10.0 };
         let points = [UsagePoint { day: 10, seats: 4, assigned: 0 }, UsagePoint { day: 20, seats: 4, assigned: 4 }];
         assert_eq!(line(&points, 10, 20, 4, frame, |p| p.assigned), "0.0,10.0 100.0,0.0");
+    }
+
+    #[test]
+    fn the_latest_reading_is_marked_even_when_it_is_the_only_one() {
+        let frame = Frame { left: 0.0, top: 0.0, width: 100.0, height: 10.0 };
+        let today = [UsagePoint { day: 20, seats: 4, assigned: 1 }];
+        let lines = Lines::draw(&today, 11, 20, frame);
+        assert_eq!(lines.assigned, "100.0,7.5", "a line of one point, which draws nothing");
+        assert_eq!(lines.latest, Some((100.0, 7.5)));
+        assert_eq!(Lines::draw(&[], 11, 20, frame).latest, None, "nothing recorded, nothing marked");
     }
 }

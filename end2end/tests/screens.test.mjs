@@ -124,12 +124,16 @@ test('the Product screen charts seat usage over 30 or 90 days, and Licenses show
   const chart = page.getByRole('img', { name: /^Assigned seats over the last 30 days: now \d+ of \d+ seats/ });
   await chart.waitFor();
   assert.equal(await chart.locator('polyline').count(), 2, 'assigned and seats');
+  // A product with one day of readings: its lines have no length, the dot shows where it stands.
+  assert.equal(await chart.locator('line.latest').count(), 1, 'the latest reading marked');
   await page.getByRole('link', { name: '90 days' }).click();
   await page.getByRole('img', { name: /^Assigned seats over the last 90 days/ }).waitFor();
   await screenshot(page, 'product-usage');
   await page.getByRole('navigation').getByRole('link', { name: 'Licenses' }).click();
   const trend = page.getByRole('row', { name: /Editor Pro/ }).getByRole('img', { name: /^Assigned over 30 days/ });
   await trend.waitFor();
+  assert.equal(await trend.locator('line.latest').count(), 1, 'the latest reading marked');
+  await screenshot(page, 'licenses-trend');
 });
 
 test('the Product screen sets how long signed licenses stay valid', async () => {
