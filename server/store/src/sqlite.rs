@@ -1089,6 +1089,11 @@ async fn group_commit(
     }
 }
 
+/// A device of the group as [`decide_group`] reads it back: id, organization,
+/// serial, first and last seen, and the products it holds and has had
+/// revoked.
+type RecordedRow = (i64, i64, String, i64, i64, Vec<i64>, Vec<i64>);
+
 /// One transaction for the whole group, a few statements for all its
 /// check-ins (see [`crate::group`]). A check-in refused for its own input (an
 /// unknown product) gets its error and changes nothing; a database error
@@ -1109,62 +1114,65 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
         }
     }
 
-    // Every device recorded, or its last seen moved, unless its serial is on
-    // the ignore list.
+    // Every device recorded unless its serial is on the ignore list, and its
+    // last seen moved.
     let to_record = group::devices_to_record(&group, &products);
-    // (The no-op update makes `returning` give the devices already there.)
-    let recorded: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+    let asked = json(to_record.iter().map(|(org, serial)| (org.0, serial)))?;
+    const ASKED: &str = "(select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked";
+    const NOT_IGNORED: &str =
+        "not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)";
+    sqlx::query(&format!(
         "insert into devices (org_id, serial, first_seen)
-         select asked.org_id, asked.serial, ?2
-         from (select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked
-         where not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)
-         on conflict (org_id, serial) do update set first_seen = devices.first_seen
-         returning id, org_id, serial, first_seen",
-    )
-    .bind(json(to_record.iter().map(|(org, serial)| (org.0, serial)))?)
+         select asked.org_id, asked.serial, ?2 from {ASKED} where {NOT_IGNORED}
+         on conflict (org_id, serial) do nothing"
+    ))
+    .bind(&asked)
     .bind(at)
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    let seen: HashMap<i64, i64> = if recorded.is_empty() {
-        HashMap::new()
-    } else {
-        sqlx::query_as(
-            "insert into device_seen (device_id, last_seen)
-             select value, ?2 from json_each(?1) where true
-             on conflict (device_id) do update set last_seen = max(device_seen.last_seen, excluded.last_seen)
-             returning device_id, last_seen",
-        )
-        .bind(json(recorded.iter().map(|(id, ..)| id))?)
-        .bind(at)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect()
-    };
+    sqlx::query(&format!(
+        "insert into device_seen (device_id, last_seen)
+         select d.id, ?2 from {ASKED} join devices d on d.org_id = asked.org_id and d.serial = asked.serial
+         where {NOT_IGNORED}
+         on conflict (device_id) do update set last_seen = max(device_seen.last_seen, excluded.last_seen)"
+    ))
+    .bind(&asked)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    // The devices, with the products each holds and has had revoked, as one
+    // JSON value: one row crosses from SQLite's thread instead of one per
+    // device and statement.
+    let recorded: String = sqlx::query_scalar(&format!(
+        "select json_group_array(json_array(d.id, d.org_id, d.serial, d.first_seen, coalesce(ds.last_seen, ?2),
+                    json(coalesce((select json_group_array(a.product_id) from assignments a where a.device_id = d.id), '[]')),
+                    json(coalesce((select json_group_array(r.product_id) from revocations r where r.device_id = d.id), '[]'))))
+         from {ASKED} join devices d on d.org_id = asked.org_id and d.serial = asked.serial
+         left join device_seen ds on ds.device_id = d.id
+         where {NOT_IGNORED}"
+    ))
+    .bind(&asked)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
+    let recorded: Vec<RecordedRow> =
+        serde_json::from_str(&recorded).map_err(|error| StoreError::Unavailable(error.to_string()))?;
     let devices: HashMap<(OrgId, &str), Recorded> = recorded
         .iter()
-        .map(|(id, org, serial, first_seen)| {
-            let last_seen = timestamp(seen.get(id).copied().unwrap_or(at));
-            let device = Recorded { id: *id, first_seen: timestamp(*first_seen), last_seen };
+        .map(|(id, org, serial, first_seen, last_seen, _, _)| {
+            let device = Recorded { id: *id, first_seen: timestamp(*first_seen), last_seen: timestamp(*last_seen) };
             ((OrgId(*org), serial.as_str()), device)
         })
         .collect();
-
-    let pairs = group::pairs_to_look_up(&group, &products, &devices);
-    let standings: HashMap<(i64, i64), Standing> = if pairs.is_empty() {
-        HashMap::new()
-    } else {
-        let rows: Vec<(i64, i64, bool, bool)> = sqlx::query_as(
-            "select pair.product_id, pair.device_id,
-                    exists (select 1 from assignments a where a.product_id = pair.product_id and a.device_id = pair.device_id),
-                    exists (select 1 from revocations r where r.product_id = pair.product_id and r.device_id = pair.device_id)
-             from (select value ->> 0 as product_id, value ->> 1 as device_id from json_each(?1)) pair",
-        )
-        .bind(json(pairs.iter())?)
-        .fetch_all(&mut *tx)
-        .await?;
-        rows.into_iter().map(|(product, device, held, revoked)| ((product, device), Standing { held, revoked })).collect()
-    };
+    let products_of: HashMap<i64, (&[i64], &[i64])> =
+        recorded.iter().map(|(id, .., held, revoked)| (*id, (held.as_slice(), revoked.as_slice()))).collect();
+    let standings: HashMap<(i64, i64), Standing> = group::pairs_to_look_up(&group, &products, &devices)
+        .into_iter()
+        .map(|(product, device)| {
+            let (held, revoked) = products_of.get(&device).copied().unwrap_or_default();
+            ((product, device), Standing { held: held.contains(&product), revoked: revoked.contains(&product) })
+        })
+        .collect();
 
     let decided = group::decide(&group, &products, &devices, &standings);
     if !decided.taken.is_empty() {
@@ -1197,7 +1205,7 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
         .execute(&mut *tx)
         .await?;
     }
-    // The upsert wrote every row it returned.
+    // Every device read was written (its last seen, at least).
     commit_check_in_write(tx, keys, counter, !recorded.is_empty()).await?;
     Ok(decided.answers)
 }
