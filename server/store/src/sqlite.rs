@@ -1118,22 +1118,32 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
     // last seen moved.
     let to_record = group::devices_to_record(&group, &products);
     let asked = json(to_record.iter().map(|(org, serial)| (org.0, serial)))?;
-    const ASKED: &str = "(select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked";
-    const NOT_IGNORED: &str =
-        "not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)";
-    sqlx::query(&format!(
+    // The group's (organization, serial) pairs, and "not on the ignore list",
+    // as every statement below writes them (static text: nothing is built per
+    // group).
+    macro_rules! asked {
+        () => {
+            "(select value ->> 0 as org_id, value ->> 1 as serial from json_each(?1)) asked"
+        };
+    }
+    macro_rules! not_ignored {
+        () => {
+            "not exists (select 1 from ignored_serials i where i.org_id = asked.org_id and i.serial = asked.serial)"
+        };
+    }
+    sqlx::query(concat!(
         "insert into devices (org_id, serial, first_seen)
-         select asked.org_id, asked.serial, ?2 from {ASKED} where {NOT_IGNORED}
+         select asked.org_id, asked.serial, ?2 from ", asked!(), " where ", not_ignored!(), "
          on conflict (org_id, serial) do nothing"
     ))
     .bind(&asked)
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query(concat!(
         "insert into device_seen (device_id, last_seen)
-         select d.id, ?2 from {ASKED} join devices d on d.org_id = asked.org_id and d.serial = asked.serial
-         where {NOT_IGNORED}
+         select d.id, ?2 from ", asked!(), " join devices d on d.org_id = asked.org_id and d.serial = asked.serial
+         where ", not_ignored!(), "
          on conflict (device_id) do update set last_seen = max(device_seen.last_seen, excluded.last_seen)"
     ))
     .bind(&asked)
@@ -1143,13 +1153,13 @@ async fn decide_group(writer: &SqlitePool, keys: &KnownKeys, pending: &[PendingC
     // The devices, with the products each holds and has had revoked, as one
     // JSON value: one row crosses from SQLite's thread instead of one per
     // device and statement.
-    let recorded: String = sqlx::query_scalar(&format!(
+    let recorded: String = sqlx::query_scalar(concat!(
         "select json_group_array(json_array(d.id, d.org_id, d.serial, d.first_seen, coalesce(ds.last_seen, ?2),
                     json(coalesce((select json_group_array(a.product_id) from assignments a where a.device_id = d.id), '[]')),
                     json(coalesce((select json_group_array(r.product_id) from revocations r where r.device_id = d.id), '[]'))))
-         from {ASKED} join devices d on d.org_id = asked.org_id and d.serial = asked.serial
+         from ", asked!(), " join devices d on d.org_id = asked.org_id and d.serial = asked.serial
          left join device_seen ds on ds.device_id = d.id
-         where {NOT_IGNORED}"
+         where ", not_ignored!()
     ))
     .bind(&asked)
     .bind(at)

@@ -86,7 +86,7 @@ impl<S: Statement> Batches<S> {
         let wait = if max == 1 { Duration::ZERO } else { S::WAIT_FOR_PREVIOUS };
         let (queue, asked) = mpsc::channel(BATCH_MAX * 4);
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run::<S>(pool.clone(), asked, max, (in_flight, wait), counts.clone()));
+        tokio::spawn(run::<S>(pool.clone(), asked, max, in_flight, wait, counts.clone()));
         Batches { queue, counts, pool }
     }
 
@@ -114,7 +114,8 @@ async fn run<S: Statement>(
     pool: PgPool,
     mut queue: mpsc::Receiver<Pending<S>>,
     max: usize,
-    (in_flight, wait): (usize, Duration),
+    in_flight: usize,
+    wait: Duration,
     counts: Arc<Counts>,
 ) {
     let in_flight = Arc::new(Semaphore::new(in_flight));
