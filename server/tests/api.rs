@@ -27,7 +27,64 @@ on_both_backends!(
     every_admin_route_refuses_product_keys_and_missing_keys,
     every_admin_route_with_another_organizations_key_leaves_this_one_alone,
     unknown_api_routes_answer_json_404,
+    control_characters_and_impossible_dates_anywhere_are_400_and_change_nothing,
 );
+
+/// A NUL byte (which PostgreSQL refuses in text) or another control
+/// character in any path, query or body string of the admin API, a date
+/// outside what both databases store, and FTS5 syntax in a search: each is a
+/// 400 `invalid_request` or an ordinary answer, never a 500, and nothing changes.
+async fn control_characters_and_impossible_dates_anywhere_are_400_and_change_nothing(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    app.check_in(&acme.product_key, "editor", "SN-1").await;
+    let refused = [
+        (Method::GET, "/devices/a%00"),
+        (Method::GET, "/devices/SN-1%0A"),
+        (Method::DELETE, "/devices/a%00"),
+        (Method::POST, "/devices/a%00/ignore"),
+        (Method::PUT, "/devices/a%00/licenses/editor"),
+        (Method::PUT, "/devices/SN-1/licenses/edi%00tor"),
+        (Method::DELETE, "/devices/SN-1/licenses/edi%00tor"),
+        (Method::DELETE, "/ignored/a%00"),
+        (Method::GET, "/products/edi%00tor"),
+        (Method::GET, "/products/edi%00tor/devices"),
+        (Method::PATCH, "/products/edi%00tor"),
+        (Method::GET, "/devices?q=abc%00"),
+        (Method::GET, "/devices?q=%00"),
+        (Method::GET, "/devices.csv?q=abc%00"),
+        (Method::GET, "/activity?serial=%00"),
+        (Method::GET, "/activity?product=edi%00tor"),
+        (Method::GET, "/activity.csv?serial=a%00b"),
+        (Method::GET, "/activity?since=-100000-01-01"),
+        (Method::GET, "/activity?until=99999-01-01"),
+        (Method::GET, "/activity?since=%2B275760-09-13T00:00:00Z"),
+    ];
+    for (method, uri) in refused {
+        let body = (method == Method::PATCH).then(|| json!({"auto_assign": false}));
+        let reply = app.call(method.clone(), &format!("/api/v1/admin{uri}"), Some(&acme.admin_key), body).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let bulk = [
+        json!({"action": "delete", "matching": "SN\u{0}"}),
+        json!({"action": "delete", "serials": ["SN-1", "a\u{0}"]}),
+        json!({"action": "assign", "product": "edi\u{0}tor", "serials": ["SN-1"]}),
+    ];
+    for body in bulk {
+        let reply = app.call(Method::POST, "/api/v1/admin/bulk", Some(&acme.admin_key), Some(body.clone())).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let nul_check_in = json!({"product": "editor", "serial": "SN\u{0}"});
+    app.call(Method::POST, "/api/v1/checkin", Some(&acme.product_key), Some(nul_check_in)).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+
+    // FTS5's own syntax is only text to search for.
+    for q in ["%22", "a%22b", "NEAR(a%20b)", "a%20OR%20b", "*", "sn-1%20AND%20x", "%5E", "%7B%7D"] {
+        let reply = app.admin(Method::GET, &format!("/devices?q={q}"), &acme.admin_key).await;
+        assert_eq!(reply.status, StatusCode::OK, "q={q}: {}", String::from_utf8_lossy(&reply.body));
+    }
+    let device = app.admin(Method::GET, "/devices/SN-1", &acme.admin_key).await.json();
+    assert_eq!(device["licenses"][0]["assigned"], true, "nothing changed");
+    assert_eq!(app.admin(Method::GET, "/products/editor", &acme.admin_key).await.json()["auto_assign"], true);
+}
 
 async fn check_in_answers_with_exactly_the_documented_fields(app: TestApp) {
     let acme = app.org("acme", &[("editor", 2, true)]).await;

@@ -50,10 +50,18 @@ fn protected_calls() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The host the tests' browser reaches the server at, and the origin of its
+/// pages: a browser sends `Origin` with every form and `fetch` post.
+const SITE: &str = "127.0.0.1:3000";
+const ORIGIN: &str = "http://127.0.0.1:3000";
+
+/// Posts a form to a server function as a page of this site does.
 async fn call(app: &TestApp, path: &str, form: &str, session: Option<&str>) -> Reply {
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(path)
+        .header(header::HOST, SITE)
+        .header(header::ORIGIN, ORIGIN)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::ACCEPT, "application/json");
     if let Some(session) = session {
@@ -147,6 +155,8 @@ async fn sign_in_sets_a_strict_http_only_session_cookie_that_is_not_the_key(app:
 
     assert!(!cookie.contains("Secure"), "plain HTTP: a Secure cookie would never come back");
     let behind_tls = Request::post(SignIn::PATH)
+        .header(header::HOST, "seats.acme.test")
+        .header(header::ORIGIN, "https://seats.acme.test")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::ACCEPT, "application/json")
         .header("x-forwarded-proto", "https")
@@ -188,6 +198,8 @@ async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
     let session = sign_in(&app, &acme.admin_key).await;
     let form_post = |form: &str, referer: &str| {
         Request::post(SetLicense::PATH)
+            .header(header::HOST, SITE)
+            .header(header::ORIGIN, ORIGIN)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "text/html,application/xhtml+xml")
             .header(header::REFERER, referer)
@@ -211,6 +223,8 @@ async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
     // page: what a browser that keeps referrers to itself still sends.
     let unreferred = |back: &str| {
         Request::post(format!("{}?back={back}", SetLicense::PATH))
+            .header(header::HOST, SITE)
+            .header(header::ORIGIN, ORIGIN)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "text/html")
             .header(header::COOKIE, format!("seatkeeper_session={session}"))
@@ -226,12 +240,13 @@ async fn forms_posted_without_javascript_come_back_to_their_page(app: TestApp) {
     // A form's id carries what was posted: it goes back percent-encoded.
     let odd = app.send(form_post("serial=SN-1&product=%01%0A%22", "http://127.0.0.1:3000/devices/SN-1")).await;
     assert_eq!(odd.status, StatusCode::FOUND);
-    assert_eq!(odd.headers[header::LOCATION], "/devices/SN-1?error=unknown_product&form=license-%01%0A%22");
+    assert_eq!(odd.headers[header::LOCATION], "/devices/SN-1?error=invalid_request&form=license-%01%0A%22");
 
     // Deleting from a device's own page goes on to `next`: only ever a path
     // of this site, whatever was posted.
     let delete = |form: &str| {
         Request::post(DeleteDevice::PATH)
+            .header(header::HOST, SITE)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "text/html")
             .header(header::REFERER, "http://127.0.0.1:3000/devices/SN-2")
@@ -273,8 +288,29 @@ async fn forms_sent_by_another_site_are_refused(app: TestApp) {
         let reply = app.send(post(Some(forged))).await;
         reply.assert_error(StatusCode::FORBIDDEN, "cross_site_request");
     }
+    app.send(post(None)).await.assert_error(StatusCode::FORBIDDEN, "cross_site_request");
     assert_eq!(app.admin(Method::GET, "/devices/SN-1", &acme.admin_key).await.status, StatusCode::OK, "nothing deleted");
     let same_site = app.send(post(Some(("origin", "https://seats.acme.test")))).await;
     assert!(same_site.status.is_success(), "{:?}", same_site.status);
     app.admin(Method::GET, "/devices/SN-1", &acme.admin_key).await.assert_error(StatusCode::NOT_FOUND, "unknown_device");
+
+    // Signing in too: another site must not sign a victim's browser in to
+    // the attacker's organization (login CSRF), with or without a cookie.
+    let sign_in_from = |origin: Option<&str>| {
+        let mut request = Request::post(SignIn::PATH)
+            .header(header::HOST, "seats.acme.test")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "text/html");
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        request.body(Body::from(format!("key={}&next=%2F", acme.admin_key))).unwrap()
+    };
+    for origin in [Some("https://evil.example"), None] {
+        let reply = app.send(sign_in_from(origin)).await;
+        reply.assert_error(StatusCode::FORBIDDEN, "cross_site_request");
+        assert!(reply.headers.get(header::SET_COOKIE).is_none(), "{origin:?}: no session");
+    }
+    let own = app.send(sign_in_from(Some("https://seats.acme.test"))).await;
+    assert!(own.headers.get(header::SET_COOKIE).is_some(), "from this site it signs in");
 }

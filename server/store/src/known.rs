@@ -10,8 +10,11 @@
 //! waiting `last seen` values, so nobody sees it lag.
 //!
 //! Anything else that may take a seat away (an admin's revoke, a delete, an
-//! ignore) clears the whole cache after its commit; a generation number keeps
-//! a decision made before such a change from being entered after it. This is
+//! ignore, a reclaim) clears the whole cache before its commit, under the
+//! write lock, so that no cancellation between the two can leave a freed
+//! seat answered from here; a generation number keeps a decision made
+//! before such a change from being entered after it, and an answer read
+//! before it from being given after it. This is
 //! sound because one server process owns a SQLite database (the server holds
 //! a lock file, see `SqliteStore::lock_for_serving`): the operator command
 //! line writes too, but none of its commands take a seat away.
@@ -61,7 +64,7 @@ struct Known {
 
 /// Taken before a decision; an entry is only made if nothing was cleared since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generation(u64);
+pub struct Generation(pub(crate) u64);
 
 impl Default for KnownDevices {
     fn default() -> Self {
@@ -91,16 +94,29 @@ impl KnownDevices {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn get(&self, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
+    /// The device's holding, if known, with the generation it was read in:
+    /// an answer given from it must first check, with
+    /// [`unchanged_since`](Self::unchanged_since), that nothing was cleared since.
+    pub fn get(&self, org: OrgId, product: &str, serial: &str) -> Option<(Holding, Generation)> {
         let key = self.key(org, product, serial);
         let known = self.lock();
-        known.holdings.get(&key).copied().or_else(|| {
+        let holding = known.holdings.get(&key).copied().or_else(|| {
             known.learnt.binary_search_by_key(&key, |(key, _)| *key).ok().map(|at| known.learnt[at].1)
-        })
+        });
+        holding.map(|holding| (holding, Generation(known.generation)))
     }
 
     pub fn generation(&self) -> Generation {
         Generation(self.lock().generation)
+    }
+
+    /// Whether nothing was cleared since `seen`. A check-in answered from
+    /// memory records its `last seen` first, then asks this: a change that
+    /// takes seats away clears before it decides which (a reclaim reads the
+    /// waiting `last seen` times after clearing), so either it sees this
+    /// device's time or the answer is not given from memory.
+    pub fn unchanged_since(&self, seen: Generation) -> bool {
+        self.lock().generation == seen.0
     }
 
     /// Remembers committed holdings, unless the cache was cleared since
@@ -123,8 +139,8 @@ impl KnownDevices {
         Learning { known: self, seen: self.generation(), keyed: Vec::with_capacity(expected) }
     }
 
-    /// Forgets everything; called after every commit that may take a seat
-    /// away.
+    /// Forgets everything; called under the write lock before every commit
+    /// that may take a seat away.
     pub fn clear(&self) {
         let mut known = self.lock();
         known.generation += 1;
@@ -375,15 +391,29 @@ mod tests {
         Holding { device_id, first_seen: 10 }
     }
 
+    fn held(known: &KnownDevices, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
+        known.get(org, product, serial).map(|(holding, _)| holding)
+    }
+
+    #[test]
+    fn an_answer_read_before_a_clear_is_not_given_after_it() {
+        let known = KnownDevices::default();
+        known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
+        let (_, read) = known.get(ACME, "editor", "SN-1").unwrap();
+        assert!(known.unchanged_since(read));
+        known.clear(); // a revoke or a reclaim, between the read and the answer
+        assert!(!known.unchanged_since(read));
+    }
+
     #[test]
     fn a_holding_is_found_by_organization_product_and_serial() {
         let known = KnownDevices::default();
         known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
-        assert_eq!(known.get(ACME, "editor", "SN-1"), Some(holding(1)));
-        assert_eq!(known.get(ACME, "viewer", "SN-1"), None, "another product");
-        assert_eq!(known.get(OrgId(2), "editor", "SN-1"), None, "another organization");
-        assert_eq!(known.get(ACME, "editor", "SN-2"), None, "another serial");
-        assert_eq!(known.get(ACME, "edit", "orSN-1"), None, "the same bytes split otherwise");
+        assert_eq!(held(&known, ACME, "editor", "SN-1"), Some(holding(1)));
+        assert_eq!(held(&known, ACME, "viewer", "SN-1"), None, "another product");
+        assert_eq!(held(&known, OrgId(2), "editor", "SN-1"), None, "another organization");
+        assert_eq!(held(&known, ACME, "editor", "SN-2"), None, "another serial");
+        assert_eq!(held(&known, ACME, "edit", "orSN-1"), None, "the same bytes split otherwise");
     }
 
     #[test]
@@ -392,9 +422,9 @@ mod tests {
         let before = known.generation();
         known.clear(); // an admin revoked a seat while the decision was made
         known.remember(before, [(ACME, "editor", "SN-1", holding(1))]);
-        assert_eq!(known.get(ACME, "editor", "SN-1"), None);
+        assert_eq!(held(&known, ACME, "editor", "SN-1"), None);
         known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
-        assert_eq!(known.get(ACME, "editor", "SN-1"), Some(holding(1)));
+        assert_eq!(held(&known, ACME, "editor", "SN-1"), Some(holding(1)));
         known.clear();
         assert_eq!(known.len(), 0);
     }
@@ -407,10 +437,10 @@ mod tests {
             learning.add(ACME, "editor", &format!("SN-{i}"), holding(i));
         }
         assert!(learning.finish());
-        assert_eq!(known.get(ACME, "editor", "SN-42"), Some(holding(42)));
-        assert_eq!(known.get(ACME, "editor", "SN-100"), None);
+        assert_eq!(held(&known, ACME, "editor", "SN-42"), Some(holding(42)));
+        assert_eq!(held(&known, ACME, "editor", "SN-100"), None);
         known.clear();
-        assert_eq!(known.get(ACME, "editor", "SN-42"), None);
+        assert_eq!(held(&known, ACME, "editor", "SN-42"), None);
 
         let mut late = known.learning(1);
         late.add(ACME, "editor", "SN-1", holding(1));

@@ -283,27 +283,50 @@ macro_rules! dispatch {
     };
 }
 
+impl Store {
+    /// Runs a change in a task of its own, to completion even when its caller
+    /// is dropped half-way (a client gone, the request timeout, a bulk action
+    /// cut short). A transaction dropped mid-way could commit without what
+    /// must follow its commit, and leaves its connection inside it for the
+    /// next caller (sqlx rolls back only on that connection's next use).
+    async fn to_completion<T, F>(&self, change: impl FnOnce(Store) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::spawn(change(self.clone())).await {
+            Ok(result) => result,
+            Err(failed) => Err(StoreError::Unavailable(format!("a change stopped before it ended: {failed}"))),
+        }
+    }
+}
+
 impl LicenseStore for Store {
     async fn migrate(&self) -> Result<()> {
         dispatch!(self, migrate())
     }
     async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
-        dispatch!(self, bootstrap())
+        self.to_completion(move |store| async move { dispatch!(store, bootstrap()) }).await
     }
     async fn create_organization(&self, name: &str) -> Result<NewOrganization> {
-        dispatch!(self, create_organization(name))
+        let name = name.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, create_organization(&name)) }).await
     }
     async fn organizations(&self) -> Result<Vec<OrganizationSummary>> {
         dispatch!(self, organizations())
     }
     async fn organization_by_name(&self, name: &str) -> Result<Organization> {
+        validate::lookup("organization name", name)?;
         dispatch!(self, organization_by_name(name))
     }
     async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
-        dispatch!(self, add_product(org, product, by))
+        let product = product.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, add_product(org, &product, by)) }).await
     }
     async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
-        dispatch!(self, set_seats(org, code, seats, by))
+        validate::lookup("product code", code)?;
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, set_seats(org, &code, seats, by)) }).await
     }
     async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
         dispatch!(self, authenticate_admin(admin_key))
@@ -315,67 +338,96 @@ impl LicenseStore for Store {
         dispatch!(self, settings(org))
     }
     async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String> {
-        dispatch!(self, rotate_product_key(org, by))
+        self.to_completion(move |store| async move { dispatch!(store, rotate_product_key(org, by)) }).await
     }
     async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String> {
-        dispatch!(self, rotate_admin_key(org, by))
+        self.to_completion(move |store| async move { dispatch!(store, rotate_admin_key(org, by)) }).await
     }
     async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String> {
-        dispatch!(self, create_session(org, lifetime))
+        self.to_completion(move |store| async move { dispatch!(store, create_session(org, lifetime)) }).await
     }
     async fn session(&self, session_id: &str) -> Result<Option<Organization>> {
         dispatch!(self, session(session_id))
     }
     async fn end_session(&self, session_id: &str) -> Result<()> {
-        dispatch!(self, end_session(session_id))
+        let session_id = session_id.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, end_session(&session_id)) }).await
     }
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         dispatch!(self, products(org))
     }
     async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        validate::lookup("product code", code)?;
         dispatch!(self, product(org, code))
     }
     async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
-        dispatch!(self, set_auto_assign(org, code, auto_assign, by))
+        validate::lookup("product code", code)?;
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, set_auto_assign(org, &code, auto_assign, by)) }).await
     }
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        validate::lookup("product code", code)?;
         dispatch!(self, policy(org, code))
     }
     async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
         dispatch!(self, policies(org))
     }
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
-        dispatch!(self, update_policy(org, code, update, by))
+        validate::lookup("product code", code)?;
+        let code = code.to_owned();
+        let update = update.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, update_policy(org, &code, &update, by)) }).await
     }
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        validate::lookup("product code", code)?;
         dispatch!(self, license_terms(org, code))
     }
     async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        validate::lookup("product code", code)?;
+        validate::page(page)?;
         dispatch!(self, holders(org, code, page))
     }
     async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
+        validate::lookup("search", query.unwrap_or_default())?;
+        validate::page(page)?;
         dispatch!(self, devices(org, query, page))
     }
     async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
+        validate::serial(serial)?;
         dispatch!(self, device(org, serial))
     }
     async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
-        dispatch!(self, delete_device(org, serial, by))
+        validate::serial(serial)?;
+        let serial = serial.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, delete_device(org, &serial, by)) }).await
     }
     async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
-        dispatch!(self, ignore_device(org, serial, by))
+        validate::serial(serial)?;
+        let serial = serial.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, ignore_device(org, &serial, by)) }).await
     }
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
+        validate::page(page)?;
         dispatch!(self, ignored(org, page))
     }
     async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
-        dispatch!(self, unignore(org, serial, by))
+        validate::serial(serial)?;
+        let serial = serial.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, unignore(org, &serial, by)) }).await
     }
     async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
-        dispatch!(self, assign(org, serial, code, by))
+        validate::serial(serial)?;
+        validate::lookup("product code", code)?;
+        let serial = serial.to_owned();
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, assign(org, &serial, &code, by)) }).await
     }
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
-        dispatch!(self, unassign(org, serial, code, by))
+        validate::serial(serial)?;
+        validate::lookup("product code", code)?;
+        let serial = serial.to_owned();
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, unassign(org, &serial, &code, by)) }).await
     }
     async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
         dispatch!(self, arrive(product_key, code, serial))
@@ -387,28 +439,31 @@ impl LicenseStore for Store {
         dispatch!(self, check_in(org, code, serial))
     }
     async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
+        validate::lookup("serial", filter.serial.as_deref().unwrap_or_default())?;
+        validate::lookup("product", filter.product.as_deref().unwrap_or_default())?;
         dispatch!(self, activity(org, filter))
     }
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
-        dispatch!(self, reclaim_idle_seats(now))
+        self.to_completion(move |store| async move { dispatch!(store, reclaim_idle_seats(now)) }).await
     }
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
         dispatch!(self, seat_totals())
     }
     async fn snapshot_usage(&self, now: Timestamp) -> Result<u64> {
-        dispatch!(self, snapshot_usage(now))
+        self.to_completion(move |store| async move { dispatch!(store, snapshot_usage(now)) }).await
     }
     async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>> {
         dispatch!(self, usage(org, since_day))
     }
     async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
-        dispatch!(self, prune_activity(before))
+        self.to_completion(move |store| async move { dispatch!(store, prune_activity(before)) }).await
     }
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
         dispatch!(self, signing_keys())
     }
     async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
-        dispatch!(self, add_signing_key(key, retire_active))
+        let key = key.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, add_signing_key(&key, retire_active)) }).await
     }
 }
 

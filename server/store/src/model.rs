@@ -334,8 +334,12 @@ pub enum Arrival {
 /// A seat a device was found holding, as its check-in's answer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldSeat {
+    pub(crate) org: OrgId,
     pub(crate) device_id: i64,
     pub(crate) first_seen: Timestamp,
+    /// On SQLite, the generation of the memory it was read from (see
+    /// `known::KnownDevices::unchanged_since`); unused on PostgreSQL.
+    pub(crate) seen: u64,
 }
 
 /// What an admin's assign did.
@@ -622,14 +626,19 @@ impl ActivityQuery {
 
 /// `2026-11-29` (its start, or with `end_of_day` the start of the next day)
 /// or an RFC 3339 time.
+/// Years 1 to 9999 only: both databases store them, and PostgreSQL refuses
+/// some that chrono reads (`-100000-01-01`).
 fn moment(what: &str, text: &str, end_of_day: bool) -> Result<Timestamp, crate::StoreError> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|day| if end_of_day { day.succ_opt() } else { Some(day) })
-        .and_then(|day| day.and_hms_opt(0, 0, 0))
-        .map(|at| at.and_utc())
-        .ok_or_else(|| crate::StoreError::invalid(format!("{what} must be a date (2026-11-29) or an RFC 3339 time")))
+    use chrono::Datelike;
+    let at = match DateTime::parse_from_rfc3339(text) {
+        Ok(at) => Some(at.with_timezone(&Utc)),
+        Err(_) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|day| if end_of_day { day.succ_opt() } else { Some(day) })
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .map(|at| at.and_utc()),
+    };
+    at.filter(|at| (1..=10_000).contains(&at.year())).ok_or_else(|| {
+        crate::StoreError::invalid(format!("{what} must be a date (2026-11-29) or an RFC 3339 time, in the years 1 to 9999"))
+    })
 }

@@ -944,7 +944,7 @@ impl LicenseStore for PgStore {
                 // waiting in this process's memory.
                 held: held
                     .filter(|&(_, _, last_seen)| now() - last_seen < chrono::Duration::hours(1))
-                    .map(|(device_id, first_seen, _)| HeldSeat { device_id, first_seen }),
+                    .map(|(device_id, first_seen, _)| HeldSeat { org, device_id, first_seen, seen: 0 }),
             },
         })
     }

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::group::{self, Asked, ProductRow, Recorded, Standing};
 use crate::keys::{self, KeyKind};
-use crate::known::{self, FLUSH_EVERY, Holding, KnownDevices, KnownKeys, Touches};
+use crate::known::{self, FLUSH_EVERY, Generation, Holding, KnownDevices, KnownKeys, Touches};
 use crate::validate;
 use crate::*;
 
@@ -140,8 +140,18 @@ impl SqliteStore {
 
     /// The seat of the product the device is known to hold, from memory.
     fn held_seat(&self, org: OrgId, code: &str, serial: &str) -> Option<HeldSeat> {
-        let holding = self.known.get(org, code, serial)?;
-        Some(HeldSeat { device_id: holding.device_id, first_seen: timestamp(holding.first_seen) })
+        let (holding, generation) = self.known.get(org, code, serial)?;
+        Some(HeldSeat { org, device_id: holding.device_id, first_seen: timestamp(holding.first_seen), seen: generation.0 })
+    }
+
+    /// Commits a change that may take seats away. The memory of held seats
+    /// forgets first, under the write lock this transaction holds: were it
+    /// done after the commit, a request dropped between the two (a client
+    /// gone, a timeout) would leave a freed seat answered from memory.
+    async fn commit_taking_seats(&self, tx: Tx) -> Result<()> {
+        self.known.clear();
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn org_product(&self, tx: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductRow> {
@@ -608,13 +618,13 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
         const SLICE: usize = 500;
-        // `last seen` times still in memory first: a device seen a moment ago
-        // is not idle.
-        self.touches.flush(|batch| write_touches(&self.writer, &self.keys, batch)).await?;
         let mut reclaimed = 0;
         loop {
+            // `last seen` times still in memory first: a device seen a moment
+            // ago is not idle.
+            self.touches.flush(|batch| write_touches(&self.writer, &self.keys, batch)).await?;
             let mut tx = self.write().await?;
-            let idle: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+            let candidates: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
                 "select a.product_id, a.device_id, p.org_id, p.code, d.serial, p.reclaim_after_days
                  from products p
                  join assignments a on a.product_id = p.id
@@ -628,7 +638,18 @@ impl LicenseStore for SqliteStore {
             .bind(SLICE as i64)
             .fetch_all(&mut *tx)
             .await?;
-            for (product, device, org, code, serial, days) in &idle {
+            if candidates.is_empty() {
+                return Ok(reclaimed);
+            }
+            // From here on no check-in is answered from memory, and one
+            // answered before has left its time among the waiting ones
+            // (`KnownDevices::unchanged_since`): a device seen since the
+            // flush keeps its seat.
+            self.known.clear();
+            let idle = candidates.iter().filter(|(_, device, .., days)| {
+                self.touches.last_seen(*device, i64::MIN) < millis(now) - days * 86_400_000
+            });
+            for (product, device, org, code, serial, days) in idle {
                 sqlx::query("delete from assignments where product_id = ? and device_id = ?")
                     .bind(product)
                     .bind(device)
@@ -640,14 +661,10 @@ impl LicenseStore for SqliteStore {
                     .await?;
                 let change = Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(code).serial(serial);
                 record(&mut tx, OrgId(*org), now, change.detail(format!("not seen for {days} days"))).await?;
+                reclaimed += 1;
             }
-            tx.commit().await?;
-            if !idle.is_empty() {
-                // Devices answered from memory must be decided again.
-                self.known.clear();
-            }
-            reclaimed += idle.len() as u64;
-            if idle.len() < SLICE {
+            self.commit_taking_seats(tx).await?;
+            if candidates.len() < SLICE {
                 return Ok(reclaimed);
             }
         }
@@ -881,8 +898,7 @@ impl LicenseStore for SqliteStore {
         free_all_seats(&mut tx, id).await?;
         sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
         record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
-        tx.commit().await?;
-        self.known.clear();
+        self.commit_taking_seats(tx).await?;
         Ok(())
     }
 
@@ -910,8 +926,7 @@ impl LicenseStore for SqliteStore {
             change = change.detail("the recorded device was removed");
         }
         record(&mut tx, org, now(), change).await?;
-        tx.commit().await?;
-        self.known.clear();
+        self.commit_taking_seats(tx).await?;
         Ok(removed)
     }
 
@@ -1002,8 +1017,7 @@ impl LicenseStore for SqliteStore {
         let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
         record(&mut tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
             .await?;
-        tx.commit().await?;
-        self.known.clear();
+        self.commit_taking_seats(tx).await?;
         Ok(())
     }
 
@@ -1016,7 +1030,12 @@ impl LicenseStore for SqliteStore {
 
     async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
         let now = now();
+        // `last seen` first, then the check that no change took seats away
+        // since the seat was read (see `KnownDevices::unchanged_since`).
         self.touches.touch(seat.device_id, millis(now));
+        if !self.known.unchanged_since(Generation(seat.seen)) {
+            return self.decide_in_group(seat.org, code, serial).await;
+        }
         Ok(CheckIn::held(code, serial, seat.first_seen, now))
     }
 
@@ -1026,6 +1045,13 @@ impl LicenseStore for SqliteStore {
         if let Some(seat) = self.held_seat(org, code, serial) {
             return self.check_in_held(code, serial, seat).await;
         }
+        self.decide_in_group(org, code, serial).await
+    }
+}
+
+impl SqliteStore {
+    /// The check-in decided in the next group commit.
+    async fn decide_in_group(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         let (reply, answer) = oneshot::channel();
         let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), reply };
         self.check_ins.send(pending).await.map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;

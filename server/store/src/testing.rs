@@ -5,7 +5,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each test gets a database of
 //! its own, dropped when the test ends. Without a server the PostgreSQL half of
 //! a test is skipped with a loud line, unless `SEATKEEPER_REQUIRE_POSTGRES=1`
-//! (set by CI), which makes it a failure.
+//! (set by CI), which makes it a failure. The line goes straight to stderr,
+//! past the test harness's capture, and to the file `SEATKEEPER_SKIP_LOG`
+//! names, so that `scripts/test.sh` counts such a half as skipped, not passed.
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -35,7 +37,7 @@ impl TestDatabase {
         let mut admin = match PgConnection::connect(&admin_url).await {
             Ok(conn) => conn,
             Err(e) if !required => {
-                eprintln!("!!! SKIPPED on PostgreSQL: no server at {admin_url} ({e}); set SEATKEEPER_TEST_POSTGRES_URL");
+                skipped(&format!("no server at {admin_url} ({e}); set SEATKEEPER_TEST_POSTGRES_URL"));
                 return None;
             }
             Err(e) => panic!("PostgreSQL is required (SEATKEEPER_REQUIRE_POSTGRES=1) but {admin_url} refused: {e}"),
@@ -53,6 +55,21 @@ impl TestDatabase {
 
     pub async fn open(&self) -> Store {
         Store::open(&self.url).await.expect("open the test store")
+    }
+}
+
+/// Says that this test's PostgreSQL half is skipped, where nobody can miss it.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!("!!! SKIPPED on PostgreSQL: {test}: {why}\n");
+    // Not eprintln!, which the test harness captures and shows only on failure.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("SEATKEEPER_SKIP_LOG") {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log);
+        if let Ok(mut file) = file {
+            let _ = file.write_all(line.as_bytes());
+        }
     }
 }
 

@@ -33,6 +33,25 @@ pub fn is_product_code(code: &str) -> bool {
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
 }
 
+/// Text a caller looks something up by (a search, a filter, a product code
+/// in a path): it may match nothing, but it must not hold control
+/// characters, which no stored value has and PostgreSQL refuses outright
+/// (NUL) before it could say so.
+pub fn lookup(what: &str, text: &str) -> Result<(), StoreError> {
+    match text.chars().any(char::is_control) {
+        true => Err(StoreError::invalid(format!("{what} must not contain control characters"))),
+        false => Ok(()),
+    }
+}
+
+/// Where a page of devices continues: after a serial, so serial-shaped.
+pub fn page(page: &crate::PageRequest) -> Result<(), StoreError> {
+    match &page.after {
+        Some(after) => serial(after).map_err(|_| StoreError::invalid("invalid cursor: pass back a next_cursor unchanged")),
+        None => Ok(()),
+    }
+}
+
 pub fn product_code(code: &str) -> Result<(), StoreError> {
     if is_product_code(code) {
         Ok(())
@@ -128,6 +147,15 @@ mod tests {
         }
         for bad in ["", "-a", ".a", "_a", "A", "a b", "a/b", "é", &"a".repeat(65)] {
             assert!(!is_product_code(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_refuse_control_characters_only() {
+        assert!(lookup("q", "any text: %_ \\ \" ' é").is_ok());
+        assert!(lookup("q", "").is_ok());
+        for bad in ["abc\0", "\0", "a\nb", "\u{85}"] {
+            assert!(lookup("q", bad).is_err(), "{bad:?}");
         }
     }
 

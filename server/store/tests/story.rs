@@ -64,6 +64,7 @@ stories!(
     held_seats_checking_in_at_once_are_all_answered_and_see_every_revoke,
     check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule,
     a_check_ins_first_look_finds_the_key_and_a_held_seat_and_writes_nothing,
+    a_seat_taken_away_by_a_dropped_request_is_never_answered_twice,
 );
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
@@ -241,6 +242,67 @@ async fn a_device_answered_from_memory_loses_its_seat_at_once(store: Store) {
     assert_eq!(holders.iter().map(|h| h.last_seen).collect::<Vec<_>>(), [last]);
     store.flush().await.unwrap();
     assert_eq!(store.device(org, "SN-2").await.unwrap().device.last_seen, last);
+}
+
+/// Polls `change` `polls` times, yielding between polls so that the database
+/// makes progress, then drops it wherever it is: a client gone, a timeout.
+async fn drop_after<F: std::future::Future>(change: F, polls: usize) -> bool {
+    let mut change = std::pin::pin!(change);
+    for _ in 0..polls {
+        if futures::poll!(change.as_mut()).is_ready() {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    false
+}
+
+/// A revoke, a delete or an ignore dropped at any point, before, during or
+/// after its commit: the seat is either still the device's or free, and
+/// never both (SQLite's memory of held seats must not outlive the commit).
+async fn a_seat_taken_away_by_a_dropped_request_is_never_answered_twice(store: Store) {
+    let by = Actor::AdminApi;
+    for action in ["revoke", "delete", "ignore"] {
+        let change = |org: OrgId| {
+            let store = store.clone();
+            async move {
+                let _ = match action {
+                    "revoke" => store.unassign(org, "HOLDER", "editor", by).await,
+                    "delete" => store.delete_device(org, "HOLDER", by).await,
+                    _ => store.ignore_device(org, "HOLDER", by).await.map(drop),
+                };
+            }
+        };
+        let holding = async |name: &str| {
+            let org = org_with_product(&store, name, "editor", 1, true).await;
+            for _ in 0..2 {
+                assert!(store.check_in(org, "editor", "HOLDER").await.unwrap().licensed);
+            }
+            org
+        };
+        // How many polls the change takes when left alone, then a drop after each.
+        let mut polls = 0;
+        let whole = holding(&format!("{action}-whole")).await;
+        let mut left_alone = std::pin::pin!(change(whole));
+        while futures::poll!(left_alone.as_mut()).is_pending() {
+            polls += 1;
+            tokio::task::yield_now().await;
+        }
+        let step = (polls / 40).max(1);
+        for dropped_after in (0..=polls + 1).step_by(step) {
+            let org = holding(&format!("{action}-{dropped_after}")).await;
+            drop_after(change(org), dropped_after).await;
+            // Whatever the database was given finishes meanwhile.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let newcomer = store.check_in(org, "editor", "NEWCOMER").await.unwrap();
+            let holder = store.check_in(org, "editor", "HOLDER").await.unwrap();
+            assert!(
+                !(newcomer.licensed && holder.licensed),
+                "{action} dropped after {dropped_after} of {polls} polls: one seat answered licensed to both"
+            );
+            assert!(holders_of(&store, org, "editor").await.len() <= 1);
+        }
+    }
 }
 
 async fn assign_without_a_free_seat_fails_and_changes_nothing(store: Store) {
@@ -1186,4 +1248,34 @@ async fn bulk_actions_say_what_they_did_and_why_they_skipped(store: Store) {
     let kinds = store.activity(org, &ActivityFilter { kind: Some(ActivityKind::DeviceDeleted), ..activity_filter() }).await.unwrap();
     assert_eq!(kinds.items.len(), 5, "each device in the audit log, by who asked");
     assert!(kinds.items.iter().all(|a| a.actor == Actor::AdminApi));
+}
+
+/// A device answered from memory while a reclaim runs: the reclaim either
+/// sees it as seen, or the answer is decided again after the reclaim, never
+/// "licensed" from a seat the reclaim has just given to another device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reclaim_never_frees_a_seat_that_sqlite_answers_from_memory_meanwhile() {
+    let db = store::testing::TestDatabase::sqlite();
+    let store = db.open().await;
+    let created = store.create_organization("acme").await.unwrap();
+    let org = store.organization_by_name("acme").await.unwrap().id;
+    let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 1, auto_assign: true };
+    store.add_product(org, &editor, Actor::Operator).await.unwrap();
+    let one_day = PolicyUpdate { reclaim_after_days: Some(Some(1)), ..Default::default() };
+    store.update_policy(org, "editor", &one_day, Actor::AdminApi).await.unwrap();
+    for _ in 0..2 {
+        assert!(store.check_in(org, "editor", "HOLDER").await.unwrap().licensed);
+    }
+
+    // The holder's first look finds its seat in memory; before its answer,
+    // a reclaim frees the seat (two days on, the holder looks idle) and
+    // another device takes it.
+    let Arrival::Arrived { held: Some(seat), .. } = store.arrive(&created.product_key, "editor", "HOLDER").await.unwrap() else {
+        panic!("the holder's seat is known");
+    };
+    assert_eq!(store.reclaim_idle_seats(now() + chrono::Duration::days(2)).await.unwrap(), 1);
+    assert!(store.check_in(org, "editor", "NEWCOMER").await.unwrap().licensed);
+    let holder = store.check_in_held("editor", "HOLDER", seat).await.unwrap();
+    assert_eq!((holder.licensed, holder.reason), (false, Some(Denial::NoSeatsAvailable)), "decided again, not from memory");
+    assert_eq!(holders_of(&store, org, "editor").await, ["NEWCOMER"]);
 }
