@@ -6,8 +6,11 @@
 //! so a device app can verify it with any JWT library or with a few lines of
 //! its own: `base64url(header).base64url(claims).base64url(signature)`. The
 //! claims name the organization, the product, the serial, the issue and expiry
-//! times (seconds since the Unix epoch) and, when the device sent one, its
-//! nonce. `GET /api/v1/public-keys` publishes every key as a JWK set, the
+//! times (seconds since the Unix epoch), the audience and, when the device
+//! sent one, its nonce. The audience (`aud`) is [`audience`] of the product
+//! key the check-in was made with: a device compares it with the one of its
+//! own key, so that a license minted with another organization's key (any
+//! organization can ask for any serial and product code) is refused. `GET /api/v1/public-keys` publishes every key as a JWK set, the
 //! retired ones too, so tokens signed before a rotation still verify.
 //!
 //! The keys live in the database (`signing_keys`): generated on the first
@@ -93,6 +96,8 @@ pub struct PublicKeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
+    /// [`audience`] of the product key the license was issued to.
+    pub aud: String,
     pub org: String,
     pub product: String,
     pub serial: String,
@@ -109,6 +114,13 @@ struct Header<'a> {
     alg: &'static str,
     typ: &'static str,
     kid: &'a str,
+}
+
+/// A product key's public fingerprint, a license's `aud`: the SHA-256 of the
+/// key's UTF-8 bytes, in lowercase hex. It names the key without revealing
+/// it, and a device computes it from the key it was configured with.
+pub fn audience(product_key: &str) -> String {
+    hex::encode(Sha256::digest(product_key.as_bytes()))
 }
 
 /// Checks a check-in's nonce: 1 to 64 printable ASCII characters.
@@ -156,13 +168,21 @@ impl Licenser {
         self.reload().await.map(drop)
     }
 
-    /// A signed license for a check-in answered `licensed: true`.
-    pub async fn issue(&self, org: OrgId, check_in: &CheckIn, nonce: Option<&str>) -> Result<String, StoreError> {
+    /// A signed license for a check-in answered `licensed: true`, made with
+    /// `product_key`.
+    pub async fn issue(
+        &self,
+        org: OrgId,
+        product_key: &str,
+        check_in: &CheckIn,
+        nonce: Option<&str>,
+    ) -> Result<String, StoreError> {
         let terms = self.terms(org, &check_in.product).await?;
         let ring = self.ring().await?;
         let iat = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.to_owned(),
+            aud: audience(product_key),
             org: terms.organization.clone(),
             product: check_in.product.clone(),
             serial: check_in.serial.clone(),
@@ -298,6 +318,13 @@ mod tests {
     }
 
     #[test]
+    fn the_audience_is_the_hex_sha256_of_the_product_key() {
+        // echo -n sk_prod_example | sha256sum
+        assert_eq!(audience("sk_prod_example"), "020add9105c6d5da384a3cd8d35cc33b1dbe8b6618ec1b8c7e913fb4c26ee9a1");
+        assert_ne!(audience("sk_prod_example"), audience("sk_prod_other"));
+    }
+
+    #[test]
     fn nonces_are_short_printable_ascii() {
         for ok in ["a", "0123456789abcdef", " spaced ~!", &"n".repeat(64)] {
             assert!(validate_nonce(ok).is_ok(), "{ok:?}");
@@ -313,6 +340,7 @@ mod tests {
         let ring = KeyRing::from_stored(std::slice::from_ref(&stored)).unwrap();
         let claims = Claims {
             iss: ISSUER.into(),
+            aud: audience("sk_prod_example"),
             org: "acme".into(),
             product: "editor".into(),
             serial: "SN-1".into(),

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 on_both_backends!(
     a_licensed_answer_carries_a_license_that_verifies_with_the_published_key,
+    a_license_names_the_product_key_it_was_issued_to,
     a_touched_license_does_not_verify,
     a_nonce_is_echoed_and_a_bad_one_changes_nothing,
     a_denied_answer_carries_no_license,
@@ -61,14 +62,19 @@ fn verify(token: &str, keys: &[Value]) -> Result<(Value, Value), String> {
 mod readme {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
     use ed25519_dalek::{Signature, VerifyingKey};
+    use sha2::{Digest, Sha256};
 
-    /// `x` is the published key's `x`; returns the claims when the signature holds.
-    pub fn verify(token: &str, x: &str) -> Option<serde_json::Value> {
+    /// `x` is the published key's `x`, `product_key` the key this app was set up
+    /// with; returns the claims when the signature holds and the license was
+    /// issued to that key (its `aud` is the key's hex SHA-256).
+    pub fn verify(token: &str, x: &str, product_key: &str) -> Option<serde_json::Value> {
         let (signed, signature) = token.rsplit_once('.')?;
         let key = VerifyingKey::from_bytes(&B64.decode(x).ok()?.try_into().ok()?).ok()?;
         let signature = Signature::from_bytes(&B64.decode(signature).ok()?.try_into().ok()?);
         key.verify_strict(signed.as_bytes(), &signature).ok()?;
-        serde_json::from_slice(&B64.decode(signed.split_once('.')?.1).ok()?).ok()
+        let claims: serde_json::Value = serde_json::from_slice(&B64.decode(signed.split_once('.')?.1).ok()?).ok()?;
+        let audience = hex::encode(Sha256::digest(product_key.as_bytes()));
+        (claims["aud"] == audience.as_str()).then_some(claims)
     }
 }
 
@@ -95,13 +101,40 @@ async fn a_licensed_answer_carries_a_license_that_verifies_with_the_published_ke
     assert!((now() - iat).abs() <= 5, "issued now: {claims}");
     assert_eq!(claims["exp"].as_i64().unwrap() - iat, 7 * DAY, "seven days by default");
     assert!(claims.get("nonce").is_none(), "no nonce asked, none given: {claims}");
-    assert_eq!(readme::verify(token, keys[0]["x"].as_str().unwrap()), Some(claims.clone()), "the README's way agrees");
-    assert_eq!(readme::verify(&token.replace(".ey", ".eZ"), keys[0]["x"].as_str().unwrap()), None);
+    let x = keys[0]["x"].as_str().unwrap();
+    assert_eq!(readme::verify(token, x, &acme.product_key), Some(claims.clone()), "the README's way agrees");
+    assert_eq!(readme::verify(&token.replace(".ey", ".eZ"), x, &acme.product_key), None);
+    assert_eq!(readme::verify(token, x, "sk_prod_of_another_organization"), None, "issued to another key");
 
     // A device holding its seat gets a fresh license at every check-in.
     let again = app.check_in(&acme.product_key, "editor", "SN-1").await.json();
     let (_, claims) = verify(again["license"].as_str().unwrap(), &keys).unwrap();
     assert_eq!(claims["serial"], "SN-1");
+}
+
+/// What a device computes from the product key it was configured with, and
+/// compares with a license's `aud` (the README's words: the SHA-256 of the
+/// key, in lowercase hex).
+fn audience_of(product_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(product_key.as_bytes()))
+}
+
+async fn a_license_names_the_product_key_it_was_issued_to(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    let globex = app.org("globex", &[("editor", 2, true)]).await;
+    let keys = public_keys(&app).await;
+    let own = app.check_in(&acme.product_key, "editor", "ACME-1").await.json();
+    let (_, claims) = verify(own["license"].as_str().unwrap(), &keys).unwrap();
+    assert_eq!(claims["aud"], audience_of(&acme.product_key), "{claims}");
+
+    // Another organization can ask for the same serial and product code and
+    // get a license that verifies; its audience tells the device it is not its own.
+    let minted = app.check_in(&globex.product_key, "editor", "ACME-1").await.json();
+    let (_, claims) = verify(minted["license"].as_str().unwrap(), &keys).expect("it is a genuine license");
+    assert_eq!((&claims["serial"], &claims["product"]), (&json!("ACME-1"), &json!("editor")));
+    assert_ne!(claims["aud"], audience_of(&acme.product_key), "a device of acme must be able to refuse it");
+    assert_eq!(claims["aud"], audience_of(&globex.product_key));
 }
 
 async fn a_touched_license_does_not_verify(app: TestApp) {

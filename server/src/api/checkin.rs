@@ -97,7 +97,7 @@ pub async fn check_in(
     if let Err(wait) = limits.checkins.take(org, Instant::now()) {
         return Err(rate_limited(wait));
     }
-    let answer = decide(&store, &licenser, org, held, request).await.map_err(fail)?;
+    let answer = decide(&store, &licenser, org, &key, held, request).await.map_err(fail)?;
     metrics.check_in(&answer.check_in);
     Ok(Json(answer))
 }
@@ -116,6 +116,7 @@ async fn decide(
     store: &Store,
     licenser: &Licenser,
     org: OrgId,
+    product_key: &str,
     held: Option<HeldSeat>,
     request: CheckInRequest,
 ) -> Result<CheckInAnswer, ApiError> {
@@ -132,7 +133,7 @@ async fn decide(
         None => store.check_in(org, &request.product, &request.serial).await?,
     };
     let license = match check_in.licensed {
-        true => Some(licenser.issue(org, &check_in, request.nonce.as_deref()).await?),
+        true => Some(licenser.issue(org, product_key, &check_in, request.nonce.as_deref()).await?),
         false => None,
     };
     Ok(CheckInAnswer { check_in, license })
