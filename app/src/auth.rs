@@ -21,7 +21,10 @@ pub async fn sign_in(key: String, next: String) -> Result<(), UiError> {
     use store::LicenseStore;
     let result = async {
         let store = store()?;
-        let org = store.authenticate_admin(key.trim()).await?.ok_or_else(|| UiError::new("invalid_key"))?;
+        let Some(org) = store.authenticate_admin(key.trim()).await? else {
+            credentials_refused();
+            return Err(UiError::new("invalid_key"));
+        };
         let session = store.create_session(org.id, SESSION_LIFETIME).await?;
         set_cookie(SESSION_COOKIE, Some(&session), SESSION_LIFETIME);
         Ok(())

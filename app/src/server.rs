@@ -20,6 +20,30 @@ pub const SESSION_COOKIE: &str = "seatkeeper_session";
 pub const NEW_ADMIN_KEY_COOKIE: &str = "seatkeeper_new_admin_key";
 pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 60 * 60);
 
+/// A flag the server's failed-authentication throttle puts on each request.
+/// A server function that refuses the credentials it was given without
+/// answering 401 (a sign-in form sent back to its page) raises it, so that
+/// the refusal counts all the same.
+#[derive(Clone, Default)]
+pub struct CredentialsRefused(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CredentialsRefused {
+    pub fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Tells the throttle that this request's credentials were refused.
+pub fn credentials_refused() {
+    if let Some(flag) = request().and_then(|parts| parts.extensions.get::<CredentialsRefused>().cloned()) {
+        flag.raise();
+    }
+}
+
 pub fn store() -> Result<Store, UiError> {
     use_context::<Store>().ok_or_else(|| UiError::new("internal"))
 }

@@ -9,6 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use store::{Actor, LicenseStore, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
 
+use crate::client_address::{Cidr, TrustedProxies};
+use crate::observe::MetricsToken;
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/seatkeeper.db";
 
 #[derive(Parser)]
@@ -43,6 +46,22 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
     pub max_connections: usize,
 
+    /// Connections one client address (an IPv6 /64) may hold open at once;
+    /// more are closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "SEATKEEPER_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, global = true)]
+    pub max_connections_per_address: usize,
+
+    /// Seconds a connection may stay open with no request under way.
+    #[arg(long, env = "SEATKEEPER_IDLE_TIMEOUT", default_value_t = 30, global = true)]
+    pub idle_timeout: u64,
+
+    /// Reverse proxies (comma-separated addresses or CIDR networks) whose
+    /// X-Forwarded-For header names the client to the failed-authentication
+    /// throttle, and which are not held to the per-address connection cap.
+    /// Without it the header is ignored.
+    #[arg(long, env = "SEATKEEPER_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<Cidr>,
+
     /// Bytes a request's line and headers may take (431 above; at least 8192).
     #[arg(long, env = "SEATKEEPER_MAX_HEADER_BYTES", default_value_t = 16384, global = true)]
     pub max_header_bytes: usize,
@@ -56,9 +75,16 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_RECLAIM_INTERVAL", default_value_t = 600, global = true)]
     pub reclaim_interval: u64,
 
-    /// Serve `GET /metrics` (Prometheus) on this address instead of the main one.
+    /// Serve `GET /metrics` (Prometheus), without a token, on this address of
+    /// its own (keep it behind your firewall).
     #[arg(long, env = "SEATKEEPER_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Serve `GET /metrics` on the main address to requests bearing this token
+    /// (`Authorization: Bearer <token>`, at least 16 characters). Without it
+    /// the main address does not serve metrics: they name every organization.
+    #[arg(long, env = "SEATKEEPER_METRICS_TOKEN", hide_env_values = true, global = true, value_parser = metrics_token)]
+    pub metrics_token: Option<MetricsToken>,
 
     /// How the server logs: `text` for people, `json` (one object per line,
     /// with the request id) for log collectors. The level is RUST_LOG's.
@@ -161,20 +187,28 @@ pub struct RotateArgs {
     product: bool,
 }
 
+fn metrics_token(token: &str) -> Result<MetricsToken, String> {
+    MetricsToken::new(token).ok_or_else(|| "the metrics token must be at least 16 printable characters".to_owned())
+}
+
 impl Cli {
     pub fn limits(&self) -> std::sync::Arc<crate::limits::Limits> {
-        use crate::limits::{Connections, Limits, Rate};
+        use crate::limits::{Connections, Limits, Rate, RateLimiter};
+        use std::time::Duration;
         let per_minute = self.failed_auth_per_minute.max(0.0);
-        Limits::with_connections(
-            Rate { per_second: self.checkin_rate.max(0.0), burst: self.checkin_burst.max(1.0) },
-            Rate { per_second: per_minute / 60.0, burst: per_minute.max(1.0) },
-            std::time::Duration::from_secs(self.request_timeout.max(1)),
-            Connections {
+        std::sync::Arc::new(Limits {
+            checkins: RateLimiter::new(Rate { per_second: self.checkin_rate.max(0.0), burst: self.checkin_burst.max(1.0) }),
+            failed_auth: RateLimiter::new(Rate { per_second: per_minute / 60.0, burst: per_minute.max(1.0) }),
+            request_timeout: Duration::from_secs(self.request_timeout.max(1)),
+            connections: Connections {
                 max: self.max_connections.max(1),
+                max_per_address: self.max_connections_per_address.max(1),
                 max_header_bytes: self.max_header_bytes.max(8192),
+                idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 ..Connections::default()
             },
-        )
+            trusted_proxies: TrustedProxies::new(self.trusted_proxies.clone()),
+        })
     }
 }
 

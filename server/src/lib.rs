@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client_address;
 pub mod export;
 pub mod housekeeping;
 pub mod licensing;
@@ -40,7 +41,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use licensing::Licenser;
 use limits::Limits;
-use observe::Metrics;
+use observe::{Metrics, MetricsToken};
 
 /// What every request handler may reach. Axum clones it for every request
 /// (and each `State<T>` extractor clones its part), so it is one reference
@@ -55,9 +56,9 @@ pub struct Shared {
     pub limits: Arc<Limits>,
     pub licenser: Arc<Licenser>,
     pub metrics: Arc<Metrics>,
-    /// Whether `GET /metrics` is served on the main address (not when the
-    /// operator gave it an address of its own).
-    pub metrics_on_main: bool,
+    /// With it, `GET /metrics` is served on the main address to requests
+    /// bearing it; without it, only on `--metrics-addr` ([`metrics_router`]).
+    pub metrics_token: Option<MetricsToken>,
 }
 
 impl std::ops::Deref for AppState {
@@ -98,13 +99,13 @@ impl AppState {
             limits: Limits::off(),
             licenser,
             metrics: Metrics::new(),
-            metrics_on_main: true,
+            metrics_token: None,
         }))
     }
 
-    /// Serves `GET /metrics` only on [`metrics_router`], not on the main address.
-    pub fn with_metrics_elsewhere(self) -> Self {
-        AppState(Arc::new(Shared { metrics_on_main: false, ..Arc::unwrap_or_clone(self.0) }))
+    /// Serves `GET /metrics` on the main address too, to requests bearing `token`.
+    pub fn with_metrics_token(self, token: Option<MetricsToken>) -> Self {
+        AppState(Arc::new(Shared { metrics_token: token, ..Arc::unwrap_or_clone(self.0) }))
     }
 
     pub fn with_limits(self, limits: Arc<Limits>) -> Self {
@@ -129,8 +130,9 @@ pub fn router(state: AppState) -> Router {
     let pages = generate_route_list(app::App);
     let store = state.store.clone();
     let mut router = Router::new();
-    if state.metrics_on_main {
-        router = router.route("/metrics", get(observe::metrics));
+    if let Some(token) = state.metrics_token.clone() {
+        let only_with_token = middleware::from_fn_with_state(token, observe::require_metrics_token);
+        router = router.route("/metrics", get(observe::metrics).route_layer(only_with_token));
     }
     router
         .route("/healthz", get(healthz))
@@ -172,32 +174,39 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Refuses a request that changes something, carries this site's cookie and
-/// was sent by a page of another site (its `Origin`, or lacking one its
-/// `Referer`, names another host): cross-site request forgery. SameSite=Strict
-/// cookies already keep browsers from sending the session along; this holds
-/// even where a browser would not.
+/// Refuses a request from a browser that changes something (any method but
+/// GET, HEAD and OPTIONS, without an `Authorization` header, outside the JSON
+/// APIs, which take only bearer keys) unless it comes from a page of this
+/// site: its `Origin`, or lacking one its `Referer`, names this host. Browsers
+/// send one of them with every such request; a request with neither is
+/// refused too. This stops another site from posting forms in a victim's
+/// browser, signing in included (which would sign the victim in to the
+/// attacker's organization). SameSite=Strict cookies already keep browsers
+/// from sending the session along; this holds even where a browser would not.
 async fn refuse_cross_site_forms(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
     use axum::http::Method;
     use axum::response::IntoResponse;
     let headers = request.headers();
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes && headers.contains_key(header::COOKIE) {
-        let host = headers.get("x-forwarded-host").or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok());
-        let sender = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
-        let sender_host = sender.map(|url| url.split_once("://").map_or(url, |(_, rest)| rest).split('/').next().unwrap_or_default());
-        if let (Some(host), Some(sender_host)) = (host, sender_host)
-            && !sender_host.eq_ignore_ascii_case(host)
-        {
-            return api::ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "cross_site_request",
-                "this request came from a page of another site",
-            )
-            .into_response();
-        }
+    let from_a_browser = !headers.contains_key(header::AUTHORIZATION) && !request.uri().path().starts_with("/api/v1/");
+    if changes && from_a_browser && !sent_by_this_site(headers) {
+        return api::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "this request did not come from a page of this site",
+        )
+        .into_response();
     }
     next.run(request).await
+}
+
+/// Whether the page that sent a request (`Origin`, or lacking it `Referer`)
+/// is on the host the request was sent to.
+fn sent_by_this_site(headers: &axum::http::HeaderMap) -> bool {
+    let host = headers.get("x-forwarded-host").or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok());
+    let sender = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
+    let sender_host = sender.and_then(|url| url.split_once("://")).map(|(_, rest)| rest.split('/').next().unwrap_or_default());
+    matches!((host, sender_host), (Some(host), Some(sender)) if !host.is_empty() && sender.eq_ignore_ascii_case(host))
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish;
@@ -208,5 +217,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let connections = state.limits.connections;
-    serve::serve_router(listener, router(state), connections, shutdown).await
+    let trusted_proxies = state.limits.trusted_proxies.clone();
+    serve::serve_router(listener, router(state), connections, trusted_proxies, shutdown).await
 }

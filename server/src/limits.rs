@@ -1,7 +1,8 @@
 //! Limits that keep one client from crowding out the rest: a check-in rate per
-//! organization (its product key), and a cap on failed authentications per
-//! client address. Both are token buckets held in memory by each server
-//! process; exceeding one answers 429 with `Retry-After`.
+//! organization (its product key), a budget of failed authentications per
+//! client address, and what the accept loop allows each connection. The two
+//! budgets are token buckets held in memory by each server process;
+//! exceeding one answers 429 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -9,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use app::server::CredentialsRefused;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -16,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use store::OrgId;
 
 use crate::api::ApiError;
+use crate::client_address::TrustedProxies;
 
 /// How much a bucket holds and how fast it refills. A rate of 0 turns the
 /// limit off.
@@ -102,6 +105,8 @@ pub struct Limits {
     /// How long one request may take, reading its body included (408 after).
     pub request_timeout: Duration,
     pub connections: Connections,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// What the accept loop (`crate::serve`) allows each connection.
@@ -109,21 +114,29 @@ pub struct Limits {
 pub struct Connections {
     /// Connections open at once; at the cap new ones wait in the listen queue.
     pub max: usize,
+    /// Connections open at once from one client address (an IPv6 /64);
+    /// more are closed at once. Trusted proxies are not held to it.
+    pub max_per_address: usize,
     /// Bytes of a request's line and headers (431 above; at least 8 KiB).
     pub max_header_bytes: usize,
     /// Header fields of one request (431 above).
     pub max_headers: usize,
-    /// How long a client may take to send its request line and headers.
+    /// How long a client may take to send its request line and headers,
+    /// and, on a new connection, its first request's.
     pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request under way.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Connections {
     fn default() -> Self {
         Connections {
             max: 4096,
+            max_per_address: 256,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -146,6 +159,7 @@ impl Limits {
             failed_auth: RateLimiter::new(failed_auth),
             request_timeout,
             connections,
+            trusted_proxies: TrustedProxies::default(),
         })
     }
 
@@ -164,19 +178,28 @@ pub fn rate_limited(wait: Duration) -> Response {
     response
 }
 
-/// Refuses a client address that has failed to authenticate too often
-/// lately, and counts every 401 it gets as one more failure.
-pub async fn throttle_failed_auth(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
-    let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
-    let now = Instant::now();
-    if let Some(wait) = address.and_then(|ip| limits.failed_auth.wait(ip, now)) {
-        return rate_limited(wait);
-    }
+/// Counts every refused credential (a 401, or a sign-in form sent back with
+/// its error) against the client's budget, and once that is spent answers
+/// further refused attempts with 429 instead. A request with a valid key or
+/// session is never refused here, whatever its address did before: one
+/// misconfigured device behind an office's address must not lock out the
+/// rest of the office.
+pub async fn throttle_failed_auth(State(limits): State<Arc<Limits>>, mut request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| limits.trusted_proxies.client(peer.ip(), request.headers()));
+    let refused = CredentialsRefused::default();
+    request.extensions_mut().insert(refused.clone());
     let response = next.run(request).await;
-    if let (Some(ip), StatusCode::UNAUTHORIZED) = (address, response.status()) {
-        let _ = limits.failed_auth.take(ip, now);
+    let failed = response.status() == StatusCode::UNAUTHORIZED || refused.is_set();
+    match client {
+        Some(client) if failed => match limits.failed_auth.take(client, Instant::now()) {
+            Ok(()) => response,
+            Err(wait) => rate_limited(wait),
+        },
+        _ => response,
     }
-    response
 }
 
 #[cfg(test)]

@@ -43,10 +43,9 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let mut state = AppState::new(store.clone(), addr).with_limits(cli.limits());
+    let state = AppState::new(store.clone(), addr).with_limits(cli.limits()).with_metrics_token(cli.metrics_token.clone());
     let mut metrics_bound = None;
     if let Some(metrics_addr) = cli.metrics_addr {
-        state = state.with_metrics_elsewhere();
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .with_context(|| format!("listening for /metrics on {metrics_addr}"))?;

@@ -186,6 +186,42 @@ pub async fn metrics(State(metrics): State<Arc<Metrics>>, State(store): State<St
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
+/// The operator's token for `GET /metrics` on the main address, where anyone
+/// could ask: the metrics name every organization and its seats. Never
+/// printed, compared in constant time.
+#[derive(Clone)]
+pub struct MetricsToken(Arc<str>);
+
+impl MetricsToken {
+    /// At least 16 printable ASCII characters, or nothing.
+    pub fn new(token: &str) -> Option<Self> {
+        let fine = token.len() >= 16 && token.bytes().all(|b| b.is_ascii_graphic());
+        fine.then(|| MetricsToken(token.into()))
+    }
+
+    fn admits(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        // Digests first, so that the comparison's time says nothing of the length either.
+        Sha256::digest(self.0.as_bytes()).ct_eq(&Sha256::digest(given.as_bytes())).into()
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(…)")
+    }
+}
+
+/// Lets through only requests bearing the metrics token; others get the API's
+/// 401, which the failed-authentication throttle counts.
+pub async fn require_metrics_token(State(token): State<MetricsToken>, request: Request, next: Next) -> Response {
+    match crate::api::bearer(request.headers()) {
+        Some(given) if token.admits(given) => next.run(request).await,
+        _ => crate::api::ApiError::invalid_api_key().into_response(),
+    }
+}
+
 /// A request id a client sent that is safe to repeat in logs and headers.
 fn acceptable_id(value: &HeaderValue) -> Option<&str> {
     let id = value.to_str().ok()?;

@@ -1,26 +1,41 @@
-//! The accept loop: hyper's HTTP/1 and HTTP/2 server over the router, with a
-//! cap on open connections, a cap on the size of a request's headers, a
-//! deadline for reading them, and a graceful shutdown.
+//! The accept loop: hyper's HTTP/1 and HTTP/2 server over the router, with
+//! the limits that keep clients without a key from taking the server down,
+//! and a graceful shutdown.
 //!
-//! `axum::serve` offers none of these knobs, so the loop is ours: it takes a
-//! connection slot before it accepts (at the cap the listener waits and the
-//! kernel's backlog holds newcomers), and gives the slot back when the
-//! connection closes.
+//! `axum::serve` offers none of these knobs, so the loop is ours:
+//! - a cap on open connections: a slot is taken before accepting (at the cap
+//!   the listener waits and the kernel's backlog holds newcomers) and given
+//!   back when the connection closes;
+//! - a cap per client address, so that one address cannot take every slot:
+//!   its connections beyond the cap are closed at once;
+//! - deadlines, so that a slot held by a silent or slow client comes back: a
+//!   new connection must deliver its first request head within the header
+//!   deadline (hyper's own timer starts only once it knows the protocol), and
+//!   a connection with no request under way is closed after the idle timeout;
+//! - caps on the size of a request's head, and HTTP/2 keep-alive pings.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::client_address::{self, TrustedProxies};
 use crate::limits::Connections;
 
 /// Serves `app` until `shutdown` completes; then closes the listener (new
@@ -30,10 +45,12 @@ pub async fn serve_router(
     listener: TcpListener,
     app: Router,
     connections: Connections,
+    trusted_proxies: TrustedProxies,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let builder = http_builder(&connections);
     let slots = Arc::new(Semaphore::new(connections.max.max(1)));
+    let per_address = PerAddress::new(connections.max_per_address.max(1));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -52,20 +69,47 @@ pub async fn serve_router(
             },
             () = &mut shutdown => break,
         };
+        let address_slot = match trusted_proxies.trusts(remote.ip()) {
+            true => None,
+            false => match per_address.take(client_address::key(remote.ip())) {
+                Some(taken) => Some(taken),
+                None => {
+                    tracing::debug!(%remote, "closing a connection over the cap for its address");
+                    continue;
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
 
-        // Each request learns the client's address, as `ConnectInfo`.
+        // Each request learns the client's address, as `ConnectInfo`, and
+        // tells the connection's watchdog when it starts and ends.
+        let activity = Arc::new(Activity::new());
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(remote));
-            app.clone().oneshot(request)
+        let service = hyper::service::service_fn({
+            let activity = activity.clone();
+            move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                let under_way = activity.request_started();
+                let answer = app.clone().oneshot(request);
+                async move {
+                    let response = answer.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Watched { body, _under_way: under_way })))
+                }
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
+        let deadlines = Deadlines { first_request: connections.header_read_timeout, idle: connections.idle_timeout };
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%remote, %error, "connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%remote, %error, "connection ended with an error");
+                },
+                () = activity.idle_too_long(deadlines) => {
+                    tracing::debug!(%remote, "closing a connection that sent no request in time");
+                }
             }
+            drop(address_slot);
             drop(slot);
         });
     }
@@ -88,8 +132,156 @@ fn http_builder(connections: &Connections) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(connections.idle_timeout / 2)
+        .keep_alive_timeout(connections.header_read_timeout)
         .max_header_list_size(u32::try_from(connections.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// How long a connection may go without a request under way.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    /// From the accept to the first request's complete head.
+    first_request: Duration,
+    /// From the end of one answer to the next request's complete head.
+    idle: Duration,
+}
+
+/// What a connection's watchdog knows: how many requests are under way (from
+/// their complete head to the end of their answer's body), whether any has
+/// come yet, and when the count last moved.
+struct Activity {
+    opened: Instant,
+    under_way: AtomicUsize,
+    started: AtomicU64,
+    /// Milliseconds since `opened` at the last start or end of a request.
+    last_change_ms: AtomicU64,
+    /// Wakes the watchdog at each start and end, since the deadline it
+    /// sleeps towards may have changed.
+    changed: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            under_way: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            last_change_ms: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn request_started(self: &Arc<Self>) -> UnderWay {
+        self.under_way.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        UnderWay(self.clone())
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_change_ms.store(now, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Resolves once the connection has had no request under way for longer
+    /// than its deadline.
+    async fn idle_too_long(&self, deadlines: Deadlines) {
+        loop {
+            let limit = match self.started.load(Ordering::Relaxed) {
+                0 => deadlines.first_request,
+                _ => deadlines.idle,
+            };
+            if self.under_way.load(Ordering::SeqCst) > 0 {
+                self.changed.notified().await;
+                continue;
+            }
+            let due = self.opened + Duration::from_millis(self.last_change_ms.load(Ordering::SeqCst)) + limit;
+            if Instant::now() >= due && self.under_way.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = self.changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// One request under way; its end is when this is dropped, with the answer's body.
+struct UnderWay(Arc<Activity>);
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.0.under_way.fetch_sub(1, Ordering::SeqCst);
+        self.0.touch();
+    }
+}
+
+/// An answer's body that keeps its request counted as under way until the
+/// body is sent or dropped (a download streamed to a slow reader is not idle).
+struct Watched {
+    body: Body,
+    _under_way: UnderWay,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Open connections by client address (see [`client_address::key`]).
+#[derive(Clone)]
+struct PerAddress {
+    max: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's place in its address's count, given back when dropped.
+struct AddressSlot {
+    address: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> Self {
+        PerAddress { max, open: Arc::default() }
+    }
+
+    fn take(&self, address: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot { address, open: self.open.clone() })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// A failed accept is either one client's trouble (it hung up before we got

@@ -213,6 +213,7 @@ async fn keys_and_session_ids_never_reach_the_log() {
     let signed_in = client
         .post(format!("{}{}", server.base, SignIn::PATH))
         .header("accept", "application/json")
+        .header("origin", &server.base)
         .form(&[("key", admin_key), ("next", "/")])
         .send()
         .await

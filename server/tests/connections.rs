@@ -1,5 +1,7 @@
 //! The accept loop's limits, over real sockets: oversized request heads, a
-//! client that never finishes its headers, and the cap on open connections.
+//! client that never finishes its headers, the caps on open connections (in
+//! all and per client address), and the deadlines that close connections
+//! holding a slot without a request under way.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::sync::oneshot;
 
 struct Server {
     addr: SocketAddr,
+    store: store::Store,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _db: TestDatabase,
@@ -24,12 +27,12 @@ async fn start(connections: Connections) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = Limits::with_connections(Rate::OFF, Rate::OFF, Limits::DEFAULT_REQUEST_TIMEOUT, connections);
-    let state = AppState::new(store, addr).with_limits(limits);
+    let state = AppState::new(store.clone(), addr).with_limits(limits);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    Server { addr, stop: Some(stop), task, _db: db }
+    Server { addr, store, stop: Some(stop), task, _db: db }
 }
 
 impl Server {
@@ -122,5 +125,143 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     assert_eq!(read_status(&mut third).await, "HTTP/1.1 200 OK", "answered once a slot is free");
     drop(second);
     drop(third);
+    server.stop().await;
+}
+
+/// A connection to the server from `source`, one of the loopback range's
+/// many addresses, so that a test can be several clients.
+async fn connect_from(source: &str, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().unwrap())?;
+    socket.connect(server).await
+}
+
+/// Whether the server closes `stream` within `limit`: reads (and drops)
+/// whatever it sends until the end of the stream.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A check-in over a fresh connection from `source`, with its status line.
+async fn check_in_from(source: &str, server: SocketAddr, product_key: &str) -> String {
+    let mut stream = connect_from(source, server).await.unwrap();
+    let body = r#"{"product": "editor", "serial": "SN-1"}"#;
+    let request = format!(
+        "POST /api/v1/checkin HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {product_key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_status(&mut stream).await
+}
+
+async fn product_key(server: &Server) -> String {
+    use store::{Actor, LicenseStore, NewProduct};
+    let created = server.store.create_organization("acme").await.unwrap();
+    let org = server.store.organization_by_name("acme").await.unwrap().id;
+    let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 10, auto_assign: true };
+    server.store.add_product(org, &editor, Actor::Operator).await.unwrap();
+    created.product_key
+}
+
+/// 5,000 connections that never send a byte, from one address, and a
+/// slowloris writer (one header byte a second) from another: neither keeps a
+/// third client from being answered at once, and every one of them is closed
+/// by the server's deadlines, with the defaults an operator gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_clients_do_not_stall_the_others_and_are_closed() {
+    let server = start(Connections::default()).await;
+    let key = product_key(&server).await;
+    let opened = std::time::Instant::now();
+
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        let batch = (0..100).map(|_| connect_from("127.0.0.2", server.addr));
+        for stream in futures::future::join_all(batch).await {
+            silent.push(stream.expect("the kernel takes the connection"));
+        }
+    }
+    let mut slowloris = connect_from("127.0.0.3", server.addr).await.unwrap();
+    slowloris.write_all(b"POST /api/v1/checkin HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
+    let (slow_reader, mut slow_writer) = slowloris.into_split();
+    let dripping = tokio::spawn(async move {
+        let mut sent = 0;
+        while slow_writer.write_all(b"a").await.is_ok() && sent < 60 {
+            sent += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        sent
+    });
+    let mut h2_silence = connect_from("127.0.0.3", server.addr).await.unwrap();
+    let h2_opened = std::time::Instant::now();
+    h2_silence.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(1), check_in_from("127.0.0.4", server.addr, &key))
+        .await
+        .expect("a check-in from another address is answered within 1 s");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let deadline = Duration::from_secs(30).saturating_sub(opened.elapsed());
+    let closes = silent.iter_mut().map(|stream| closed_within(stream, deadline));
+    let closed = futures::future::join_all(closes).await;
+    let open = closed.iter().filter(|closed| !**closed).count();
+    assert_eq!(open, 0, "silent connections still open 30 s after they were made");
+    let h2_deadline = Duration::from_secs(30).saturating_sub(h2_opened.elapsed());
+    assert!(closed_within(&mut h2_silence, h2_deadline).await, "the HTTP/2 preface alone buys no more time");
+    let sent = tokio::time::timeout(Duration::from_secs(5), dripping).await.expect("the slowloris writer was cut off").unwrap();
+    assert!(sent < 30, "the slowloris writer sent {sent} bytes before it was cut off");
+    drop(slow_reader);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let server = start(Connections { max_per_address: 3, ..Connections::default() }).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.2", server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = connect_from("127.0.0.2", server.addr).await.unwrap();
+    assert!(closed_within(&mut fourth, Duration::from_secs(2)).await, "the fourth from the same address is closed at once");
+    let mut other = connect_from("127.0.0.3", server.addr).await.unwrap();
+    other.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_status(&mut other).await, "HTTP/1.1 200 OK", "another address is served");
+
+    // A closed connection gives its place back.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from("127.0.0.2", server.addr).await.unwrap();
+    again.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_status(&mut again).await, "HTTP/1.1 200 OK");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_with_no_request_under_way_is_closed_after_the_idle_timeout() {
+    let connections = Connections { idle_timeout: Duration::from_millis(500), ..Connections::default() };
+    let server = start(connections).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    for _ in 0..3 {
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert_eq!(read_status(&mut stream).await, "HTTP/1.1 200 OK", "kept alive between requests");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let idle = std::time::Instant::now();
+    assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    assert!(idle.elapsed() >= Duration::from_millis(250), "not before the idle timeout: {:?}", idle.elapsed());
     server.stop().await;
 }

@@ -25,7 +25,7 @@ async fn metrics_count_check_ins_requests_seats_and_connections(app: TestApp) {
     assert_eq!(app.check_in(&acme.product_key, "editor", "SN-2").await.json()["reason"], "no_seats_available");
     app.check_in("sk_prod_nope", "editor", "SN-3").await;
 
-    let reply = app.call(Method::GET, "/metrics", None, None).await;
+    let reply = app.call(Method::GET, "/metrics", Some(common::METRICS_TOKEN), None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(reply.body.to_vec()).unwrap();
@@ -44,7 +44,7 @@ async fn metrics_count_check_ins_requests_seats_and_connections(app: TestApp) {
         let request = Request::builder().method(method).uri("/healthz").body(Body::empty()).unwrap();
         app.send(request).await;
     }
-    let text = String::from_utf8(app.call(Method::GET, "/metrics", None, None).await.body.to_vec()).unwrap();
+    let text = String::from_utf8(app.call(Method::GET, "/metrics", Some(common::METRICS_TOKEN), None).await.body.to_vec()).unwrap();
     assert!(!text.contains("BREW") && !text.contains("PROPFIND"), "{text}");
     assert!(text.contains(r#"method="other""#), "{text}");
     // Every sample line is `name{labels} value` with a number.
@@ -53,11 +53,16 @@ async fn metrics_count_check_ins_requests_seats_and_connections(app: TestApp) {
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
 
-    // Served elsewhere on request: not on the main address then.
-    let state = seatkeeper::AppState::new(app.store.clone(), "127.0.0.1:0".parse().unwrap()).with_metrics_elsewhere();
+    // The metrics name every organization: the main address shows them
+    // only to the operator's token, and without one configured not at all.
+    app.call(Method::GET, "/metrics", None, None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_api_key");
+    app.call(Method::GET, "/metrics", Some("test-metrics-token-0123456788"), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_api_key");
+    app.call(Method::GET, "/metrics", Some(&acme.admin_key), None).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_api_key");
+    let state = seatkeeper::AppState::new(app.store.clone(), "127.0.0.1:0".parse().unwrap());
     let main = seatkeeper::router(state.clone());
     let reply = main.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+    // `--metrics-addr` serves them without a token, on an address of their own.
     let alone = seatkeeper::metrics_router(state);
     let reply = alone.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(reply.status(), StatusCode::OK);

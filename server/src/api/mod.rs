@@ -169,7 +169,7 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    fn invalid_api_key() -> Self {
+    pub fn invalid_api_key() -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "missing, malformed or unknown API key")
     }
 }
@@ -241,7 +241,7 @@ impl From<QueryRejection> for ApiError {
 }
 
 /// The key in `Authorization: Bearer <key>`, if the header has that shape.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())

@@ -39,6 +39,9 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The operator's token for `GET /metrics` on the main address of a [`TestApp`].
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 /// An organization made for a test, with its keys.
 pub struct Org {
     pub name: String,
@@ -81,7 +84,9 @@ impl TestApp {
 
     pub async fn with_limits(db: TestDatabase, limits: std::sync::Arc<seatkeeper::limits::Limits>) -> Self {
         let store = db.open().await;
-        let state = AppState::new(store.clone(), "127.0.0.1:0".parse().unwrap()).with_limits(limits);
+        let state = AppState::new(store.clone(), "127.0.0.1:0".parse().unwrap())
+            .with_limits(limits)
+            .with_metrics_token(seatkeeper::observe::MetricsToken::new(METRICS_TOKEN));
         TestApp { store, router: router(state), _db: db }
     }
 
