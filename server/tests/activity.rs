@@ -17,7 +17,34 @@ on_both_backends!(
     the_screens_download_links_need_a_session,
     one_organization_never_sees_anothers_changes,
     bulk_actions_through_the_admin_api,
+    downloads_of_many_pages_hold_every_row_once,
 );
+
+/// More rows than one page of the store (1,000): the download streams page
+/// after page, each row once, in order.
+async fn downloads_of_many_pages_hold_every_row_once(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 5000, true)]).await;
+    let org = app.store.organization_by_name("acme").await.unwrap().id;
+    let serials: Vec<String> = (0..2345).map(|i| format!("SN-{i:05}")).collect();
+    for chunk in serials.chunks(250) {
+        let check_ins = chunk.iter().map(|serial| app.store.check_in(org, "editor", serial));
+        for answer in futures::future::join_all(check_ins).await {
+            assert!(answer.unwrap().licensed);
+        }
+    }
+    let reply = app.admin(Method::GET, "/devices.csv", &acme.admin_key).await;
+    assert!(reply.headers.get(header::CONTENT_LENGTH).is_none(), "streamed, not built whole");
+    let lines = csv_lines(&reply);
+    assert_eq!(lines[0], "serial,first_seen,last_seen,seats_assigned");
+    let listed: Vec<&str> = lines[1..].iter().map(|line| line.split(',').next().unwrap()).collect();
+    assert_eq!(listed, serials, "every device once, by serial");
+
+    let assigned = csv_lines(&app.admin(Method::GET, "/activity.csv?kind=seat_auto_assigned", &acme.admin_key).await);
+    assert_eq!(assigned.len(), 1 + serials.len());
+    let mut seen: Vec<&str> = assigned[1..].iter().map(|line| line.split(',').nth(4).unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, serials, "every change once");
+}
 
 async fn bulk_actions_through_the_admin_api(app: TestApp) {
     let acme = app.org("acme", &[("editor", 2, false)]).await;
