@@ -15,9 +15,6 @@ use store::{Organization, Store, StoreError};
 use crate::ui::{Moment, UiError, encode_segment};
 
 pub const SESSION_COOKIE: &str = "seatkeeper_session";
-/// Flash cookie carrying a just-rotated administration key to the next page
-/// when JavaScript is off; read once, then cleared.
-pub const NEW_ADMIN_KEY_COOKIE: &str = "seatkeeper_new_admin_key";
 pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 60 * 60);
 
 /// A flag the server's failed-authentication throttle puts on each request.

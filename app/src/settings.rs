@@ -33,10 +33,10 @@ pub async fn load_settings() -> Result<SettingsScreen, UiError> {
         let store = store()?;
         let settings = store.settings(org.id).await?;
         let ignored = store.ignored(org.id, &PageRequest::first(PageRequest::MAX_LIMIT)).await?;
-        let new_admin_key = cookie(NEW_ADMIN_KEY_COOKIE).filter(|key| key.starts_with(store::keys::ADMIN_PREFIX));
-        if new_admin_key.is_some() {
-            set_cookie(NEW_ADMIN_KEY_COOKIE, None, std::time::Duration::ZERO);
-        }
+        let new_admin_key = match cookie(SESSION_COOKIE) {
+            Some(session) => store.take_session_flash(&session).await?.and_then(|flash| new_admin_key_from(&session, &flash)),
+            None => None,
+        };
         let now = store::now();
         Ok(SettingsScreen {
             organization: settings.organization_name,
@@ -74,12 +74,33 @@ pub async fn rotate_admin_key() -> Result<String, UiError> {
         let key = store.rotate_admin_key(org.id, store::Actor::AdminSession).await?;
         let session = store.create_session(org.id, SESSION_LIFETIME).await?;
         set_cookie(SESSION_COOKIE, Some(&session), SESSION_LIFETIME);
-        // Without JavaScript the page that follows shows it, once.
-        set_cookie(NEW_ADMIN_KEY_COOKIE, Some(&key), std::time::Duration::from_secs(120));
+        // The page that follows shows it, once: a message kept for this
+        // session on the server, never the key in a cookie.
+        store.set_session_flash(&session, &new_admin_key_flash(&session, &key)).await?;
         Ok(key)
     }
     .await;
     finish_form("rotate-admin-key", result)
+}
+
+/// How long after a rotation the next page still shows the new key.
+#[cfg(feature = "ssr")]
+const NEW_KEY_SHOWN_FOR: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// A just-rotated administration key, sealed for this session alone, with
+/// the time until which it may be shown.
+#[cfg(feature = "ssr")]
+fn new_admin_key_flash(session: &str, key: &str) -> Vec<u8> {
+    let until = (store::now() + NEW_KEY_SHOWN_FOR).timestamp_millis();
+    store::sealed::SealingKey::derive("new admin key", session.as_bytes()).seal(format!("{until}\n{key}").as_bytes(), b"")
+}
+
+#[cfg(feature = "ssr")]
+fn new_admin_key_from(session: &str, flash: &[u8]) -> Option<String> {
+    let opened = store::sealed::SealingKey::derive("new admin key", session.as_bytes()).open(flash, b"")?;
+    let (until, key) = std::str::from_utf8(&opened).ok()?.split_once('\n')?;
+    let fresh = until.parse::<i64>().ok()? > store::now().timestamp_millis();
+    (fresh && key.starts_with(store::keys::ADMIN_PREFIX)).then(|| key.to_owned())
 }
 
 #[server]

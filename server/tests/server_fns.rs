@@ -187,6 +187,15 @@ async fn rotating_the_admin_key_ends_other_sessions_but_keeps_this_one(app: Test
         .expect("this browser gets a new session");
     assert_eq!(error_code(&call(&app, ListProducts::PATH, "", Some(&other)).await), "signed_out");
     assert!(call(&app, ListProducts::PATH, "", Some(&this)).await.status.is_success());
+    // The new key never travels in a cookie: the next settings page shows it
+    // once, from the server, to this session only.
+    for cookie in reply.headers.get_all(header::SET_COOKIE) {
+        assert!(!cookie.to_str().unwrap().contains(&new_key), "a cookie holds the key: {cookie:?}");
+    }
+    let elsewhere = sign_in(&app, &new_key).await;
+    assert_eq!(call(&app, LoadSettings::PATH, "", Some(&elsewhere)).await.json()["new_admin_key"], Value::Null);
+    assert_eq!(call(&app, LoadSettings::PATH, "", Some(&this)).await.json()["new_admin_key"], new_key.as_str());
+    assert_eq!(call(&app, LoadSettings::PATH, "", Some(&this)).await.json()["new_admin_key"], Value::Null, "shown once");
     assert_eq!(app.admin(Method::GET, "/settings", &new_key).await.status, StatusCode::OK);
     assert_eq!(app.admin(Method::GET, "/settings", &acme.admin_key).await.status, StatusCode::UNAUTHORIZED);
 }

@@ -12,6 +12,7 @@
 
 pub mod bulk;
 pub mod keys;
+pub mod sealed;
 mod group;
 mod known;
 mod model;
@@ -105,6 +106,11 @@ pub trait LicenseStore {
     async fn session(&self, session_id: &str) -> Result<Option<Organization>>;
     /// Signs the browser out.
     async fn end_session(&self, session_id: &str) -> Result<()>;
+    /// Leaves a one-time message (sealed by the caller) for this session's
+    /// next page; a later one replaces it.
+    async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()>;
+    /// This session's message, if one waits, and forgets it.
+    async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>>;
 
     // --- Products ---
 
@@ -193,6 +199,9 @@ pub trait LicenseStore {
     /// added only if none is active (the first start; safe to race), and the
     /// answer says whether it was.
     async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool>;
+    /// Replaces a signing key's stored secret with `new` (the same key,
+    /// sealed), if it is still `old`; says whether it did.
+    async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool>;
 }
 
 /// The store a database URL names: `sqlite:…` or `postgres://…`. Cloning
@@ -353,6 +362,14 @@ impl LicenseStore for Store {
         let session_id = session_id.to_owned();
         self.to_completion(move |store| async move { dispatch!(store, end_session(&session_id)) }).await
     }
+    async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()> {
+        let (session_id, flash) = (session_id.to_owned(), flash.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, set_session_flash(&session_id, &flash)) }).await
+    }
+    async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>> {
+        let session_id = session_id.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, take_session_flash(&session_id)) }).await
+    }
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         dispatch!(self, products(org))
     }
@@ -464,6 +481,10 @@ impl LicenseStore for Store {
     async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
         let key = key.to_owned();
         self.to_completion(move |store| async move { dispatch!(store, add_signing_key(&key, retire_active)) }).await
+    }
+    async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let (kid, old, new) = (kid.to_owned(), old.to_owned(), new.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, replace_signing_secret(&kid, &old, &new)) }).await
     }
 }
 

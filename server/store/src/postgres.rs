@@ -452,6 +452,39 @@ impl LicenseStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()> {
+        sqlx::query("update sessions set flash = $1 where token_hash = $2")
+            .bind(flash)
+            .bind(keys::digest(session_id))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>> {
+        if !keys::well_formed(KeyKind::Session, session_id) {
+            return Ok(None);
+        }
+        // One statement: the row is locked, so two pages loading at once
+        // cannot both take the message.
+        let flash: Option<Vec<u8>> = sqlx::query_scalar(
+            "with taken as (
+                 select token_hash, flash from sessions
+                 where token_hash = $1 and expires_at > now() and flash is not null
+                 for update
+             )
+             update sessions s set flash = null from taken
+             where s.token_hash = taken.token_hash
+             returning taken.flash",
+        )
+        .bind(keys::digest(session_id))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(flash)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         let rows: Vec<ProductColumns> =
             sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = $1 order by name, code"))
@@ -706,6 +739,17 @@ impl LicenseStore for PgStore {
         .await?;
         tx.commit().await?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let done = sqlx::query("update signing_keys set secret = $1 where kid = $2 and secret = $3")
+            .bind(new)
+            .bind(kid)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     #[tracing::instrument(skip_all)]

@@ -515,6 +515,37 @@ impl LicenseStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()> {
+        sqlx::query("update sessions set flash = ? where token_hash = ?")
+            .bind(flash)
+            .bind(keys::digest(session_id))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>> {
+        if !keys::well_formed(KeyKind::Session, session_id) {
+            return Ok(None);
+        }
+        let mut tx = self.write().await?;
+        let flash: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("select flash from sessions where token_hash = ? and expires_at > ?")
+                .bind(keys::digest(session_id))
+                .bind(millis(now()))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(flash) = flash.flatten() else { return Ok(None) };
+        sqlx::query("update sessions set flash = null where token_hash = ?")
+            .bind(keys::digest(session_id))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(flash))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         let rows: Vec<ProductColumns> =
             sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = ? order by name, code"))
@@ -770,6 +801,17 @@ impl LicenseStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let done = sqlx::query("update signing_keys set secret = ? where kid = ? and secret = ?")
+            .bind(new)
+            .bind(kid)
+            .bind(old)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     #[tracing::instrument(skip_all)]
