@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use store::{Actor, LicenseStore, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
 
+use store::sealed::SealingKey;
+
 use crate::client_address::{Cidr, TrustedProxies};
 use crate::observe::MetricsToken;
 
@@ -90,6 +92,13 @@ pub struct Cli {
     /// with the request id) for log collectors. The level is RUST_LOG's.
     #[arg(long, env = "SEATKEEPER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// A file holding the key that seals the license signing keys in the
+    /// database: 64 hexadecimal digits (`openssl rand -hex 32`). Keys stored
+    /// before are sealed at the first start with it; without it a server
+    /// refuses to start on sealed keys.
+    #[arg(long, env = "SEATKEEPER_SECRETS_KEY_FILE", global = true)]
+    pub secrets_key_file: Option<std::path::PathBuf>,
 
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
@@ -187,6 +196,13 @@ pub struct RotateArgs {
     product: bool,
 }
 
+impl Cli {
+    /// The key-encryption key of `--secrets-key-file`, if one is named.
+    pub fn secrets_key(&self) -> Result<Option<SealingKey>, StoreError> {
+        self.secrets_key_file.as_deref().map(SealingKey::from_file).transpose().map_err(StoreError::Unavailable)
+    }
+}
+
 fn metrics_token(token: &str) -> Result<MetricsToken, String> {
     MetricsToken::new(token).ok_or_else(|| "the metrics token must be at least 16 printable characters".to_owned())
 }
@@ -255,6 +271,8 @@ struct RotatedKey<'a> {
 struct SigningKeyInfo<'a> {
     kid: &'a str,
     active: bool,
+    /// Whether its secret is stored sealed (`--secrets-key-file`).
+    sealed: bool,
     #[serde(with = "store::rfc3339")]
     created_at: store::Timestamp,
     #[serde(with = "store::rfc3339::option")]
@@ -263,7 +281,13 @@ struct SigningKeyInfo<'a> {
 
 impl<'a> From<&'a store::StoredSigningKey> for SigningKeyInfo<'a> {
     fn from(key: &'a store::StoredSigningKey) -> Self {
-        SigningKeyInfo { kid: &key.kid, active: key.retired_at.is_none(), created_at: key.created_at, retired_at: key.retired_at }
+        SigningKeyInfo {
+            kid: &key.kid,
+            active: key.retired_at.is_none(),
+            sealed: store::sealed::is_sealed(&key.secret),
+            created_at: key.created_at,
+            retired_at: key.retired_at,
+        }
     }
 }
 
@@ -321,8 +345,9 @@ fn organizations_summary(orgs: &[OrganizationSummary]) -> Output {
     Output { human: human.trim_end().to_owned(), json: json(orgs) }
 }
 
-/// Runs one operator command against the store.
-pub async fn run(store: &Store, command: Command) -> Result<Output, StoreError> {
+/// Runs one operator command against the store; `sealing` seals a new
+/// signing key.
+pub async fn run(store: &Store, command: Command, sealing: Option<&SealingKey>) -> Result<Output, StoreError> {
     match command {
         Command::Serve => unreachable!("serve is handled by main"),
         Command::Org(OrgCommand::Create { name }) => Ok(organization_summary(&store.create_organization(&name).await?)),
@@ -348,13 +373,14 @@ pub async fn run(store: &Store, command: Command) -> Result<Output, StoreError> 
                     None => "active".to_owned(),
                     Some(at) => format!("retired {}", at.to_rfc3339()),
                 };
-                let _ = writeln!(human, "{}	created {}	{state}", key.kid, key.created_at.to_rfc3339());
+                let sealed = if store::sealed::is_sealed(&key.secret) { "sealed" } else { "not sealed" };
+                let _ = writeln!(human, "{}	created {}	{state}	{sealed}", key.kid, key.created_at.to_rfc3339());
             }
             let json = json(keys.iter().map(SigningKeyInfo::from).collect::<Vec<_>>());
             Ok(Output { human: human.trim_end().to_owned(), json })
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
-            let key = crate::licensing::rotate(store).await?;
+            let key = crate::licensing::rotate(store, sealing).await?;
             let human = format!(
                 "New signing key {}: it signs licenses from now on (running servers switch within a second).\n\
                  Earlier keys stay published at /api/v1/public-keys, so licenses they signed still verify.",

@@ -92,7 +92,7 @@ impl FromRef<AppState> for LeptosOptions {
 impl AppState {
     /// A server without rate limits; see [`AppState::with_limits`].
     pub fn new(store: Store, addr: SocketAddr) -> Self {
-        let licenser = Licenser::new(store.clone());
+        let licenser = Licenser::new(store.clone(), None);
         AppState(Arc::new(Shared {
             leptos_options: Arc::new(leptos_options(addr)),
             store,
@@ -106,6 +106,13 @@ impl AppState {
     /// Serves `GET /metrics` on the main address too, to requests bearing `token`.
     pub fn with_metrics_token(self, token: Option<MetricsToken>) -> Self {
         AppState(Arc::new(Shared { metrics_token: token, ..Arc::unwrap_or_clone(self.0) }))
+    }
+
+    /// Signs with the license signing keys sealed with `sealing` (see
+    /// [`licensing`]).
+    pub fn with_secrets_key(self, sealing: Option<store::sealed::SealingKey>) -> Self {
+        let licenser = Licenser::new(self.store.clone(), sealing);
+        AppState(Arc::new(Shared { licenser, ..Arc::unwrap_or_clone(self.0) }))
     }
 
     pub fn with_limits(self, limits: Arc<Limits>) -> Self {

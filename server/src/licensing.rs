@@ -16,7 +16,11 @@
 //! The keys live in the database (`signing_keys`): generated on the first
 //! start, shared by every server process of a PostgreSQL fleet, replaced by
 //! `seatkeeper signing-key rotate`. Running servers pick up a rotation, and a
-//! product's new license validity, within a second.
+//! product's new license validity, within a second. With a key-encryption
+//! key (`--secrets-key-file`) the secrets are stored sealed (`store::sealed`,
+//! the key id as associated data), those stored before are sealed at the
+//! first start with it, and a server without it refuses to start on sealed
+//! keys: read access to a backup is then not enough to forge licenses.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -27,6 +31,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use store::sealed::{self, SealingKey};
 use store::{CheckIn, LicenseStore, LicenseTerms, OrgId, Store, StoreError, StoredSigningKey, Timestamp};
 
 /// The longest nonce a check-in may carry.
@@ -43,6 +48,8 @@ pub const ISSUER: &str = "seatkeeper";
 /// Signs licenses for one server process.
 pub struct Licenser {
     store: Store,
+    /// The key-encryption key the signing secrets are sealed with, if any.
+    sealing: Option<SealingKey>,
     ring: RwLock<Option<Arc<KeyRing>>>,
     /// One reload at a time; the others go on with the keys they have.
     reloading: tokio::sync::Mutex<()>,
@@ -134,37 +141,62 @@ pub fn validate_nonce(nonce: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A fresh Ed25519 key, as the store keeps it. Its id is the first 16 hex
-/// digits of the SHA-256 of the public key.
-pub fn generate_key() -> StoredSigningKey {
+/// A fresh Ed25519 key, as the store keeps it (its secret sealed with
+/// `sealing` when given). Its id is the first 16 hex digits of the SHA-256
+/// of the public key.
+pub fn generate_key(sealing: Option<&SealingKey>) -> StoredSigningKey {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).expect("the operating system's random generator is unavailable");
     let public = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
     let kid = hex::encode(&Sha256::digest(public)[..8]);
-    StoredSigningKey { kid, secret: secret.to_vec(), public: public.to_vec(), created_at: store::now(), retired_at: None }
+    let secret = match sealing {
+        Some(sealing) => sealing.seal(&secret, kid.as_bytes()),
+        None => secret.to_vec(),
+    };
+    StoredSigningKey { kid, secret, public: public.to_vec(), created_at: store::now(), retired_at: None }
 }
 
 /// Replaces the signing key: the new one signs from now on (in every server
 /// within a second); the old one stays published for verification.
-pub async fn rotate(store: &Store) -> Result<StoredSigningKey, StoreError> {
-    let key = generate_key();
+pub async fn rotate(store: &Store, sealing: Option<&SealingKey>) -> Result<StoredSigningKey, StoreError> {
+    let key = generate_key(sealing);
     store.add_signing_key(&key, true).await?;
     Ok(key)
 }
 
+/// Seals every signing secret still stored in the clear; the first start
+/// with a key-encryption key does this.
+async fn seal_plain_keys(store: &Store, sealing: &SealingKey) -> Result<(), StoreError> {
+    for key in store.signing_keys().await? {
+        if !sealed::is_sealed(&key.secret) {
+            let sealed = sealing.seal(&key.secret, key.kid.as_bytes());
+            // Another server sealing it at the same moment is as good.
+            store.replace_signing_secret(&key.kid, &key.secret, &sealed).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Licenser {
-    pub fn new(store: Store) -> Arc<Self> {
+    /// Signs with the keys in `store`, whose secrets are sealed with
+    /// `sealing` when it is given.
+    pub fn new(store: Store, sealing: Option<SealingKey>) -> Arc<Self> {
         Arc::new(Licenser {
             store,
+            sealing,
             ring: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(()),
             terms: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Reads the keys, creating the first one on a database that has none.
-    /// The server calls this at start; the first license would otherwise.
+    /// Reads the keys, creating the first one on a database that has none,
+    /// and seals those stored in the clear when a sealing key is given. The
+    /// server calls this at start; the first license would otherwise.
     pub async fn load(&self) -> Result<(), StoreError> {
+        if let Some(sealing) = &self.sealing {
+            seal_plain_keys(&self.store, sealing).await?;
+        }
         self.reload().await.map(drop)
     }
 
@@ -232,23 +264,35 @@ impl Licenser {
         if keys.first().is_none_or(|key| key.retired_at.is_some()) {
             // A database without an active key: make one. Servers racing here
             // store only one (the others' inserts find it and do nothing).
-            self.store.add_signing_key(&generate_key(), false).await?;
+            self.store.add_signing_key(&generate_key(self.sealing.as_ref()), false).await?;
             keys = self.store.signing_keys().await?;
         }
-        let ring = Arc::new(KeyRing::from_stored(&keys)?);
+        let ring = Arc::new(KeyRing::from_stored(&keys, self.sealing.as_ref())?);
         *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Some(ring.clone());
         Ok(ring)
     }
 }
 
 impl KeyRing {
-    fn from_stored(keys: &[StoredSigningKey]) -> Result<Self, StoreError> {
+    fn from_stored(keys: &[StoredSigningKey], sealing: Option<&SealingKey>) -> Result<Self, StoreError> {
         let broken = |kid: &str| StoreError::Unavailable(format!("signing key {kid} in the database is damaged"));
         let active = keys
             .first()
             .filter(|key| key.retired_at.is_none())
             .ok_or_else(|| StoreError::Unavailable("no active signing key".to_owned()))?;
-        let secret: [u8; 32] = active.secret.as_slice().try_into().map_err(|_| broken(&active.kid))?;
+        let secret = match (sealed::is_sealed(&active.secret), sealing) {
+            (false, _) => active.secret.clone(),
+            (true, None) => {
+                return Err(StoreError::Unavailable(format!(
+                    "signing key {} is sealed: start with --secrets-key-file naming the key that sealed it",
+                    active.kid
+                )));
+            }
+            (true, Some(sealing)) => sealing.open(&active.secret, active.kid.as_bytes()).ok_or_else(|| {
+                StoreError::Unavailable(format!("signing key {} cannot be opened with this secrets key file", active.kid))
+            })?,
+        };
+        let secret: [u8; 32] = secret.as_slice().try_into().map_err(|_| broken(&active.kid))?;
         let signer = SigningKey::from_bytes(&secret);
         if signer.verifying_key().as_bytes().as_slice() != active.public.as_slice() {
             return Err(broken(&active.kid));
@@ -336,8 +380,8 @@ mod tests {
 
     #[test]
     fn a_token_verifies_with_its_public_key_and_fails_when_touched() {
-        let stored = generate_key();
-        let ring = KeyRing::from_stored(std::slice::from_ref(&stored)).unwrap();
+        let stored = generate_key(None);
+        let ring = KeyRing::from_stored(std::slice::from_ref(&stored), None).unwrap();
         let claims = Claims {
             iss: ISSUER.into(),
             aud: audience("sk_prod_example"),
@@ -352,7 +396,7 @@ mod tests {
         let public: [u8; 32] = stored.public.clone().try_into().unwrap();
         assert_eq!(verify(&token, &public), Ok(claims.clone()));
 
-        let other: [u8; 32] = generate_key().public.try_into().unwrap();
+        let other: [u8; 32] = generate_key(None).public.try_into().unwrap();
         assert!(verify(&token, &other).is_err(), "another key must not verify it");
 
         let (head, rest) = token.split_once('.').unwrap();

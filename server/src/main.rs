@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
     }
 
-    match cli.command {
+    match cli.command.take() {
         None | Some(Command::Serve) => match run_server(&cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -29,11 +29,12 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(command) => run_operator(&cli.database_url, cli.json, command).await,
+        Some(command) => run_operator(&cli, command).await,
     }
 }
 
 async fn run_server(cli: &Cli) -> anyhow::Result<()> {
+    let sealing = cli.secrets_key()?;
     let store = Store::open(&cli.database_url).await.context("opening the store")?;
     store.lock_for_serving()?;
     if let Some(org) = store.bootstrap().await.context("creating the default organization")? {
@@ -43,7 +44,10 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("listening on {}", cli.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let state = AppState::new(store.clone(), addr).with_limits(cli.limits()).with_metrics_token(cli.metrics_token.clone());
+    let state = AppState::new(store.clone(), addr)
+        .with_limits(cli.limits())
+        .with_metrics_token(cli.metrics_token.clone())
+        .with_secrets_key(sealing);
     let mut metrics_bound = None;
     if let Some(metrics_addr) = cli.metrics_addr {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
@@ -77,10 +81,11 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_operator(database_url: &str, json: bool, command: Command) -> ExitCode {
-    let result = match Store::open(database_url).await {
-        Ok(store) => cli::run(&store, command).await,
-        Err(error) => Err(error),
+async fn run_operator(cli: &Cli, command: Command) -> ExitCode {
+    let json = cli.json;
+    let result = match (Store::open(&cli.database_url).await, cli.secrets_key()) {
+        (Ok(store), Ok(sealing)) => cli::run(&store, command, sealing.as_ref()).await,
+        (Err(error), _) | (_, Err(error)) => Err(error),
     };
     match result {
         Ok(output) if json => {

@@ -265,3 +265,57 @@ async fn a_second_server_on_one_sqlite_database_is_refused() {
     let again = Server::start(&db);
     again.stop();
 }
+
+#[tokio::test]
+async fn sqlite_signing_keys_are_sealed_with_a_secrets_key_file() {
+    signing_keys_are_sealed_with_a_secrets_key_file(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_signing_keys_are_sealed_with_a_secrets_key_file() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    signing_keys_are_sealed_with_a_secrets_key_file(db).await;
+}
+
+/// `--secrets-key-file`: a server started with it seals the key it made
+/// before, `signing-key rotate` makes sealed keys, a server without the file
+/// refuses to start rather than fail at the first license, and a file that
+/// is missing or malformed is a clear error.
+async fn signing_keys_are_sealed_with_a_secrets_key_file(db: TestDatabase) {
+    let folder = tempfile::tempdir().unwrap();
+    let key_file = folder.path().join("secrets.key");
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let key_file = key_file.to_str().unwrap();
+    let acme = json_of(&db, &["org", "create", "acme"]);
+    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "2", "--auto-assign"]);
+    let product_key = acme["product_key"].as_str().unwrap();
+
+    Server::start(&db).stop(); // makes the first key, in the clear
+    assert_eq!(json_of(&db, &["signing-key", "list"])[0]["sealed"], false);
+    let server = Server::start_with(&db, "info", &["--secrets-key-file", key_file]);
+    let (status, answer) = check_in(&server.base, product_key, "editor", "SN-1").await;
+    assert_eq!((status, &answer["licensed"]), (200, &json!(true)));
+    server.stop();
+    assert_eq!(json_of(&db, &["signing-key", "list"])[0]["sealed"], true, "sealed at the first start with the file");
+    let rotated = json_of(&db, &["signing-key", "rotate", "--secrets-key-file", key_file]);
+    assert_eq!(rotated["sealed"], true);
+
+    let without = Command::new(BIN).args(["serve", "--addr", "127.0.0.1:0"]).env("DATABASE_URL", &db.url).output().unwrap();
+    assert!(!without.status.success());
+    let said = String::from_utf8_lossy(&without.stderr);
+    assert!(said.contains("is sealed") && said.contains("--secrets-key-file"), "{said}");
+
+    let missing = seatkeeper(&db, &["--secrets-key-file", "/nonexistent/secrets.key", "signing-key", "rotate"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("reading the secrets key file"));
+    std::fs::write(folder.path().join("bad.key"), "not hex").unwrap();
+    let bad = folder.path().join("bad.key");
+    let malformed = seatkeeper(&db, &["--secrets-key-file", bad.to_str().unwrap(), "signing-key", "rotate"]);
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("64 hexadecimal digits"));
+    assert_eq!(json_of(&db, &["signing-key", "list"]).as_array().unwrap().len(), 2, "the refused rotations made no key");
+
+    let server = Server::start_with(&db, "info", &["--secrets-key-file", key_file]);
+    let (_, answer) = check_in(&server.base, product_key, "editor", "SN-1").await;
+    assert_eq!(answer["licensed"], true, "signs with the sealed key");
+    server.stop();
+}

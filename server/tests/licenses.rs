@@ -25,6 +25,7 @@ on_both_backends!(
     the_product_policy_sets_how_long_a_license_lasts,
     a_rotated_key_signs_new_licenses_and_old_ones_still_verify,
     the_signing_key_is_kept_with_the_data,
+    signing_keys_are_sealed_with_the_secrets_key_and_refused_without_it,
 );
 
 const DAY: i64 = 86_400;
@@ -159,7 +160,7 @@ async fn a_touched_license_does_not_verify(app: TestApp) {
     let token = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(signature));
     assert!(verify(&token, &keys).is_err());
     // A key that is not the server's.
-    let stranger = seatkeeper::licensing::generate_key();
+    let stranger = seatkeeper::licensing::generate_key(None);
     let wrong = vec![json!({"kty": "OKP", "crv": "Ed25519", "kid": header["kid"], "x": URL_SAFE_NO_PAD.encode(stranger.public)})];
     assert!(verify(token.as_str(), &wrong).is_err());
     assert!(verify(answer["license"].as_str().unwrap(), &wrong).is_err());
@@ -247,7 +248,7 @@ async fn a_rotated_key_signs_new_licenses_and_old_ones_still_verify(app: TestApp
     let (old_header, _) = verify(&before, &first_keys).unwrap();
 
     // As `seatkeeper signing-key rotate` does, from another process.
-    let new_key = seatkeeper::licensing::rotate(&app.store).await.unwrap();
+    let new_key = seatkeeper::licensing::rotate(&app.store, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let after = app.check_in(&acme.product_key, "editor", "SN-1").await.json()["license"].as_str().unwrap().to_owned();
@@ -266,9 +267,54 @@ async fn a_rotated_key_signs_new_licenses_and_old_ones_still_verify(app: TestApp
 async fn the_signing_key_is_kept_with_the_data(app: TestApp) {
     let first = public_keys(&app).await;
     // Another server process on the same database: the same key.
-    let other = seatkeeper::licensing::Licenser::new(app.store.clone());
+    let other = seatkeeper::licensing::Licenser::new(app.store.clone(), None);
     other.load().await.unwrap();
     let seen = other.public_keys().await.unwrap();
     assert_eq!(seen.keys.len(), 1);
     assert_eq!(json!(seen.keys[0].kid), first[0]["kid"]);
+}
+
+/// With `--secrets-key-file`, a copy of the database holds no signing secret
+/// in the clear: keys stored before are sealed at the first start with it,
+/// new ones are made sealed, licenses verify as before, and a server
+/// without the key (or with another) refuses to start instead of signing.
+async fn signing_keys_are_sealed_with_the_secrets_key_and_refused_without_it(app: TestApp) {
+    use seatkeeper::licensing::{Licenser, rotate};
+    use store::LicenseStore;
+    use store::sealed::{SealingKey, is_sealed};
+
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    let plain = app.check_in(&acme.product_key, "editor", "SN-1").await.json();
+    let stored = app.store.signing_keys().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!is_sealed(&stored[0].secret), "no secrets key yet");
+    let secret = stored[0].secret.clone();
+
+    let sealing = SealingKey::new([42; 32]);
+    let sealed_server = Licenser::new(app.store.clone(), Some(sealing.clone()));
+    sealed_server.load().await.expect("the first start with the key seals");
+    let stored = app.store.signing_keys().await.unwrap();
+    assert!(is_sealed(&stored[0].secret), "sealed in place");
+    assert!(!stored[0].secret.windows(secret.len()).any(|w| w == secret.as_slice()), "the secret does not show");
+    assert_eq!(sealed_server.public_keys().await.unwrap().keys[0].kid, stored[0].kid, "the same key, still published");
+
+    // Licenses signed before and after verify with the same published key.
+    let keys = public_keys(&app).await;
+    verify(plain["license"].as_str().unwrap(), &keys).expect("a license from before");
+    let org = app.store.organization_by_name("acme").await.unwrap().id;
+    let check_in = app.store.check_in(org, "editor", "SN-1").await.unwrap();
+    let token = sealed_server.issue(org, &acme.product_key, &check_in, None).await.unwrap();
+    verify(&token, &keys).expect("signed with the opened key");
+
+    // A rotation with the key makes a sealed key.
+    let new_key = rotate(&app.store, Some(&sealing)).await.unwrap();
+    assert!(is_sealed(&new_key.secret));
+    sealed_server.load().await.unwrap();
+
+    for (what, sealing) in [("no key", None), ("another key", Some(SealingKey::new([7; 32])))] {
+        let refused = Licenser::new(app.store.clone(), sealing).load().await.expect_err(what);
+        let message = refused.to_string();
+        assert!(message.contains(&new_key.kid), "{what}: {message}");
+        assert!(message.contains("--secrets-key-file") || message.contains("cannot be opened"), "{what}: {message}");
+    }
 }
