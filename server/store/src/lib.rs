@@ -151,6 +151,14 @@ pub trait LicenseStore {
     /// An admin takes the product's seat from the device. Auto-assign will not
     /// hand it back until an admin assigns it again or the device is deleted.
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()>;
+    /// A bulk action's changes (`product` for assign and unassign), each
+    /// device through the same rules as alone, in transactions of
+    /// [`bulk::SLICE`] devices: one commit for a slice instead of one per
+    /// device. Each device's outcome (`Newly` for one done, `Already` for a
+    /// seat already held); a database failure stops the run after the last
+    /// slice committed.
+    async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>>;
 
     /// A check-in's first look, which writes nothing: the organization of
     /// the product key it carries and, if the device already holds its seat
@@ -445,6 +453,11 @@ impl LicenseStore for Store {
         let serial = serial.to_owned();
         let code = code.to_owned();
         self.to_completion(move |store| async move { dispatch!(store, unassign(org, &serial, &code, by)) }).await
+    }
+    async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>> {
+        let (product, serials) = (product.to_owned(), serials.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, bulk(org, action, &product, &serials, by)) }).await
     }
     async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
         dispatch!(self, arrive(product_key, code, serial))

@@ -386,7 +386,28 @@ impl PageRequest {
     }
 }
 
+/// A search of 1 or 2 characters, which no trigram index can serve, walks
+/// at most this many devices of the serial index per page: a search that
+/// matches little of a million devices then costs each request a bounded
+/// walk instead of the whole fleet. Such a page may hold fewer matches than
+/// asked, even none, with a `next` where its walk stopped.
+pub(crate) const SHORT_SEARCH_WALK: i64 = 10_000;
+
+/// Whether a search is short enough to be walked in steps of [`SHORT_SEARCH_WALK`].
+pub(crate) fn is_short_search(query: &str) -> bool {
+    (1..3).contains(&query.chars().count())
+}
+
 impl<T> Page<T> {
+    /// A page of a walk that stopped at `walked_to` (the last serial it
+    /// looked at) without filling the page: it goes on from there.
+    pub(crate) fn walked_to(mut self, walked_to: Option<String>) -> Self {
+        if self.next.is_none() {
+            self.next = walked_to;
+        }
+        self
+    }
+
     /// Builds a page from `limit + 1` fetched rows: the extra row only says that
     /// there is more.
     pub(crate) fn from_rows(mut rows: Vec<T>, limit: i64, serial: impl Fn(&T) -> &str) -> Self {

@@ -35,6 +35,7 @@ use chrono::DateTime;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Transaction;
 
+use crate::bulk::{self, BulkAction};
 use crate::group::ProductRow;
 use crate::keys::{self, KeyKind};
 use crate::known::{self, Touches};
@@ -786,17 +787,29 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
         let limit = page.clamped_limit();
+        let query = query.unwrap_or_default();
+        // Where a short search's walk of the serial index stops this time.
+        let walk_end: Option<String> = match is_short_search(query) {
+            true => sqlx::query_scalar("select serial from devices where org_id = $1 and serial > $2 order by serial limit 1 offset $3")
+                .bind(org.0)
+                .bind(page.after_serial())
+                .bind(SHORT_SEARCH_WALK - 1)
+                .fetch_optional(&self.pool)
+                .await?,
+            false => None,
+        };
         let rows: Vec<(i64, String, Timestamp, Timestamp, i64)> = sqlx::query_as(
             "select d.id, d.serial, d.first_seen, d.last_seen,
                     (select count(*) from assignments a where a.device_id = d.id)
              from devices d
-             where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
+             where d.org_id = $1 and d.serial > $2 and ($5::text is null or d.serial <= $5) and d.serial ilike $3
              order by d.serial limit $4",
         )
         .bind(org.0)
         .bind(page.after_serial())
-        .bind(validate::contains_pattern(query.unwrap_or_default()))
+        .bind(validate::contains_pattern(query))
         .bind(limit + 1)
+        .bind(&walk_end)
         .fetch_all(&self.pool)
         .await?;
         let devices = rows
@@ -805,7 +818,7 @@ impl LicenseStore for PgStore {
                 device_from((serial, first_seen, self.last_seen(id, last_seen), seats))
             })
             .collect();
-        Ok(Page::from_rows(devices, limit, |d| &d.serial))
+        Ok(Page::from_rows(devices, limit, |d| &d.serial).walked_to(walk_end))
     }
 
     #[tracing::instrument(skip_all)]
@@ -842,9 +855,7 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let device = locked_device(&mut tx, org, serial).await?;
-        delete_locked_device(&mut tx, device).await?;
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
+        delete_device_in(&mut tx, org, serial, by).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -853,30 +864,9 @@ impl LicenseStore for PgStore {
     async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
         validate::serial(serial)?;
         let mut tx = self.begin().await?;
-        // Waits for check-ins of this serial under way, and holds new ones off
-        // until the serial is on the list (see `check_in`).
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
-            .bind(org.0)
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "insert into ignored_serials (org_id, serial, ignored_at) values ($1, $2, $3) on conflict do nothing",
-        )
-        .bind(org.0)
-        .bind(serial)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        let device = lock_device(&mut tx, org, serial).await?;
-        let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
-        if let Some(device) = device {
-            delete_locked_device(&mut tx, device).await?;
-            change = change.detail("the recorded device was removed");
-        }
-        record(&mut tx, org, now(), change).await?;
+        let removed = ignore_device_in(&mut tx, org, serial, by).await?;
         tx.commit().await?;
-        Ok(device.is_some())
+        Ok(removed)
     }
 
     #[tracing::instrument(skip_all)]
@@ -914,27 +904,7 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
         let mut tx = self.begin().await?;
-        let device = locked_device(&mut tx, org, serial).await?;
-        let product = fetch_product(&mut tx, org, code).await?;
-        let held: Option<i32> = sqlx::query_scalar("select 1 from assignments where product_id = $1 and device_id = $2")
-            .bind(product.id)
-            .bind(device)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = if held.is_some() {
-            Assigned::Already
-        } else if take_seat(&mut tx, product.id, device, now()).await? {
-            let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
-            record(&mut tx, org, now(), change).await?;
-            Assigned::Newly
-        } else {
-            return Err(StoreError::NoSeatsAvailable);
-        };
-        sqlx::query("delete from revocations where device_id = $1 and product_id = $2")
-            .bind(device)
-            .bind(product.id)
-            .execute(&mut *tx)
-            .await?;
+        let outcome = assign_in(&mut tx, org, serial, code, by).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -942,34 +912,39 @@ impl LicenseStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let device = locked_device(&mut tx, org, serial).await?;
-        let product = fetch_product(&mut tx, org, code).await?;
-        let freed = sqlx::query("delete from assignments where product_id = $1 and device_id = $2")
-            .bind(product.id)
-            .bind(device)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if freed == 1 {
-            sqlx::query("update products set assigned = assigned - 1 where id = $1")
-                .bind(product.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "insert into revocations (device_id, product_id, revoked_at) values ($1, $2, $3)
-             on conflict (device_id, product_id) do update set revoked_at = excluded.revoked_at",
-        )
-        .bind(device)
-        .bind(product.id)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
-        record(&mut tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
-            .await?;
+        unassign_in(&mut tx, org, serial, code, by).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Each slice in serial order, its device rows locked first in that
+    /// order: the lock order of check-in groups (devices by serial, then
+    /// products), so the two cannot deadlock.
+    #[tracing::instrument(skip_all)]
+    async fn bulk(&self, org: OrgId, action: BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>> {
+        let mut outcomes = Vec::with_capacity(serials.len());
+        for slice in serials.chunks(bulk::SLICE) {
+            let mut slice = slice.to_vec();
+            slice.sort();
+            let mut tx = self.begin().await?;
+            sqlx::query("select id from devices where org_id = $1 and serial = any($2) order by serial for update")
+                .bind(org.0)
+                .bind(&slice)
+                .execute(&mut *tx)
+                .await?;
+            for serial in &slice {
+                let outcome = match action {
+                    BulkAction::Assign => assign_in(&mut tx, org, serial, product, by).await,
+                    BulkAction::Unassign => unassign_in(&mut tx, org, serial, product, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Delete => delete_device_in(&mut tx, org, serial, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Ignore => ignore_device_in(&mut tx, org, serial, by).await.map(|_| Assigned::Newly),
+                };
+                outcomes.push(bulk::refused_or_failed(outcome)?);
+            }
+            tx.commit().await?;
+        }
+        Ok(outcomes)
     }
 
     #[tracing::instrument(skip_all)]
@@ -1018,6 +993,96 @@ const PG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// the order a group of check-ins does (organization, then serial, whose
 /// collation is "C": bytes, as the groups sort them), so the two cannot
 /// deadlock.
+// One admin change each, inside a transaction the caller commits (alone,
+// or a bulk action's slice of devices).
+async fn delete_device_in(tx: &mut PgConnection, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+    let device = locked_device(tx, org, serial).await?;
+    delete_locked_device(tx, device).await?;
+    record(tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
+    Ok(())
+}
+
+async fn ignore_device_in(tx: &mut PgConnection, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
+    // Waits for check-ins of this serial under way, and holds new ones off
+    // until the serial is on the list (see `check_in`).
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
+        .bind(org.0)
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "insert into ignored_serials (org_id, serial, ignored_at) values ($1, $2, $3) on conflict do nothing",
+    )
+    .bind(org.0)
+    .bind(serial)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    let device = lock_device(tx, org, serial).await?;
+    let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
+    if let Some(device) = device {
+        delete_locked_device(tx, device).await?;
+        change = change.detail("the recorded device was removed");
+    }
+    record(tx, org, now(), change).await?;
+    Ok(device.is_some())
+}
+
+async fn assign_in(tx: &mut PgConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+    let device = locked_device(tx, org, serial).await?;
+    let product = fetch_product(tx, org, code).await?;
+    let held: Option<i32> = sqlx::query_scalar("select 1 from assignments where product_id = $1 and device_id = $2")
+        .bind(product.id)
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let outcome = if held.is_some() {
+        Assigned::Already
+    } else if take_seat(tx, product.id, device, now()).await? {
+        let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
+        record(tx, org, now(), change).await?;
+        Assigned::Newly
+    } else {
+        return Err(StoreError::NoSeatsAvailable);
+    };
+    sqlx::query("delete from revocations where device_id = $1 and product_id = $2")
+        .bind(device)
+        .bind(product.id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(outcome)
+}
+
+async fn unassign_in(tx: &mut PgConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+    let device = locked_device(tx, org, serial).await?;
+    let product = fetch_product(tx, org, code).await?;
+    let freed = sqlx::query("delete from assignments where product_id = $1 and device_id = $2")
+        .bind(product.id)
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if freed == 1 {
+        sqlx::query("update products set assigned = assigned - 1 where id = $1")
+            .bind(product.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "insert into revocations (device_id, product_id, revoked_at) values ($1, $2, $3)
+         on conflict (device_id, product_id) do update set revoked_at = excluded.revoked_at",
+    )
+    .bind(device)
+    .bind(product.id)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+    record(tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
+        .await?;
+    Ok(())
+}
+
 async fn write_touches(pool: &PgPool, batch: Vec<(i64, i64)>) -> Result<()> {
     for chunk in batch.chunks(250) {
         let (ids, ats): (Vec<i64>, Vec<Timestamp>) =

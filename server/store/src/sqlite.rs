@@ -24,6 +24,7 @@ use sqlx::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::group::{self, Asked, ProductRow, Recorded, Standing};
+use crate::bulk::{self, BulkAction};
 use crate::keys::{self, KeyKind};
 use crate::known::{self, FLUSH_EVERY, Generation, Holding, KnownDevices, KnownKeys, Touches};
 use crate::validate;
@@ -154,10 +155,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn org_product(&self, tx: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductRow> {
-        fetch_product(tx, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
-    }
-
     async fn rotate_key(&self, org: OrgId, kind: KeyKind, by: Actor) -> Result<String> {
         let key = keys::generate(kind);
         let mut tx = self.write().await?;
@@ -197,6 +194,10 @@ fn create_parent_folder(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+async fn org_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductRow> {
+    fetch_product(conn, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
 }
 
 async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
@@ -405,7 +406,7 @@ impl LicenseStore for SqliteStore {
     async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
         validate::seats(seats)?;
         let mut tx = self.write().await?;
-        let before = self.org_product(&mut tx, org, code).await?.product.seats;
+        let before = org_product(&mut tx, org, code).await?.product.seats;
         sqlx::query("update products set seats = ? where org_id = ? and code = ?")
             .bind(seats)
             .bind(org.0)
@@ -414,7 +415,7 @@ impl LicenseStore for SqliteStore {
             .await?;
         let detail = format!("seats {before} → {seats}");
         record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
-        let product = self.org_product(&mut tx, org, code).await?.product;
+        let product = org_product(&mut tx, org, code).await?.product;
         tx.commit().await?;
         Ok(product)
     }
@@ -558,7 +559,7 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
         let mut conn = self.readers.acquire().await?;
-        Ok(self.org_product(&mut conn, org, code).await?.product)
+        Ok(org_product(&mut conn, org, code).await?.product)
     }
 
     #[tracing::instrument(skip_all)]
@@ -570,7 +571,7 @@ impl LicenseStore for SqliteStore {
             .bind(code)
             .execute(&mut *tx)
             .await?;
-        let product = self.org_product(&mut tx, org, code).await?.product;
+        let product = org_product(&mut tx, org, code).await?.product;
         let detail = format!("auto-assign {}", on_off(auto_assign));
         record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
         tx.commit().await?;
@@ -817,7 +818,7 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
         let mut conn = self.readers.acquire().await?;
-        let product = self.org_product(&mut conn, org, code).await?;
+        let product = org_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
         let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
             "select d.id, d.serial, a.assigned_at, d.first_seen, coalesce(ds.last_seen, d.first_seen)
@@ -853,6 +854,16 @@ impl LicenseStore for SqliteStore {
         let limit = page.clamped_limit();
         let query = query.unwrap_or_default();
         let mut conn = self.readers.acquire().await?;
+        // Where a short search's walk of the serial index stops this time.
+        let walk_end: Option<String> = match is_short_search(query) {
+            true => sqlx::query_scalar("select serial from devices where org_id = ? and serial > ? order by serial limit 1 offset ?")
+                .bind(org.0)
+                .bind(page.after_serial())
+                .bind(SHORT_SEARCH_WALK - 1)
+                .fetch_optional(&mut *conn)
+                .await?,
+            false => None,
+        };
         let phrase = (query.chars().count() >= 3).then(|| format!("\"{}\"", query.replace('"', "\"\"")));
         let few = match &phrase {
             Some(phrase) => {
@@ -877,25 +888,26 @@ impl LicenseStore for SqliteStore {
             "select d.id, d.serial, d.first_seen, coalesce(ds.last_seen, d.first_seen),
                     (select count(*) from assignments a where a.device_id = d.id)
              from {from} left join device_seen ds on ds.device_id = d.id
-             where d.org_id = ?1 and d.serial > ?2 and d.serial like ?3 escape '\\' {narrowed}
+             where d.org_id = ?1 and d.serial > ?2 and (?6 is null or d.serial <= ?6)
+               and d.serial like ?3 escape '\\' {narrowed}
              order by d.serial limit ?4"
         );
-        let mut select = sqlx::query_as::<_, (i64, String, i64, i64, i64)>(&sql)
+        let rows = sqlx::query_as::<_, (i64, String, i64, i64, i64)>(&sql)
             .bind(org.0)
             .bind(page.after_serial())
             .bind(validate::contains_pattern(query))
-            .bind(limit + 1);
-        if let Some(phrase) = phrase.filter(|_| few) {
-            select = select.bind(phrase);
-        }
-        let rows = select.fetch_all(&mut *conn).await?;
+            .bind(limit + 1)
+            .bind(phrase.filter(|_| few))
+            .bind(walk_end.clone())
+            .fetch_all(&mut *conn)
+            .await?;
         let devices = rows
             .into_iter()
             .map(|(id, serial, first_seen, last_seen, seats)| {
                 device_from((serial, first_seen, self.touches.last_seen(id, last_seen), seats))
             })
             .collect();
-        Ok(Page::from_rows(devices, limit, |d| &d.serial))
+        Ok(Page::from_rows(devices, limit, |d| &d.serial).walked_to(walk_end))
     }
 
     #[tracing::instrument(skip_all)]
@@ -936,38 +948,15 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
         let mut tx = self.write().await?;
-        let id = device_id(&mut tx, org, serial).await?;
-        free_all_seats(&mut tx, id).await?;
-        sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
-        self.commit_taking_seats(tx).await?;
-        Ok(())
+        delete_device_in(&mut tx, org, serial, by).await?;
+        self.commit_taking_seats(tx).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
         validate::serial(serial)?;
         let mut tx = self.write().await?;
-        let removed = match device_id(&mut tx, org, serial).await {
-            Ok(id) => {
-                free_all_seats(&mut tx, id).await?;
-                sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
-                true
-            }
-            Err(StoreError::UnknownDevice(_)) => false,
-            Err(e) => return Err(e),
-        };
-        sqlx::query("insert into ignored_serials (org_id, serial, ignored_at) values (?, ?, ?) on conflict do nothing")
-            .bind(org.0)
-            .bind(serial)
-            .bind(millis(now()))
-            .execute(&mut *tx)
-            .await?;
-        let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
-        if removed {
-            change = change.detail("the recorded device was removed");
-        }
-        record(&mut tx, org, now(), change).await?;
+        let removed = ignore_device_in(&mut tx, org, serial, by).await?;
         self.commit_taking_seats(tx).await?;
         Ok(removed)
     }
@@ -1008,27 +997,7 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
         let mut tx = self.write().await?;
-        let device = device_id(&mut tx, org, serial).await?;
-        let product = self.org_product(&mut tx, org, code).await?;
-        let held: Option<i64> = sqlx::query_scalar("select 1 from assignments where product_id = ? and device_id = ?")
-            .bind(product.id)
-            .bind(device)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = if held.is_some() {
-            Assigned::Already
-        } else if take_seat(&mut tx, product.id, device, now()).await? {
-            let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
-            record(&mut tx, org, now(), change).await?;
-            Assigned::Newly
-        } else {
-            return Err(StoreError::NoSeatsAvailable);
-        };
-        sqlx::query("delete from revocations where device_id = ? and product_id = ?")
-            .bind(device)
-            .bind(product.id)
-            .execute(&mut *tx)
-            .await?;
+        let outcome = assign_in(&mut tx, org, serial, code, by).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -1036,31 +1005,31 @@ impl LicenseStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
         let mut tx = self.write().await?;
-        let device = device_id(&mut tx, org, serial).await?;
-        let product = self.org_product(&mut tx, org, code).await?;
-        let freed = sqlx::query("delete from assignments where product_id = ? and device_id = ?")
-            .bind(product.id)
-            .bind(device)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if freed == 1 {
-            sqlx::query("update products set assigned = assigned - 1 where id = ?")
-                .bind(product.id)
-                .execute(&mut *tx)
-                .await?;
+        unassign_in(&mut tx, org, serial, code, by).await?;
+        self.commit_taking_seats(tx).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn bulk(&self, org: OrgId, action: BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>> {
+        let mut outcomes = Vec::with_capacity(serials.len());
+        for slice in serials.chunks(bulk::SLICE) {
+            let mut tx = self.write().await?;
+            for serial in slice {
+                let outcome = match action {
+                    BulkAction::Assign => assign_in(&mut tx, org, serial, product, by).await,
+                    BulkAction::Unassign => unassign_in(&mut tx, org, serial, product, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Delete => delete_device_in(&mut tx, org, serial, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Ignore => ignore_device_in(&mut tx, org, serial, by).await.map(|_| Assigned::Newly),
+                };
+                outcomes.push(bulk::refused_or_failed(outcome)?);
+            }
+            match action {
+                BulkAction::Assign => tx.commit().await?,
+                _ => self.commit_taking_seats(tx).await?,
+            }
         }
-        sqlx::query("insert or replace into revocations (device_id, product_id, revoked_at) values (?, ?, ?)")
-            .bind(device)
-            .bind(product.id)
-            .bind(millis(now()))
-            .execute(&mut *tx)
-            .await?;
-        let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
-        record(&mut tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
-            .await?;
-        self.commit_taking_seats(tx).await?;
-        Ok(())
+        Ok(outcomes)
     }
 
     /// Both from memory: the product keys accepted since the database last
@@ -1101,6 +1070,91 @@ impl SqliteStore {
     }
 }
 
+
+// One admin change each, inside a write transaction the caller commits
+// (alone, or a bulk action's slice of devices).
+async fn delete_device_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+    let id = device_id(tx, org, serial).await?;
+    free_all_seats(tx, id).await?;
+    sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
+    record(tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await
+}
+
+async fn ignore_device_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
+    let removed = match device_id(tx, org, serial).await {
+        Ok(id) => {
+            free_all_seats(tx, id).await?;
+            sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
+            true
+        }
+        Err(StoreError::UnknownDevice(_)) => false,
+        Err(e) => return Err(e),
+    };
+    sqlx::query("insert into ignored_serials (org_id, serial, ignored_at) values (?, ?, ?) on conflict do nothing")
+        .bind(org.0)
+        .bind(serial)
+        .bind(millis(now()))
+        .execute(&mut *tx)
+        .await?;
+    let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
+    if removed {
+        change = change.detail("the recorded device was removed");
+    }
+    record(tx, org, now(), change).await?;
+    Ok(removed)
+}
+
+async fn assign_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+    let device = device_id(tx, org, serial).await?;
+    let product = org_product(tx, org, code).await?;
+    let held: Option<i64> = sqlx::query_scalar("select 1 from assignments where product_id = ? and device_id = ?")
+        .bind(product.id)
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let outcome = if held.is_some() {
+        Assigned::Already
+    } else if take_seat(tx, product.id, device, now()).await? {
+        let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
+        record(tx, org, now(), change).await?;
+        Assigned::Newly
+    } else {
+        return Err(StoreError::NoSeatsAvailable);
+    };
+    sqlx::query("delete from revocations where device_id = ? and product_id = ?")
+        .bind(device)
+        .bind(product.id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(outcome)
+}
+
+async fn unassign_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+    let device = device_id(tx, org, serial).await?;
+    let product = org_product(tx, org, code).await?;
+    let freed = sqlx::query("delete from assignments where product_id = ? and device_id = ?")
+        .bind(product.id)
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if freed == 1 {
+        sqlx::query("update products set assigned = assigned - 1 where id = ?")
+            .bind(product.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("insert or replace into revocations (device_id, product_id, revoked_at) values (?, ?, ?)")
+        .bind(device)
+        .bind(product.id)
+        .bind(millis(now()))
+        .execute(&mut *tx)
+        .await?;
+    let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+    record(tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
+        .await?;
+    Ok(())
+}
 
 /// A device's check-in waiting for the next group commit.
 struct PendingCheckIn {

@@ -65,7 +65,49 @@ stories!(
     check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule,
     a_check_ins_first_look_finds_the_key_and_a_held_seat_and_writes_nothing,
     a_seat_taken_away_by_a_dropped_request_is_never_answered_twice,
+    a_short_search_walks_a_large_fleet_in_bounded_steps,
 );
+
+/// A search of one or two characters, which no trigram index serves, walks
+/// at most 10,000 devices per page: a search matching nothing in 25,000
+/// devices answers three pages (empty, with a cursor where each walk
+/// stopped), and one matching a device at the end finds it by following
+/// the cursors. Searches that match often fill their pages as before.
+async fn a_short_search_walks_a_large_fleet_in_bounded_steps(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 0, false).await;
+    let serials: Vec<String> = (0..25_000).map(|i| format!("SN-{i:05}")).collect();
+    for chunk in serials.chunks(1000) {
+        let check_ins = chunk.iter().map(|serial| store.check_in(org, "editor", serial));
+        for answer in futures::future::join_all(check_ins).await {
+            answer.unwrap();
+        }
+    }
+    store.check_in(org, "editor", "ZZ-LAST").await.unwrap();
+
+    let walk = async |query: &str| {
+        let mut page = PageRequest::first(50);
+        let mut pages = Vec::new();
+        loop {
+            let found = store.devices(org, Some(query), &page).await.unwrap();
+            pages.push(found.items.iter().map(|d| d.serial.clone()).collect::<Vec<_>>());
+            match found.next {
+                Some(next) => page.after = Some(next),
+                None => return pages,
+            }
+        }
+    };
+    let nothing = walk("Q").await;
+    assert_eq!(nothing.len(), 3, "three walks of at most 10,000 devices");
+    assert!(nothing.iter().all(Vec::is_empty));
+    let last = walk("Z").await;
+    assert_eq!(last.concat(), ["ZZ-LAST"]);
+    assert_eq!(last.len(), 3);
+    let nines = walk("99").await.concat();
+    assert_eq!(nines.len(), serials.iter().filter(|s| s.contains("99")).count(), "every match, once");
+    assert!(nines.windows(2).all(|w| w[0] < w[1]));
+    let first = store.devices(org, Some("0"), &PageRequest::first(50)).await.unwrap();
+    assert_eq!(first.items.len(), 50, "a search that matches often fills its page");
+}
 
 async fn org_with_product(store: &Store, org: &str, code: &str, seats: i64, auto_assign: bool) -> OrgId {
     store.create_organization(org).await.expect("create organization");
