@@ -27,6 +27,8 @@ say "building the release server and the hydration bundle"
 cargo leptos build --release
 
 say "running the store, API and CLI tests"
+# The tests that run whole processes run this release binary, the one users run.
+export SEATKEEPER_BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/seatkeeper"
 log=$(mktemp)
 # Each PostgreSQL half skipped for want of a server writes a line here
 # (store::testing), so that the summary counts it as skipped, not passed.

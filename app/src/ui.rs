@@ -35,6 +35,16 @@ impl FromServerFnError for UiError {
     fn from_server_fn_error(error: ServerFnErrorErr) -> Self {
         match error {
             ServerFnErrorErr::Request(_) => UiError::new("unreachable"),
+            // What the caller sent could not be read as the function's
+            // arguments: its mistake, answered 400 (server_fn's own answer
+            // would be a 500).
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) | ServerFnErrorErr::Deserialization(_) => {
+                #[cfg(feature = "ssr")]
+                if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                    response.set_status(http::StatusCode::BAD_REQUEST);
+                }
+                UiError::new("bad_request")
+            }
             _ => UiError::new("bad_request"),
         }
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::process::{BIN, Server, check_in, json_of, seatkeeper};
+use common::process::{Server, bin, check_in, json_of, seatkeeper};
 use serde_json::{Value, json};
 use store::testing::TestDatabase;
 
@@ -91,7 +91,7 @@ fn operator_mistakes_fail_clearly_and_change_nothing() {
     }
     let product = json_of(&db, &["product", "set-seats", "--org", "acme", "--code", "editor", "--seats", "2"]);
     assert_eq!((&product["name"], &product["seats"]), (&json!("Editor"), &json!(2)), "nothing changed");
-    let bad_url = Command::new(BIN).args(["org", "list"]).env("DATABASE_URL", "mysql://nowhere").output().unwrap();
+    let bad_url = Command::new(bin()).args(["org", "list"]).env("DATABASE_URL", "mysql://nowhere").output().unwrap();
     assert_eq!(bad_url.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("sqlite:"));
 }
@@ -248,7 +248,7 @@ async fn keys_and_session_ids_never_reach_the_log() {
 async fn a_second_server_on_one_sqlite_database_is_refused() {
     let db = TestDatabase::sqlite();
     let first = Server::start(&db);
-    let second = Command::new(BIN)
+    let second = Command::new(bin())
         .args(["serve", "--addr", "127.0.0.1:0"])
         .env("DATABASE_URL", &db.url)
         .env("RUST_LOG", "warn")
@@ -300,7 +300,7 @@ async fn signing_keys_are_sealed_with_a_secrets_key_file(db: TestDatabase) {
     let rotated = json_of(&db, &["signing-key", "rotate", "--secrets-key-file", key_file]);
     assert_eq!(rotated["sealed"], true);
 
-    let without = Command::new(BIN).args(["serve", "--addr", "127.0.0.1:0"]).env("DATABASE_URL", &db.url).output().unwrap();
+    let without = Command::new(bin()).args(["serve", "--addr", "127.0.0.1:0"]).env("DATABASE_URL", &db.url).output().unwrap();
     assert!(!without.status.success());
     let said = String::from_utf8_lossy(&without.stderr);
     assert!(said.contains("is sealed") && said.contains("--secrets-key-file"), "{said}");

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use common::process::{Server, json_of};
 use serde_json::{Value, json};
 use store::testing::TestDatabase;
@@ -35,6 +36,28 @@ async fn every_serial(client: &reqwest::Client, list: &str, admin_key: &str) -> 
 
 async fn holders(client: &reqwest::Client, base: &str, admin_key: &str) -> BTreeSet<String> {
     every_serial(client, &format!("{base}/api/v1/admin/products/editor/devices"), admin_key).await
+}
+
+/// Every product's seats, stored counter and assignment rows, read with SQL
+/// straight from the database once the servers have stopped, and checked:
+/// the rows never exceed the seats (the operator never lowered them here)
+/// and the counter is exactly the rows.
+async fn seats_hold_in_the_database(db: &TestDatabase) -> Vec<(String, i64, i64, i64)> {
+    const SQL: &str = "select p.code, cast(p.seats as bigint), cast(p.assigned as bigint),
+                              (select count(*) from assignments a where a.product_id = p.id)
+                       from products p order by p.code";
+    let rows: Vec<(String, i64, i64, i64)> = if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&pool).await.unwrap()
+    };
+    for (code, seats, assigned, rows) in &rows {
+        assert!(rows <= seats, "{code}: {rows} assignment rows for {seats} seats");
+        assert_eq!(assigned, rows, "{code}: the stored counter says {assigned}, the rows are {rows}");
+    }
+    rows
 }
 
 /// The organization "acme" with the product "editor" (auto-assign on); its
@@ -145,22 +168,28 @@ async fn race(db: TestDatabase, processes: usize) {
     for server in servers {
         server.stop();
     }
+    let in_database = seats_hold_in_the_database(&db).await;
+    assert!(in_database.contains(&("editor".to_owned(), SEATS, SEATS, SEATS)), "{in_database:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_mid_load_loses_no_seat_it_gave() {
     let db = TestDatabase::sqlite();
-    let (admin_key, product_key) = acme(&db, 100000);
+    // Fewer seats than the devices that ask: every round contends for them.
+    const KILL_SEATS: i64 = 150;
+    let (admin_key, product_key) = acme(&db, KILL_SEATS);
     let client = reqwest::Client::new();
     let mut told_licensed = BTreeSet::new();
 
     for round in 0..3 {
         let server = Server::start(&db);
         let answered = Arc::new(Mutex::new(Vec::new()));
+        let replies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let deadline = Instant::now() + Duration::from_millis(400);
         let workers: Vec<_> = (0..16)
             .map(|worker| {
                 let (client, base, key, answered) = (client.clone(), server.base.clone(), product_key.clone(), answered.clone());
+                let replies = replies.clone();
                 tokio::spawn(async move {
                     for n in 0.. {
                         let serial = format!("KILL-{round}-{worker:02}-{n:05}");
@@ -168,6 +197,7 @@ async fn a_server_killed_mid_load_loses_no_seat_it_gave() {
                         // After the kill, requests fail: that is the point.
                         let Ok(response) = sent else { break };
                         let Ok(answer) = response.json::<Value>().await else { break };
+                        replies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         if answer["licensed"] == true {
                             answered.lock().unwrap().push(serial);
                         }
@@ -177,11 +207,12 @@ async fn a_server_killed_mid_load_loses_no_seat_it_gave() {
             .collect();
         tokio::time::sleep_until(deadline.into()).await;
         server.kill();
+        seats_hold_in_the_database(&db).await;
         for worker in workers {
             worker.await.unwrap();
         }
         let answered = answered.lock().unwrap().clone();
-        assert!(!answered.is_empty(), "round {round}: the load ran");
+        assert!(replies.load(std::sync::atomic::Ordering::SeqCst) > 0, "round {round}: the load ran");
         told_licensed.extend(answered);
     }
 
@@ -193,31 +224,26 @@ async fn a_server_killed_mid_load_loses_no_seat_it_gave() {
     assert_eq!(product["assigned"], holders.len(), "the seat count matches the assignments after {} kills", 3);
     eprintln!("3 SIGKILLs mid-load: {} check-ins answered licensed, all still assigned", told_licensed.len());
     server.stop();
-}
-
-/// A small deterministic generator, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
+    let in_database = seats_hold_in_the_database(&db).await;
+    assert!(in_database.contains(&("editor".to_owned(), KILL_SEATS, KILL_SEATS, KILL_SEATS)), "{in_database:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
-    let db = TestDatabase::sqlite();
+async fn sqlite_malformed_requests_get_documented_4xx_answers_and_record_nothing() {
+    malformed_requests_get_documented_4xx_answers_and_record_nothing(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_malformed_requests_get_documented_4xx_answers_and_record_nothing() {
+    if let Some(db) = TestDatabase::postgres().await {
+        malformed_requests_get_documented_4xx_answers_and_record_nothing(db).await;
+    }
+}
+
+/// A stream of check-ins, most of them malformed in some way: each gets a
+/// documented answer, a well-formed one among them is answered 200, and
+/// the database holds exactly the devices answered as recorded.
+async fn malformed_requests_get_documented_4xx_answers_and_record_nothing(db: TestDatabase) {
     let (admin_key, product_key) = acme(&db, 10);
     // Half the requests carry a wrong key; the address throttle would soon
     // answer them all with 429, and this test is about what the API makes of them.
@@ -228,9 +254,12 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
     let products = ["editor", "Editor", "", "../editor", "editor%00", "'", "e".repeat(65).leak(), "nope"];
     let content_types = ["application/json", "text/plain", "application/x-www-form-urlencoded", "", "application/json; charset=latin1", "APPLICATION/JSON"];
     let mut sent = 0;
+    let mut well_formed_sent = 0;
     let mut created = HashSet::new();
 
     for _ in 0..1500 {
+        // The serial when the body is a well-formed check-in of "editor".
+        let mut serial_sent: Option<String> = None;
         let body: Vec<u8> = match rng.below(8) {
             0 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
             1 => json!({"product": rng.pick(&products), "serial": rng.pick(&serials)}).to_string().into_bytes(),
@@ -238,8 +267,16 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
             3 => format!("{}{}", "[".repeat(rng.below(3000)), "]".repeat(rng.below(3000))).into_bytes(),
             4 => format!(r#"{{"product": "editor", "serial": 1{}}}"#, "0".repeat(rng.below(500))).into_bytes(),
             5 => vec![b'x'; 16 * 1024 + rng.below(4096)],
-            6 => json!({"product": "editor", "serial": "x".repeat(120 + rng.below(20))}).to_string().into_bytes(),
-            _ => json!({"product": "editor", "serial": format!("{}{}", rng.pick(&serials), rng.below(1000))}).to_string().into_bytes(),
+            6 => {
+                let serial = "x".repeat(120 + rng.below(20));
+                serial_sent = Some(serial.clone());
+                json!({"product": "editor", "serial": serial}).to_string().into_bytes()
+            }
+            _ => {
+                let serial = format!("{}{}", rng.pick(&serials), rng.below(1000));
+                serial_sent = Some(serial.clone());
+                json!({"product": "editor", "serial": serial}).to_string().into_bytes()
+            }
         };
         let key = match rng.below(6) {
             0 => String::new(),
@@ -249,6 +286,10 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
         };
         let mut request = client.post(format!("{}/api/v1/checkin", server.base)).body(body.clone());
         let content_type = rng.pick(&content_types);
+        let well_formed = key == product_key
+            && content_type.to_ascii_lowercase().starts_with("application/json")
+            && serial_sent.as_deref().is_some_and(|serial| store::validate::serial(serial).is_ok());
+        well_formed_sent += usize::from(well_formed);
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
@@ -259,6 +300,9 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
         sent += 1;
         let status = response.status().as_u16();
         let answer: Value = response.json().await.unwrap_or_else(|e| panic!("status {status} without a JSON body: {e}"));
+        if well_formed {
+            assert_eq!(status, 200, "a well-formed check-in of {serial_sent:?}: {answer}");
+        }
         match status {
             200 => {
                 assert!(answer["licensed"].is_boolean(), "{answer}");
@@ -276,7 +320,8 @@ async fn malformed_requests_get_documented_4xx_answers_and_record_nothing() {
     // The database holds exactly the devices that were answered as recorded.
     let recorded: HashSet<String> = every_serial(&client, &format!("{}/api/v1/admin/devices", server.base), &admin_key).await.into_iter().collect();
     assert_eq!(recorded, created, "after {sent} fuzzed requests");
-    eprintln!("{sent} fuzzed check-ins: no 5xx, {} devices recorded, each one answered as recorded", recorded.len());
+    assert!(well_formed_sent >= 50, "the mix held {well_formed_sent} well-formed check-ins");
+    eprintln!("{sent} fuzzed check-ins ({well_formed_sent} well-formed, all 200): no 5xx, {} devices recorded, each one answered as recorded", recorded.len());
     server.stop();
 }
 
@@ -288,14 +333,23 @@ async fn sigterm_finishes_requests_in_flight_and_exits_within_seconds() {
     let base = server.base.clone();
     let client = reqwest::Client::new();
     let answered = Arc::new(Mutex::new(Vec::new()));
+    // Once set, a refused connection is the point; before, it is a failure.
+    let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..16)
         .map(|worker| {
             let (client, base, key, answered) = (client.clone(), base.clone(), product_key.clone(), answered.clone());
+            let signalled = signalled.clone();
             tokio::spawn(async move {
                 for n in 0.. {
                     let serial = format!("TERM-{worker:02}-{n:05}");
                     let sent = client.post(format!("{base}/api/v1/checkin")).bearer_auth(&key).json(&json!({"product": "editor", "serial": serial})).send().await;
-                    let Ok(response) = sent else { break };
+                    let response = match sent {
+                        Ok(response) => response,
+                        Err(error) if !signalled.load(std::sync::atomic::Ordering::SeqCst) => {
+                            panic!("a check-in failed before the signal was sent: {error}")
+                        }
+                        Err(_) => break,
+                    };
                     assert!(!response.status().is_server_error(), "a request in flight failed: {}", response.status());
                     let Ok(answer) = response.json::<Value>().await else { break };
                     if answer["licensed"] == true {
@@ -307,6 +361,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_within_seconds() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
+    signalled.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::task::spawn_blocking(move || server.stop()).await.expect("the server exits cleanly on SIGTERM");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM");

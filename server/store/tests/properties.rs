@@ -69,23 +69,25 @@ fn search_finds_exactly(serials: std::collections::BTreeSet<String>, query: Stri
     {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let db = TestDatabase::sqlite();
-            let store = db.open().await;
-            store.create_organization("acme").await.unwrap();
-            let org = store.organization_by_name("acme").await.unwrap().id;
-            let product = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 0, auto_assign: false };
-            store.add_product(org, &product, store::Actor::Operator).await.unwrap();
-            for serial in &serials {
-                store.check_in(org, "editor", serial).await.unwrap();
+            // Both backends: SQLite's FTS5 and LIKE, PostgreSQL's pg_trgm and ILIKE.
+            for db in [Some(TestDatabase::sqlite()), TestDatabase::postgres().await].into_iter().flatten() {
+                let store = db.open().await;
+                store.create_organization("acme").await.unwrap();
+                let org = store.organization_by_name("acme").await.unwrap().id;
+                let product = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 0, auto_assign: false };
+                store.add_product(org, &product, store::Actor::Operator).await.unwrap();
+                for serial in &serials {
+                    store.check_in(org, "editor", serial).await.unwrap();
+                }
+                let found: Vec<String> =
+                    store.devices(org, Some(&query), &PageRequest::first(100)).await.unwrap().items.into_iter().map(|d| d.serial).collect();
+                let expected: Vec<String> = serials
+                    .iter()
+                    .filter(|s| s.to_ascii_lowercase().contains(&query.to_ascii_lowercase()))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(found, expected, "on {}", store.backend_name());
             }
-            let found: Vec<String> =
-                store.devices(org, Some(&query), &PageRequest::first(100)).await.unwrap().items.into_iter().map(|d| d.serial).collect();
-            let expected: Vec<String> = serials
-                .iter()
-                .filter(|s| s.to_ascii_lowercase().contains(&query.to_ascii_lowercase()))
-                .cloned()
-                .collect();
-            prop_assert_eq!(found, expected);
             Ok(())
         })?;
     }

@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use store::testing::TestDatabase;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_seatkeeper");
+/// The binary these tests run: the release build users run when
+/// `SEATKEEPER_BIN` names it (`scripts/test.sh` builds it first and does),
+/// else the test profile's build of the same code.
+pub fn bin() -> String {
+    std::env::var("SEATKEEPER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_seatkeeper").to_owned())
+}
 
 pub fn seatkeeper(db: &TestDatabase, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("DATABASE_URL", &db.url).env("RUST_LOG", "warn").output().expect("run seatkeeper")
+    Command::new(bin()).args(args).env("DATABASE_URL", &db.url).env("RUST_LOG", "warn").output().expect("run seatkeeper")
 }
 
 /// Runs a command that must succeed with `--json` and returns its JSON.
@@ -45,7 +50,7 @@ impl Server {
 
     /// A server with more command-line arguments.
     pub fn start_with(db: &TestDatabase, level: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .env("DATABASE_URL", &db.url)
