@@ -798,20 +798,34 @@ impl LicenseStore for PgStore {
                 .await?,
             false => None,
         };
-        let rows: Vec<(i64, String, Timestamp, Timestamp, i64)> = sqlx::query_as(
-            "select d.id, d.serial, d.first_seen, d.last_seen,
-                    (select count(*) from assignments a where a.device_id = d.id)
-             from devices d
-             where d.org_id = $1 and d.serial > $2 and ($5::text is null or d.serial <= $5) and d.serial ilike $3
-             order by d.serial limit $4",
-        )
-        .bind(org.0)
-        .bind(page.after_serial())
-        .bind(validate::contains_pattern(query))
-        .bind(limit + 1)
-        .bind(&walk_end)
-        .fetch_all(&self.pool)
-        .await?;
+        // The walk's end bounds the index range itself: two statements,
+        // since a bound that may be null leaves the planner without one.
+        let select = match &walk_end {
+            Some(end) => sqlx::query_as(
+                "select d.id, d.serial, d.first_seen, d.last_seen,
+                        (select count(*) from assignments a where a.device_id = d.id)
+                 from devices d
+                 where d.org_id = $1 and d.serial > $2 and d.serial <= $5 and d.serial ilike $3
+                 order by d.serial limit $4",
+            )
+            .bind(org.0)
+            .bind(page.after_serial())
+            .bind(validate::contains_pattern(query))
+            .bind(limit + 1)
+            .bind(end),
+            None => sqlx::query_as(
+                "select d.id, d.serial, d.first_seen, d.last_seen,
+                        (select count(*) from assignments a where a.device_id = d.id)
+                 from devices d
+                 where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
+                 order by d.serial limit $4",
+            )
+            .bind(org.0)
+            .bind(page.after_serial())
+            .bind(validate::contains_pattern(query))
+            .bind(limit + 1),
+        };
+        let rows: Vec<(i64, String, Timestamp, Timestamp, i64)> = select.fetch_all(&self.pool).await?;
         let devices = rows
             .into_iter()
             .map(|(id, serial, first_seen, last_seen, seats)| {

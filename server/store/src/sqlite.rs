@@ -884,23 +884,30 @@ impl LicenseStore for SqliteStore {
         } else {
             ("devices d", "")
         };
+        // The walk's end bounds the index range itself (a bound that may be
+        // null would leave SQLite walking to the end of the fleet). A short
+        // search never uses the trigram index, so the two share ?5.
+        let walk = if walk_end.is_some() { "and d.serial <= ?5" } else { "" };
         let sql = format!(
             "select d.id, d.serial, d.first_seen, coalesce(ds.last_seen, d.first_seen),
                     (select count(*) from assignments a where a.device_id = d.id)
              from {from} left join device_seen ds on ds.device_id = d.id
-             where d.org_id = ?1 and d.serial > ?2 and (?6 is null or d.serial <= ?6)
+             where d.org_id = ?1 and d.serial > ?2 {walk}
                and d.serial like ?3 escape '\\' {narrowed}
              order by d.serial limit ?4"
         );
-        let rows = sqlx::query_as::<_, (i64, String, i64, i64, i64)>(&sql)
+        let mut select = sqlx::query_as::<_, (i64, String, i64, i64, i64)>(&sql)
             .bind(org.0)
             .bind(page.after_serial())
             .bind(validate::contains_pattern(query))
-            .bind(limit + 1)
-            .bind(phrase.filter(|_| few))
-            .bind(walk_end.clone())
-            .fetch_all(&mut *conn)
-            .await?;
+            .bind(limit + 1);
+        if let Some(phrase) = phrase.filter(|_| few) {
+            select = select.bind(phrase);
+        }
+        if let Some(end) = &walk_end {
+            select = select.bind(end.clone());
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
         let devices = rows
             .into_iter()
             .map(|(id, serial, first_seen, last_seen, seats)| {
