@@ -93,8 +93,10 @@ for i in range(10000):
 EOF
     single_s=$(seconds_since "$started")
     stop
-    row "$backend: bulk assign of 10,000 devices ≤ 5 s ($(echo "$said" | grep -o '"summary":"[^"]*"'))" \
-        "$assign_s s (unassign $unassign_s s)" "$(verdict "$(awk -v s="$assign_s" 'BEGIN { print s <= 5 }')")"
+    # The target is SQLite's; PostgreSQL's figure is measured beside it.
+    [ "$backend" = sqlite ] && met=$(verdict "$(awk -v s="$assign_s" 'BEGIN { print s <= 5 }')") || met=measured
+    row "$backend: bulk assign of 10,000 devices (≤ 5 s on SQLite; $(echo "$said" | grep -o '"summary":"[^"]*"'))" \
+        "$assign_s s (unassign $unassign_s s)" "$met"
     row "$backend: the same 10,000 assignments one PUT each (baseline)" "$single_s s" \
         "bulk $(awk -v a="$single_s" -v b="$assign_s" 'BEGIN { printf "%.1f", a / b }')× faster"
 

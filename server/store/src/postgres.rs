@@ -46,6 +46,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 
 #[derive(Clone)]
 pub struct PgStore {
+    /// Connections for everything but the check-ins: admin reads and
+    /// changes, sessions, the operator, housekeeping.
     pool: PgPool,
     /// Product key lookups, batched.
     product_keys: batch::Batches<batch::ProductKeys>,
@@ -53,6 +55,8 @@ pub struct PgStore {
     arrivals: batch::Batches<batch::Arrivals>,
     /// Check-ins that need a seat decision, decided in groups.
     new_devices: batch::Batches<group::NewDevices>,
+    /// The check-ins' own connections (the batches above use them).
+    checkins: PgPool,
     /// `last seen` times of held devices' check-ins waiting to be written.
     last_seen: Arc<Touches>,
     /// Connections whose commits do not wait for the disk: only for writes
@@ -65,11 +69,20 @@ type Tx = Transaction<'static, sqlx::Postgres>;
 impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let options: PgConnectOptions = url.parse()?;
+        // Few: admin requests queue here rather than take the database's
+        // cores from the check-ins (16 searches of a million devices at once
+        // would, bench/trust.sh).
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
+        // Check-ins have connections of their own, so that no admin request
+        // (16 searches of a million devices at once, say) can starve them.
+        let checkins = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options.clone());
         let touches = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
@@ -81,9 +94,10 @@ impl PgStore {
             async move { write_touches(&pool, batch).await }
         }));
         Ok(PgStore {
-            product_keys: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
-            arrivals: batch::Batches::start(pool.clone(), batch::BATCH_MAX),
-            new_devices: batch::Batches::start(pool.clone(), crate::group::group_max()),
+            product_keys: batch::Batches::start(checkins.clone(), batch::BATCH_MAX),
+            arrivals: batch::Batches::start(checkins.clone(), batch::BATCH_MAX),
+            new_devices: batch::Batches::start(checkins.clone(), crate::group::group_max()),
+            checkins,
             last_seen,
             pool,
             touches,
@@ -98,7 +112,11 @@ impl PgStore {
     }
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
-        vec![crate::pool_stats("main", &self.pool), crate::pool_stats("touches", &self.touches)]
+        vec![
+            crate::pool_stats("main", &self.pool),
+            crate::pool_stats("checkins", &self.checkins),
+            crate::pool_stats("touches", &self.touches),
+        ]
     }
 
     async fn begin(&self) -> Result<Tx> {
@@ -798,33 +816,41 @@ impl LicenseStore for PgStore {
                 .await?,
             false => None,
         };
-        // The walk's end bounds the index range itself: two statements,
-        // since a bound that may be null leaves the planner without one.
-        let select = match &walk_end {
-            Some(end) => sqlx::query_as(
+        // A short search reads the serial index's range up to its walk's end
+        // (the bound in the statement itself: one that may be null leaves the
+        // planner without it), and its pattern in a form the trigram index
+        // cannot take (with one or two characters it would read all of it).
+        let sql = match (walk_end.is_some(), is_short_search(query)) {
+            (true, _) => {
                 "select d.id, d.serial, d.first_seen, d.last_seen,
                         (select count(*) from assignments a where a.device_id = d.id)
                  from devices d
-                 where d.org_id = $1 and d.serial > $2 and d.serial <= $5 and d.serial ilike $3
-                 order by d.serial limit $4",
-            )
-            .bind(org.0)
-            .bind(page.after_serial())
-            .bind(validate::contains_pattern(query))
-            .bind(limit + 1)
-            .bind(end),
-            None => sqlx::query_as(
+                 where d.org_id = $1 and d.serial > $2 and d.serial <= $5 and (d.serial || '') ilike $3
+                 order by d.serial limit $4"
+            }
+            (false, true) => {
+                "select d.id, d.serial, d.first_seen, d.last_seen,
+                        (select count(*) from assignments a where a.device_id = d.id)
+                 from devices d
+                 where d.org_id = $1 and d.serial > $2 and (d.serial || '') ilike $3
+                 order by d.serial limit $4"
+            }
+            (false, false) => {
                 "select d.id, d.serial, d.first_seen, d.last_seen,
                         (select count(*) from assignments a where a.device_id = d.id)
                  from devices d
                  where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
-                 order by d.serial limit $4",
-            )
+                 order by d.serial limit $4"
+            }
+        };
+        let mut select = sqlx::query_as(sql)
             .bind(org.0)
             .bind(page.after_serial())
             .bind(validate::contains_pattern(query))
-            .bind(limit + 1),
-        };
+            .bind(limit + 1);
+        if let Some(end) = &walk_end {
+            select = select.bind(end);
+        }
         let rows: Vec<(i64, String, Timestamp, Timestamp, i64)> = select.fetch_all(&self.pool).await?;
         let devices = rows
             .into_iter()
