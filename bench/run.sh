@@ -96,7 +96,8 @@ admin_key() { grep -o 'sk_admin_[0-9a-f]*' "$work/org.json" | head -n 1; }
 session_cookie() { # addr
     local at=$1 action
     action=$(curl -sf "http://$at/" | grep -o 'action="/api/[^"]*"' | head -n 1 | sed 's/action="//; s/"$//')
-    curl -s -o /dev/null -D - -X POST "http://$at$action" \
+    # As a browser posts the sign-in form: from a page of this site.
+    curl -s -o /dev/null -D - -X POST "http://$at$action" -H "Origin: http://$at" \
         --data-urlencode "key=$(admin_key)" --data-urlencode "next=/" |
         awk -F'[:;]' 'tolower($1) == "set-cookie" { gsub(/^ /, "", $2); print $2; exit }'
 }
