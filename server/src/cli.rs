@@ -235,7 +235,7 @@ pub struct Output {
 }
 
 /// A created organization as JSON. The keys appear under both their short
-/// names and PRODUCT.md's long ones.
+/// names and the long ones of docs/contract.md.
 #[derive(Serialize)]
 struct CreatedOrganization<'a> {
     name: &'a str,

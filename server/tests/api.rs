@@ -1,5 +1,5 @@
 //! The public check-in API and the admin API, driven through the real router
-//! on both backends: every status and reason of PRODUCT.md's contract, tenant
+//! on both backends: every status and reason of docs/contract.md, tenant
 //! isolation and which keys open which doors.
 
 mod common;
@@ -94,8 +94,8 @@ async fn check_in_answers_with_exactly_the_documented_fields(app: TestApp) {
     let body = reply.json();
     let mut fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
     fields.sort();
-    // PRODUCT.md's fields, and the signed license a licensed answer carries
-    // (server/tests/licenses.rs; a denied answer has exactly PRODUCT.md's).
+    // the fields of docs/contract.md, and the signed license a licensed answer carries
+    // (server/tests/licenses.rs; a denied answer has exactly the contract's fields).
     assert_eq!(fields, ["first_seen", "last_seen", "license", "licensed", "product", "reason", "serial"]);
     assert_eq!((&body["product"], &body["serial"], &body["licensed"], &body["reason"]), (&json!("editor"), &json!("SN-1"), &json!(true), &Value::Null));
     let first_seen = body["first_seen"].as_str().unwrap();

@@ -236,7 +236,7 @@ async fn the_product_policy_sets_how_long_a_license_lasts(app: TestApp) {
     let theirs = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", Some(&globex.admin_key), Some(json!({"license_days": 1}))).await;
     theirs.assert_error(StatusCode::NOT_FOUND, "unknown_product");
 
-    // The product itself keeps exactly PRODUCT.md's fields.
+    // The product itself keeps exactly the fields of docs/contract.md.
     let product = app.call(Method::GET, "/api/v1/admin/products/editor", admin, None).await.json();
     assert_eq!(product, json!({"code": "editor", "name": "editor app", "seats": 2, "assigned": 1, "available": 1, "auto_assign": true}));
 }

@@ -61,7 +61,7 @@ async fn the_description_is_openapi_3_1_and_whole() {
     }
 }
 
-/// PRODUCT.md's contract and the features beyond it, as routes: each is in
+/// the contract of docs/contract.md and the features beyond it, as routes: each is in
 /// the description. (The description has nothing more: see the next test.)
 #[tokio::test]
 async fn the_description_has_the_documented_routes_and_no_others() {

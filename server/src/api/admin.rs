@@ -553,7 +553,7 @@ async fn unignore(
 }
 
 /// The Settings screen's data. `organization` and `product_key` are the short
-/// names used across the API; the long ones spell out PRODUCT.md's terms.
+/// names used across the API; the long ones spell out the terms of docs/contract.md.
 #[derive(Serialize, ToSchema)]
 pub struct SettingsView {
     organization: String,

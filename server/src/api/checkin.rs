@@ -36,7 +36,7 @@ pub struct CheckInRequest {
     nonce: Option<String>,
 }
 
-/// PRODUCT.md's answer, and the signed license when it says `licensed: true`.
+/// the answer docs/contract.md describes, and the signed license when it says `licensed: true`.
 #[derive(Serialize, ToSchema)]
 pub struct CheckInAnswer {
     #[serde(flatten)]

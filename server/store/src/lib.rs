@@ -3,7 +3,7 @@
 //!
 //! [`LicenseStore`] is the interface; [`sqlite::SqliteStore`] and
 //! [`postgres::PgStore`] implement it, and [`Store`] is whichever one the
-//! database URL names. Every domain rule of PRODUCT.md that touches data lives
+//! database URL names. Every domain rule of docs/contract.md that touches data lives
 //! behind this interface, and the seat invariant (assignments never exceed
 //! seats) is held by the database's own atomicity in each backend, never by a
 //! read in Rust followed by a write.
@@ -502,7 +502,7 @@ impl LicenseStore for Store {
 }
 
 /// The check-in rule for a known device, before any seat is taken: the one
-/// place both backends learn what PRODUCT.md says a check-in answers.
+/// place both backends learn what docs/contract.md says a check-in answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SeatRule {
     /// It holds a seat: licensed.

@@ -187,7 +187,7 @@ pub struct Settings {
 }
 
 /// How a product's licenses behave beyond its seats. Kept apart from
-/// [`Product`], whose fields PRODUCT.md fixes.
+/// [`Product`], whose fields docs/contract.md fixes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductPolicy {
     /// Days a signed license stays valid after the check-in that issued it.

@@ -1,4 +1,4 @@
-//! The shapes PRODUCT.md allows for what users and devices type: serials,
+//! The shapes docs/contract.md allows for what users and devices type: serials,
 //! product codes, names and seat counts. The store checks them itself so that
 //! no caller can put a malformed value in the database.
 

@@ -1,5 +1,5 @@
 //! The store's behaviour, written once and run on both backends: every domain
-//! rule of PRODUCT.md, tenant isolation and the seat invariant under a race.
+//! rule of docs/contract.md, tenant isolation and the seat invariant under a race.
 
 use std::collections::HashSet;
 use std::time::Duration;
