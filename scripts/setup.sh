@@ -27,15 +27,18 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 
 if [ "$(cargo leptos --version 2>/dev/null || true)" != "cargo-leptos 0.3.5" ]; then
-    say "installing cargo-leptos 0.3.5 (about 15 minutes, once per machine)"
-    cargo +stable install cargo-leptos --version 0.3.5 --locked 2>/dev/null \
-        || cargo install cargo-leptos --version 0.3.5 --locked
+    # Its own release profile (lto = true, codegen-units = 1) takes about 24
+    # minutes on two cores; a build tool does not need that much optimising.
+    say "installing cargo-leptos 0.3.5 (about 10 minutes, once per machine)"
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo install cargo-leptos --version 0.3.5 --locked
 fi
 
 wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wasm_bindgen_version" ]; then
     say "installing wasm-bindgen-cli $wasm_bindgen_version (the version in Cargo.lock)"
-    cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
 fi
 
 command -v npm >/dev/null || apt_install nodejs npm
