@@ -48,7 +48,8 @@ pub async fn load_activity(
     before: Option<String>,
 ) -> Result<ActivityScreen, UiError> {
     use crate::server::*;
-    use store::{ActivityKind, ActivityQuery, Actor, LicenseStore, StoreError};
+    use store::prelude::*;
+    use store::{ActivityKind, ActivityQuery, Actor, StoreError};
     respond(async {
         let org = require_org().await?;
         let store = store()?;

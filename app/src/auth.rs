@@ -18,7 +18,7 @@ pub async fn current_org() -> Result<Option<String>, UiError> {
 #[server]
 pub async fn sign_in(key: String, next: String) -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let store = store()?;
         let Some(org) = store.authenticate_admin(key.trim()).await? else {
@@ -39,7 +39,7 @@ pub async fn sign_in(key: String, next: String) -> Result<(), UiError> {
 #[server]
 pub async fn sign_out() -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     if let Some(session) = cookie(SESSION_COOKIE) {
         store()?.end_session(&session).await?;
     }

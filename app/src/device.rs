@@ -30,7 +30,7 @@ pub struct DeviceScreen {
 #[server]
 pub async fn load_device(serial: String) -> Result<DeviceScreen, UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     respond(async {
         let org = require_org().await?;
         let detail = store()?.device(org.id, &serial).await?;
@@ -55,7 +55,7 @@ pub async fn load_device(serial: String) -> Result<DeviceScreen, UiError> {
 #[server]
 pub async fn set_license(serial: String, product: String, assigned: Option<String>) -> Result<i64, UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         let store = store()?;

@@ -32,7 +32,8 @@ pub struct DevicesScreen {
 #[server]
 pub async fn list_devices(q: Option<String>, after: Option<String>) -> Result<DevicesScreen, UiError> {
     use crate::server::*;
-    use store::{LicenseStore, PageRequest};
+    use store::prelude::*;
+    use store::PageRequest;
     respond(async {
         let org = require_org().await?;
         let store = store()?;
@@ -62,7 +63,7 @@ pub async fn list_devices(q: Option<String>, after: Option<String>) -> Result<De
 #[server]
 pub async fn delete_device(serial: String, next: Option<String>) -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         Ok(store()?.delete_device(org.id, &serial, store::Actor::AdminSession).await?)
@@ -76,7 +77,7 @@ pub async fn delete_device(serial: String, next: Option<String>) -> Result<(), U
 #[server]
 pub async fn ignore_device(serial: String, next: Option<String>) -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         store()?.ignore_device(org.id, &serial, store::Actor::AdminSession).await?;

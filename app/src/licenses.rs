@@ -52,7 +52,7 @@ impl From<store::Product> for ProductView {
 #[server]
 pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     respond(async {
         let org = require_org().await?;
         let store = store()?;
@@ -74,7 +74,7 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
 #[server]
 pub async fn set_auto_assign(code: String, auto_assign: Option<String>) -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         store()?.set_auto_assign(org.id, &code, auto_assign.is_some(), store::Actor::AdminSession).await?;

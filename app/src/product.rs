@@ -37,7 +37,8 @@ pub struct ProductScreen {
 #[server]
 pub async fn load_product(code: String, after: Option<String>, days: Option<String>) -> Result<ProductScreen, UiError> {
     use crate::server::*;
-    use store::{LicenseStore, PageRequest};
+    use store::prelude::*;
+    use store::PageRequest;
     respond(async {
         let org = require_org().await?;
         let store = store()?;
@@ -69,7 +70,7 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
 #[server]
 pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         store()?.unassign(org.id, &serial, &code, store::Actor::AdminSession).await?;
@@ -89,7 +90,8 @@ fn typed_days(text: &str, valid: fn(i64) -> Result<(), store::StoreError>) -> Op
 #[server]
 pub async fn set_license_days(code: String, days: String) -> Result<(), UiError> {
     use crate::server::*;
-    use store::{LicenseStore, PolicyUpdate, validate};
+    use store::prelude::*;
+    use store::{PolicyUpdate, validate};
     let result = async {
         let org = require_org().await?;
         let Some(days) = typed_days(&days, validate::license_days) else { return Err(UiError::new("invalid_license_days")) };
@@ -105,7 +107,8 @@ pub async fn set_license_days(code: String, days: String) -> Result<(), UiError>
 #[server]
 pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError> {
     use crate::server::*;
-    use store::{LicenseStore, PolicyUpdate, validate};
+    use store::prelude::*;
+    use store::{PolicyUpdate, validate};
     let result = async {
         let org = require_org().await?;
         let days = match days.trim() {

@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
-use store::{Organization, Store, StoreError};
+use store::{ErrorCode, Organization, Store, StoreError};
 
 use crate::ui::{Moment, UiError, encode_segment};
 
@@ -42,24 +42,21 @@ pub fn credentials_refused() {
 }
 
 pub fn store() -> Result<Store, UiError> {
-    use_context::<Store>().ok_or_else(|| UiError::new("internal"))
+    use_context::<Store>().ok_or_else(|| UiError::new(ErrorCode::Internal.as_str()))
 }
 
 impl From<StoreError> for UiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::UnknownProduct(_) => UiError::new("unknown_product"),
-            StoreError::UnknownDevice(_) => UiError::new("unknown_device"),
-            StoreError::NotIgnored(_) => UiError::new("not_ignored"),
-            StoreError::NoSeatsAvailable => UiError::new("no_seats_available"),
-            StoreError::UnknownOrganization(_) => UiError::new("signed_out"),
-            StoreError::Invalid(message) | StoreError::Conflict(message) => {
-                UiError { code: "invalid_request".into(), message }
-            }
-            error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_)) => {
+        match error.code() {
+            // The signed-in organization is gone.
+            ErrorCode::UnknownOrganization => UiError::new("signed_out"),
+            // Its words name what was wrong with the input.
+            ErrorCode::InvalidRequest | ErrorCode::Conflict => UiError { code: error.code().to_string(), message: error.to_string() },
+            ErrorCode::Internal => {
                 tracing::error!(%error, "store failure in a server function");
-                UiError::new("internal")
+                UiError::new(ErrorCode::Internal.as_str())
             }
+            code => UiError::new(code.as_str()),
         }
     }
 }
@@ -108,7 +105,7 @@ pub fn set_cookie(name: &str, value: Option<&str>, max_age: std::time::Duration)
 /// The organization this browser is signed in for, if any.
 pub async fn session_org() -> Result<Option<Organization>, UiError> {
     let Some(session) = cookie(SESSION_COOKIE) else { return Ok(None) };
-    use store::LicenseStore;
+    use store::prelude::*;
     Ok(store()?.session(&session).await?)
 }
 
@@ -198,10 +195,10 @@ fn status_of(error: &UiError) -> http::StatusCode {
     use http::StatusCode;
     match error.code.as_str() {
         "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
-        "no_seats_available" => StatusCode::CONFLICT,
-        "unknown_product" | "unknown_device" | "not_ignored" => StatusCode::NOT_FOUND,
-        "invalid_request" | "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "bad_request" => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "bad_request" => StatusCode::BAD_REQUEST,
+        store_code => ErrorCode::parse(store_code)
+            .and_then(|code| StatusCode::from_u16(code.status()).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 

@@ -27,7 +27,8 @@ pub struct SettingsScreen {
 #[server]
 pub async fn load_settings() -> Result<SettingsScreen, UiError> {
     use crate::server::*;
-    use store::{LicenseStore, PageRequest};
+    use store::prelude::*;
+    use store::PageRequest;
     respond(async {
         let org = require_org().await?;
         let store = store()?;
@@ -52,7 +53,7 @@ pub async fn load_settings() -> Result<SettingsScreen, UiError> {
 #[server]
 pub async fn rotate_product_key() -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         store()?.rotate_product_key(org.id, store::Actor::AdminSession).await?;
@@ -67,7 +68,7 @@ pub async fn rotate_product_key() -> Result<(), UiError> {
 #[server]
 pub async fn rotate_admin_key() -> Result<String, UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         let store = store()?;
@@ -106,7 +107,7 @@ fn new_admin_key_from(session: &str, flash: &[u8]) -> Option<String> {
 #[server]
 pub async fn unignore(serial: String) -> Result<(), UiError> {
     use crate::server::*;
-    use store::LicenseStore;
+    use store::prelude::*;
     let result = async {
         let org = require_org().await?;
         Ok(store()?.unignore(org.id, &serial, store::Actor::AdminSession).await?)

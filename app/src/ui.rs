@@ -61,6 +61,7 @@ pub fn message_for(code: &str) -> &'static str {
         "unknown_device" => "That device does not exist (any more).",
         "not_ignored" => "That serial is not on the ignore list.",
         "invalid_request" => "That input is not valid.",
+        "conflict" => "That already exists.",
         "nothing_selected" => "Select at least one device, or every device matching the search.",
         "invalid_license_days" => "License validity must be a whole number of days from 1 to 365.",
         "invalid_reclaim_days" => "Reclaiming needs a whole number of days from 1 to 3650, or empty for never.",

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-use store::{Actor, LicenseStore, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
+use store::prelude::*;
+use store::{Actor, NewOrganization, NewProduct, OrganizationSummary, Product, Store, StoreError};
 
 use store::sealed::SealingKey;
 
@@ -407,16 +408,3 @@ pub async fn run(store: &Store, command: Command, sealing: Option<&SealingKey>) 
     }
 }
 
-/// The stable machine-readable name of a store error, as the APIs use it.
-pub fn error_code(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::UnknownOrganization(_) => "unknown_organization",
-        StoreError::UnknownProduct(_) => "unknown_product",
-        StoreError::UnknownDevice(_) => "unknown_device",
-        StoreError::NotIgnored(_) => "not_ignored",
-        StoreError::NoSeatsAvailable => "no_seats_available",
-        StoreError::Conflict(_) => "conflict",
-        StoreError::Invalid(_) => "invalid_request",
-        StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_) => "database_error",
-    }
-}

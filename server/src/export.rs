@@ -16,7 +16,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
 use serde::Deserialize;
-use store::{Activity, ActivityQuery, Device, LicenseStore, OrgId, Organization, PageRequest, Store, StoreError};
+use store::prelude::*;
+use store::{Activity, ActivityQuery, Device, OrgId, Organization, PageRequest, Store, StoreError};
 
 use crate::api::ApiError;
 

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use store::{LicenseStore, Store};
+use store::prelude::*;
+use store::Store;
 
 /// Frees idle seats (products' `reclaim_after_days`) at start and then every
 /// `interval`. With several server processes each runs it; the store's

@@ -3,10 +3,12 @@
 //! the command line, opens the store and binds; tests build the same router on
 //! a throwaway database.
 //!
-//! Where a check-in goes: [`api::checkin::check_in`] authenticates the product
-//! key and reads the body, then calls `store::LicenseStore::check_in` (memory
-//! or a group commit in `server/store/src/sqlite.rs`, one statement or one
-//! transaction in `postgres.rs`); a licensed answer is signed by
+//! Where a check-in goes: [`serve`] accepts the connection;
+//! [`api::checkin::check_in`] reads the product key and the body, takes the
+//! store's first look (`store::CheckIns::first_look`), applies the
+//! organization's rate limit and asks the store for the answer
+//! (`CheckIns::check_in_held` or `CheckIns::check_in`, in the backend's
+//! `checkin.rs`); a licensed answer is signed by
 //! [`licensing::Licenser::issue`]. Around every request, [`observe::observe`]
 //! gives it an id and times it.
 

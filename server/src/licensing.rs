@@ -22,8 +22,7 @@
 //! first start with it, and a server without it refuses to start on sealed
 //! keys: read access to a backup is then not enough to forge licenses.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -32,14 +31,15 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use store::sealed::{self, SealingKey};
-use store::{CheckIn, LicenseStore, LicenseTerms, OrgId, Store, StoreError, StoredSigningKey, Timestamp};
+use store::prelude::*;
+use store::{CheckIn, OrgId, Store, StoreError, StoredSigningKey, Timestamp};
 
 /// The longest nonce a check-in may carry.
 pub const NONCE_MAX_CHARS: usize = 64;
 
-/// How long the keys and a product's terms are trusted before they are read
-/// again: the delay with which a rotation from another process, or a changed
-/// validity, reaches this one.
+/// How long the keys are trusted before they are read again: the delay with
+/// which a rotation from another process reaches this one. (A product's
+/// terms are the store's to keep: `Store::license_terms`.)
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// The `iss` claim of every token.
@@ -53,11 +53,7 @@ pub struct Licenser {
     ring: RwLock<Option<Arc<KeyRing>>>,
     /// One reload at a time; the others go on with the keys they have.
     reloading: tokio::sync::Mutex<()>,
-    terms: Mutex<HashMap<(OrgId, String), ReadTerms>>,
 }
-
-/// A product's terms and when they were read.
-type ReadTerms = (Instant, Arc<LicenseTerms>);
 
 /// The keys as last read: the one that signs, and every one to publish.
 struct KeyRing {
@@ -186,7 +182,6 @@ impl Licenser {
             sealing,
             ring: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(()),
-            terms: Mutex::new(HashMap::new()),
         })
     }
 
@@ -209,13 +204,13 @@ impl Licenser {
         check_in: &CheckIn,
         nonce: Option<&str>,
     ) -> Result<String, StoreError> {
-        let terms = self.terms(org, &check_in.product).await?;
+        let terms = self.store.license_terms(org, &check_in.product).await?;
         let ring = self.ring().await?;
         let iat = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: audience(product_key),
-            org: terms.organization.clone(),
+            org: terms.organization,
             product: check_in.product.clone(),
             serial: check_in.serial.clone(),
             iat,
@@ -228,23 +223,6 @@ impl Licenser {
     /// Every key, for `GET /api/v1/public-keys`.
     pub async fn public_keys(&self) -> Result<PublicKeys, StoreError> {
         Ok(PublicKeys { keys: self.ring().await?.published.clone() })
-    }
-
-    /// Forgets a product's terms, after this process changed them.
-    pub fn forget_terms(&self, org: OrgId, code: &str) {
-        self.terms.lock().unwrap_or_else(PoisonError::into_inner).remove(&(org, code.to_owned()));
-    }
-
-    async fn terms(&self, org: OrgId, code: &str) -> Result<Arc<LicenseTerms>, StoreError> {
-        let key = (org, code.to_owned());
-        if let Some((read_at, terms)) = self.terms.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
-            && read_at.elapsed() < REFRESH_EVERY
-        {
-            return Ok(terms.clone());
-        }
-        let terms = Arc::new(self.store.license_terms(org, code).await?);
-        self.terms.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (Instant::now(), terms.clone()));
-        Ok(terms)
     }
 
     /// The keys, read again when older than [`REFRESH_EVERY`].

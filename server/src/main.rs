@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use seatkeeper::cli::{self, Cli, Command, LogFormat};
 use seatkeeper::{AppState, serve};
-use store::{LicenseStore, Store};
+use store::prelude::*;
+use store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -98,7 +99,7 @@ async fn run_operator(cli: &Cli, command: Command) -> ExitCode {
         }
         Err(error) => {
             if json {
-                let body = serde_json::json!({"error": {"code": cli::error_code(&error), "message": error.to_string()}});
+                let body = serde_json::json!({"error": {"code": error.code().as_str(), "message": error.to_string()}});
                 println!("{body}");
             }
             eprintln!("error: {error}");

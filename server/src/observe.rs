@@ -16,7 +16,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use store::{CheckIn, Denial, LicenseStore, Store};
+use store::prelude::*;
+use store::{CheckIn, Denial, Store};
 use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "x-request-id";

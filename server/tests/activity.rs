@@ -8,7 +8,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::TestApp;
 use serde_json::{Value, json};
-use store::{Actor, LicenseStore};
+use store::prelude::*;
+use store::Actor;
 
 on_both_backends!(
     the_admin_api_lists_changes_newest_first_with_filters_and_cursors,

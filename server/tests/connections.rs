@@ -166,7 +166,8 @@ async fn check_in_from(source: &str, server: SocketAddr, product_key: &str) -> S
 }
 
 async fn product_key(server: &Server) -> String {
-    use store::{Actor, LicenseStore, NewProduct};
+    use store::prelude::*;
+    use store::{Actor, NewProduct};
     let created = server.store.create_organization("acme").await.unwrap();
     let org = server.store.organization_by_name("acme").await.unwrap().id;
     let editor = NewProduct { code: "editor".into(), name: "Editor".into(), seats: 10, auto_assign: true };

@@ -280,7 +280,7 @@ async fn the_signing_key_is_kept_with_the_data(app: TestApp) {
 /// without the key (or with another) refuses to start instead of signing.
 async fn signing_keys_are_sealed_with_the_secrets_key_and_refused_without_it(app: TestApp) {
     use seatkeeper::licensing::{Licenser, rotate};
-    use store::LicenseStore;
+    use store::prelude::*;
     use store::sealed::{SealingKey, is_sealed};
 
     let acme = app.org("acme", &[("editor", 2, true)]).await;

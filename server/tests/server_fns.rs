@@ -24,6 +24,7 @@ on_both_backends!(
     rotating_the_admin_key_ends_other_sessions_but_keeps_this_one,
     forms_posted_without_javascript_come_back_to_their_page,
     forms_sent_by_another_site_are_refused,
+    a_validity_set_on_the_product_screen_applies_to_the_next_license_at_once,
 );
 
 /// Every server function behind a page or a form, with arguments naming data
@@ -322,4 +323,23 @@ async fn forms_sent_by_another_site_are_refused(app: TestApp) {
     }
     let own = app.send(sign_in_from(Some("https://seats.acme.test"))).await;
     assert!(own.headers.get(header::SET_COOKIE).is_some(), "from this site it signs in");
+}
+
+/// The screens' policy change is the store's one operation, as the admin
+/// API's is: the next license says the new validity at once, though the
+/// server had the old one in memory from a license just issued.
+async fn a_validity_set_on_the_product_screen_applies_to_the_next_license_at_once(app: TestApp) {
+    use base64::Engine;
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    let days = |answer: Value| {
+        let token = answer["license"].as_str().expect("a license").to_owned();
+        let claims = token.split('.').nth(1).expect("claims");
+        let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        (claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()) / 86_400
+    };
+    assert_eq!(days(app.check_in(&acme.product_key, "editor", "SN-1").await.json()), 7);
+    let session = sign_in(&app, &acme.admin_key).await;
+    let reply = call(&app, SetLicenseDays::PATH, "code=editor&days=30", Some(&session)).await;
+    assert!(reply.status.is_success(), "{:?}", reply.status);
+    assert_eq!(days(app.check_in(&acme.product_key, "editor", "SN-1").await.json()), 30);
 }

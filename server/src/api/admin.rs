@@ -10,17 +10,16 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use store::bulk::{BulkAction, BulkOutcome};
-use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, LicenseStore, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
+use store::prelude::*;
+use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
 use super::{AdminOrg, ApiError, BULK_BODY_LIMIT, ErrorBody, JsonBody, Params, decode_cursor, encode_cursor};
 use crate::AppState;
-use crate::licensing::Licenser;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -235,16 +234,10 @@ async fn policy(
 async fn update_policy(
     AdminOrg(org): AdminOrg,
     State(store): State<Store>,
-    State(licenser): State<Arc<Licenser>>,
     Code { code }: Code,
     JsonBody(update): JsonBody<PolicyUpdate>,
 ) -> Result<Json<ProductPolicy>, ApiError> {
-    if update.is_empty() {
-        return Err(ApiError::invalid_request("name what to change: license_days, reclaim_after_days"));
-    }
-    let policy = store.update_policy(org.id, &code, &update, Actor::AdminApi).await?;
-    licenser.forget_terms(org.id, &code);
-    Ok(Json(policy))
+    Ok(Json(store.update_policy(org.id, &code, &update, Actor::AdminApi).await?))
 }
 
 /// The devices holding a seat of a product, by serial.

@@ -1,10 +1,10 @@
 //! `POST /api/v1/checkin`: every installed copy of a vendor's app asks here
 //! whether its device holds a seat. The store's first look
-//! ([`store::LicenseStore::arrive`], which writes nothing) finds the product
+//! ([`store::CheckIns::first_look`], which writes nothing) finds the product
 //! key's organization and whether the device already holds its seat; after
 //! the organization's check-in rate, the answer comes from that seat
-//! ([`store::LicenseStore::check_in_held`]) or from the store's decision
-//! ([`store::LicenseStore::check_in`]); a licensed answer then gets its
+//! ([`store::CheckIns::check_in_held`]) or from the store's decision
+//! ([`store::CheckIns::check_in`]); a licensed answer then gets its
 //! signed license from [`Licenser::issue`].
 
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::{Arrival, CheckIn, HeldSeat, LicenseStore, OrgId, Store, validate};
+use store::prelude::*;
+use store::{FirstLook, CheckIn, HeldSeat, OrgId, Store, validate};
 
 use utoipa::ToSchema;
 
@@ -82,9 +83,9 @@ pub async fn check_in(
     // a well-formed request, whether the device already holds its seat.
     let (org, held) = match &body {
         Ok(JsonBody(request)) if request.is_well_formed() => {
-            match store.arrive(&key, &request.product, &request.serial).await.map_err(|e| fail(ApiError::from(e)))? {
-                Arrival::UnknownKey => return Err(fail(ApiError::invalid_api_key())),
-                Arrival::Arrived { org, held } => (org, held),
+            match store.first_look(&key, &request.product, &request.serial).await.map_err(|e| fail(ApiError::from(e)))? {
+                FirstLook::UnknownKey => return Err(fail(ApiError::invalid_api_key())),
+                FirstLook::Arrived { org, held } => (org, held),
             }
         }
         // A request that will be refused still answers for its key first.

@@ -19,7 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use store::{LicenseStore, Organization, Store, StoreError};
+use store::prelude::*;
+use store::{ErrorCode, Organization, Store, StoreError};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -201,30 +202,15 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::UnknownProduct(code) => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_product", format!("no product with code {code:?}"))
-            }
-            StoreError::UnknownDevice(serial) => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("no device with serial {serial:?}"))
-            }
-            StoreError::NotIgnored(serial) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_ignored",
-                format!("serial {serial:?} is not on the ignore list"),
-            ),
+        let code = error.code();
+        match code {
             // The organization behind a key vanished between two statements.
-            StoreError::UnknownOrganization(_) => ApiError::invalid_api_key(),
-            StoreError::NoSeatsAvailable => {
-                ApiError::new(StatusCode::CONFLICT, "no_seats_available", "no seats available for this product")
-            }
-            StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            StoreError::Invalid(message) => ApiError::invalid_request(message),
-            error @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Unavailable(_)) => {
-                tracing::error!(%error, "store failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server could not complete the request")
-            }
+            ErrorCode::UnknownOrganization => return ApiError::invalid_api_key(),
+            ErrorCode::Internal => tracing::error!(%error, "store failure"),
+            _ => {}
         }
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, code.as_str(), error.public_message())
     }
 }
 
@@ -264,7 +250,7 @@ where
 }
 
 /// The product key the request carries, not yet looked up: the check-in
-/// looks it up together with the device (`LicenseStore::arrive`).
+/// looks it up together with the device (`store::CheckIns::first_look`).
 pub struct ProductKey(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ProductKey {

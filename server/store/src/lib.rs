@@ -11,146 +11,135 @@
 #![allow(async_fn_in_trait)]
 
 pub mod bulk;
+mod error;
 pub mod keys;
 pub mod sealed;
 mod group;
-mod known;
+mod memory;
 mod model;
 pub mod postgres;
 pub mod sqlite;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod validate;
 
+pub use error::{ErrorCode, StoreError};
 pub use model::*;
+pub use store::Store;
 
 use std::str::FromStr;
-use std::sync::Arc;
-
-/// What can go wrong in the store. The web layer turns each variant into a
-/// status code and a short public message; `Database` details are only logged.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no organization named {0:?}")]
-    UnknownOrganization(String),
-    #[error("no product with code {0:?}")]
-    UnknownProduct(String),
-    #[error("no device with serial {0:?}")]
-    UnknownDevice(String),
-    #[error("serial {0:?} is not on the ignore list")]
-    NotIgnored(String),
-    #[error("no seats available")]
-    NoSeatsAvailable,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The database could not complete the work (a group of check-ins rolled
-    /// back, or the store is shutting down); nothing was changed.
-    #[error("the database could not complete the request: {0}")]
-    Unavailable(String),
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-impl StoreError {
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        StoreError::Invalid(message.into())
-    }
-}
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Everything Seatkeeper stores, as operations in the product's words.
-///
-/// Methods that take an [`OrgId`] act within that organization only: a serial
-/// or product code of another organization is simply not found.
-pub trait LicenseStore {
-    /// Brings the schema up to date. Run at every start; migrations are
-    /// embedded in the binary.
-    async fn migrate(&self) -> Result<()>;
-
-    // --- Operator ---
-
+/// Organizations and their keys: what the operator creates and what a key opens.
+pub trait Organizations {
     /// On a database with no organization at all, creates `default` with a demo
     /// product and returns its keys; otherwise does nothing. Safe to race.
     async fn bootstrap(&self) -> Result<Option<NewOrganization>>;
-    async fn create_organization(&self, name: &str) -> Result<NewOrganization>;
-    async fn organizations(&self) -> Result<Vec<OrganizationSummary>>;
-    async fn organization_by_name(&self, name: &str) -> Result<Organization>;
-    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product>;
-    /// Sets the seat count. Lowering it below what is assigned revokes nothing.
-    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product>;
 
-    // --- Keys ---
+    async fn create_organization(&self, name: &str) -> Result<NewOrganization>;
+
+    async fn organizations(&self) -> Result<Vec<OrganizationSummary>>;
+
+    async fn organization_by_name(&self, name: &str) -> Result<Organization>;
 
     /// The organization whose administration key this is.
     async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>>;
+
     /// The organization whose product key this is.
     async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>>;
+
     async fn settings(&self, org: OrgId) -> Result<Settings>;
+
     /// Issues a new product key; the old one stops working at once.
     async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String>;
+
     /// Issues a new administration key; the old one stops working at once,
     /// and so does every browser session it signed in.
     async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String>;
+}
 
-    // --- Browser sessions ---
-
+/// Browser sessions that an administration key signed in.
+pub trait Sessions {
     /// Signs a browser in for the organization; returns the session id for its
     /// cookie. Only a digest of the id is stored.
     async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String>;
+
     /// The organization of a live (unexpired, not ended) session.
     async fn session(&self, session_id: &str) -> Result<Option<Organization>>;
+
     /// Signs the browser out.
     async fn end_session(&self, session_id: &str) -> Result<()>;
+
     /// Leaves a one-time message (sealed by the caller) for this session's
     /// next page; a later one replaces it.
     async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()>;
+
     /// This session's message, if one waits, and forgets it.
     async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>>;
+}
 
-    // --- Products ---
+/// Products, their seats and policies, and who holds their seats.
+pub trait Products {
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product>;
+
+    /// Sets the seat count. Lowering it below what is assigned revokes nothing.
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product>;
 
     /// The organization's products, ordered by name.
     async fn products(&self, org: OrgId) -> Result<Vec<Product>>;
+
     async fn product(&self, org: OrgId, code: &str) -> Result<Product>;
+
     async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product>;
+
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy>;
+
     /// Every product's policy, by product code.
     async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>>;
+
     /// Changes what the update names of the product's policy.
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy>;
+
     /// The organization's name and the product's license validity: what a
     /// signed license says.
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms>;
+
     /// The devices holding a seat of the product, by serial.
     async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>>;
+}
 
-    // --- Devices ---
-
+/// Devices and the ignore list.
+pub trait Devices {
     /// Devices by serial; `query` keeps those whose serial contains it
     /// (ignoring ASCII case).
     async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>>;
+
     async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail>;
+
     /// Removes the device and frees every seat it held.
     async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()>;
+
     /// Removes the device (if known) and puts its serial on the ignore list;
     /// says whether a recorded device was removed.
     async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool>;
+
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>>;
+
     async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()>;
+}
 
-    // --- Seats ---
-
+/// Seats an admin or the idle-seat reclaim gives and takes.
+pub trait Seats {
     /// An admin gives the device a seat of the product, if one is free. Clears
     /// an earlier revoke.
     async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned>;
+
     /// An admin takes the product's seat from the device. Auto-assign will not
     /// hand it back until an admin assigns it again or the device is deleted.
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()>;
+
     /// A bulk action's changes (`product` for assign and unassign), each
     /// device through the same rules as alone, in transactions of
     /// [`bulk::SLICE`] devices: one commit for a slice instead of one per
@@ -160,345 +149,80 @@ pub trait LicenseStore {
     async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
     -> Result<Vec<Result<Assigned>>>;
 
+    /// Frees the seats of devices that have not checked in for their
+    /// product's `reclaim_after_days` as of `now`, recording each as
+    /// reclaimed (not revoked: auto-assign may give it back). Says how many.
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64>;
+}
+
+/// Check-ins: the hot path.
+pub trait CheckIns {
     /// A check-in's first look, which writes nothing: the organization of
     /// the product key it carries and, if the device already holds its seat
     /// of the product, that seat. The check-in API looks first, then applies
     /// the organization's rate limit, then answers with [`Self::check_in_held`]
     /// or [`Self::check_in`]; a check-in refused in between leaves no trace.
-    async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival>;
-    /// Answers the check-in of a device that [`Self::arrive`] found holding
+    async fn first_look(&self, product_key: &str, code: &str, serial: &str) -> Result<FirstLook>;
+
+    /// Answers the check-in of a device that [`Self::first_look`] found holding
     /// its seat: licensed, its `last seen` now (written within a second,
     /// shown at once by this process's reads).
     async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn>;
+
     /// A device checks in for a product: it is recorded (or its last seen
     /// updated) and learns whether it holds a seat, getting one from
     /// auto-assign when the rules allow.
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
+}
 
-    /// Frees the seats of devices that have not checked in for their
-    /// product's `reclaim_after_days` as of `now`, recording each as
-    /// reclaimed (not revoked: auto-assign may give it back). Says how many.
-    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64>;
+/// The audit log: every change, who made it, when.
+pub trait AuditLog {
+    /// The organization's changes that pass the filter, newest first; a
+    /// page's `next` is the id to continue before.
+    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>>;
 
+    /// Deletes changes recorded before `before`; says how many.
+    async fn prune_activity(&self, before: Timestamp) -> Result<u64>;
+}
+
+/// Seat usage over time, and now.
+pub trait Usage {
     /// Records every product's seats and assignments as of `now` for its day
     /// (a later reading the same day replaces it). Says how many products.
     async fn snapshot_usage(&self, now: Timestamp) -> Result<u64>;
+
     /// The organization's products' daily readings from `since_day` on, by
     /// product code, oldest first.
     async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>>;
 
     /// Every product of every organization with its seats and assignments.
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>>;
+}
 
-    // --- The audit log ---
-
-    /// The organization's changes that pass the filter, newest first; a
-    /// page's `next` is the id to continue before.
-    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>>;
-    /// Deletes changes recorded before `before`; says how many.
-    async fn prune_activity(&self, before: Timestamp) -> Result<u64>;
-
-    // --- The server's signing keys ---
-
+/// The server's keys that sign licenses.
+pub trait SigningKeys {
     /// Every signing key, the active one (if any) first, then the newest.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;
+
     /// Stores a new signing key. With `retire_active`, the active key is
     /// retired in the same transaction (a rotation); without, the key is
     /// added only if none is active (the first start; safe to race), and the
     /// answer says whether it was.
     async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool>;
+
     /// Replaces a signing key's stored secret with `new` (the same key,
     /// sealed), if it is still `old`; says whether it did.
     async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool>;
 }
 
-/// The store a database URL names: `sqlite:…` or `postgres://…`. Cloning
-/// it is one reference count: the server clones it for every request.
-#[derive(Clone)]
-pub enum Store {
-    Sqlite(Arc<sqlite::SqliteStore>),
-    Postgres(Arc<postgres::PgStore>),
-}
+/// Every area at once: what [`Store`] and each backend implement.
+pub trait LicenseStore: Organizations + Sessions + Products + Devices + Seats + CheckIns + AuditLog + Usage + SigningKeys {}
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may hold a password, so only the backend is shown.
-        f.write_str(match self {
-            Store::Sqlite(_) => "Store::Sqlite",
-            Store::Postgres(_) => "Store::Postgres",
-        })
-    }
-}
+impl<T: Organizations + Sessions + Products + Devices + Seats + CheckIns + AuditLog + Usage + SigningKeys> LicenseStore for T {}
 
-impl Store {
-    /// Connects to the database the URL names (creating a SQLite file and its
-    /// folder when missing) and runs the migrations.
-    pub async fn open(url: &str) -> Result<Store> {
-        let store = if url.starts_with("sqlite:") {
-            Store::Sqlite(Arc::new(sqlite::SqliteStore::open(url).await?))
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Store::Postgres(Arc::new(postgres::PgStore::open(url).await?))
-        } else {
-            return Err(StoreError::invalid(
-                "the database URL must start with sqlite: or postgres:// (for example sqlite://data/seatkeeper.db)",
-            ));
-        };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// Claims the database for this server process (SQLite serves one
-    /// process; PostgreSQL any number, so there it claims nothing).
-    pub fn lock_for_serving(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(store) => store.lock_for_serving(),
-            Store::Postgres(_) => Ok(()),
-        }
-    }
-
-    /// Writes the `last seen` times waiting in memory; called when the server
-    /// stops.
-    pub async fn flush(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(store) => store.flush().await,
-            Store::Postgres(store) => store.flush().await,
-        }
-    }
-
-    /// On PostgreSQL, the hot path's requests answered by shared statements
-    /// and the shared statements that failed (see `postgres/batch.rs`).
-    pub fn batch_counts(&self) -> Option<(u64, u64)> {
-        match self {
-            Store::Sqlite(_) => None,
-            Store::Postgres(store) => Some(store.batch_counts()),
-        }
-    }
-
-    /// This process's connection pools.
-    pub fn pool_stats(&self) -> Vec<PoolStats> {
-        match self {
-            Store::Sqlite(store) => store.pool_stats(),
-            Store::Postgres(store) => store.pool_stats(),
-        }
-    }
-
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
-        }
-    }
-}
-
-/// Forwards each operation to the backend in use.
-macro_rules! dispatch {
-    ($self:ident, $method:ident($($arg:expr),*)) => {
-        match $self {
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-            Store::Postgres(store) => store.$method($($arg),*).await,
-        }
-    };
-}
-
-impl Store {
-    /// Runs a change in a task of its own, to completion even when its caller
-    /// is dropped half-way (a client gone, the request timeout, a bulk action
-    /// cut short). A transaction dropped mid-way could commit without what
-    /// must follow its commit, and leaves its connection inside it for the
-    /// next caller (sqlx rolls back only on that connection's next use).
-    async fn to_completion<T, F>(&self, change: impl FnOnce(Store) -> F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        match tokio::spawn(change(self.clone())).await {
-            Ok(result) => result,
-            Err(failed) => Err(StoreError::Unavailable(format!("a change stopped before it ended: {failed}"))),
-        }
-    }
-}
-
-impl LicenseStore for Store {
-    async fn migrate(&self) -> Result<()> {
-        dispatch!(self, migrate())
-    }
-    async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
-        self.to_completion(move |store| async move { dispatch!(store, bootstrap()) }).await
-    }
-    async fn create_organization(&self, name: &str) -> Result<NewOrganization> {
-        let name = name.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, create_organization(&name)) }).await
-    }
-    async fn organizations(&self) -> Result<Vec<OrganizationSummary>> {
-        dispatch!(self, organizations())
-    }
-    async fn organization_by_name(&self, name: &str) -> Result<Organization> {
-        validate::lookup("organization name", name)?;
-        dispatch!(self, organization_by_name(name))
-    }
-    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
-        let product = product.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, add_product(org, &product, by)) }).await
-    }
-    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
-        validate::lookup("product code", code)?;
-        let code = code.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, set_seats(org, &code, seats, by)) }).await
-    }
-    async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
-        dispatch!(self, authenticate_admin(admin_key))
-    }
-    async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>> {
-        dispatch!(self, authenticate_product(product_key))
-    }
-    async fn settings(&self, org: OrgId) -> Result<Settings> {
-        dispatch!(self, settings(org))
-    }
-    async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String> {
-        self.to_completion(move |store| async move { dispatch!(store, rotate_product_key(org, by)) }).await
-    }
-    async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String> {
-        self.to_completion(move |store| async move { dispatch!(store, rotate_admin_key(org, by)) }).await
-    }
-    async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String> {
-        self.to_completion(move |store| async move { dispatch!(store, create_session(org, lifetime)) }).await
-    }
-    async fn session(&self, session_id: &str) -> Result<Option<Organization>> {
-        dispatch!(self, session(session_id))
-    }
-    async fn end_session(&self, session_id: &str) -> Result<()> {
-        let session_id = session_id.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, end_session(&session_id)) }).await
-    }
-    async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()> {
-        let (session_id, flash) = (session_id.to_owned(), flash.to_owned());
-        self.to_completion(move |store| async move { dispatch!(store, set_session_flash(&session_id, &flash)) }).await
-    }
-    async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>> {
-        let session_id = session_id.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, take_session_flash(&session_id)) }).await
-    }
-    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
-        dispatch!(self, products(org))
-    }
-    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
-        validate::lookup("product code", code)?;
-        dispatch!(self, product(org, code))
-    }
-    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
-        validate::lookup("product code", code)?;
-        let code = code.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, set_auto_assign(org, &code, auto_assign, by)) }).await
-    }
-    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
-        validate::lookup("product code", code)?;
-        dispatch!(self, policy(org, code))
-    }
-    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
-        dispatch!(self, policies(org))
-    }
-    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
-        validate::lookup("product code", code)?;
-        let code = code.to_owned();
-        let update = update.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, update_policy(org, &code, &update, by)) }).await
-    }
-    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
-        validate::lookup("product code", code)?;
-        dispatch!(self, license_terms(org, code))
-    }
-    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
-        validate::lookup("product code", code)?;
-        validate::page(page)?;
-        dispatch!(self, holders(org, code, page))
-    }
-    async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
-        validate::lookup("search", query.unwrap_or_default())?;
-        validate::page(page)?;
-        dispatch!(self, devices(org, query, page))
-    }
-    async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
-        validate::serial(serial)?;
-        dispatch!(self, device(org, serial))
-    }
-    async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
-        validate::serial(serial)?;
-        let serial = serial.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, delete_device(org, &serial, by)) }).await
-    }
-    async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
-        validate::serial(serial)?;
-        let serial = serial.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, ignore_device(org, &serial, by)) }).await
-    }
-    async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
-        validate::page(page)?;
-        dispatch!(self, ignored(org, page))
-    }
-    async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
-        validate::serial(serial)?;
-        let serial = serial.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, unignore(org, &serial, by)) }).await
-    }
-    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
-        validate::serial(serial)?;
-        validate::lookup("product code", code)?;
-        let serial = serial.to_owned();
-        let code = code.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, assign(org, &serial, &code, by)) }).await
-    }
-    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
-        validate::serial(serial)?;
-        validate::lookup("product code", code)?;
-        let serial = serial.to_owned();
-        let code = code.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, unassign(org, &serial, &code, by)) }).await
-    }
-    async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
-    -> Result<Vec<Result<Assigned>>> {
-        let (product, serials) = (product.to_owned(), serials.to_owned());
-        self.to_completion(move |store| async move { dispatch!(store, bulk(org, action, &product, &serials, by)) }).await
-    }
-    async fn arrive(&self, product_key: &str, code: &str, serial: &str) -> Result<Arrival> {
-        dispatch!(self, arrive(product_key, code, serial))
-    }
-    async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
-        dispatch!(self, check_in_held(code, serial, seat))
-    }
-    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
-        dispatch!(self, check_in(org, code, serial))
-    }
-    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
-        validate::lookup("serial", filter.serial.as_deref().unwrap_or_default())?;
-        validate::lookup("product", filter.product.as_deref().unwrap_or_default())?;
-        dispatch!(self, activity(org, filter))
-    }
-    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
-        self.to_completion(move |store| async move { dispatch!(store, reclaim_idle_seats(now)) }).await
-    }
-    async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
-        dispatch!(self, seat_totals())
-    }
-    async fn snapshot_usage(&self, now: Timestamp) -> Result<u64> {
-        self.to_completion(move |store| async move { dispatch!(store, snapshot_usage(now)) }).await
-    }
-    async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>> {
-        dispatch!(self, usage(org, since_day))
-    }
-    async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
-        self.to_completion(move |store| async move { dispatch!(store, prune_activity(before)) }).await
-    }
-    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
-        dispatch!(self, signing_keys())
-    }
-    async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
-        let key = key.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, add_signing_key(&key, retire_active)) }).await
-    }
-    async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
-        let (kid, old, new) = (kid.to_owned(), old.to_owned(), new.to_owned());
-        self.to_completion(move |store| async move { dispatch!(store, replace_signing_secret(&kid, &old, &new)) }).await
-    }
+/// The store's traits, for callers: `use store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{AuditLog, CheckIns, Devices, LicenseStore, Organizations, Products, Seats, Sessions, SigningKeys, Usage};
 }
 
 /// The check-in rule for a known device, before any seat is taken: the one

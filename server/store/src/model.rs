@@ -321,9 +321,9 @@ impl CheckIn {
     }
 }
 
-/// What a check-in's first look found (see `LicenseStore::arrive`).
+/// What a check-in's first look found (see `CheckIns::first_look`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
+pub enum FirstLook {
     /// No organization has this product key.
     UnknownKey,
     /// The key's organization, and the device's seat if it already holds one
@@ -338,7 +338,7 @@ pub struct HeldSeat {
     pub(crate) device_id: i64,
     pub(crate) first_seen: Timestamp,
     /// On SQLite, the generation of the memory it was read from (see
-    /// `known::KnownDevices::unchanged_since`); unused on PostgreSQL.
+    /// `memory::HeldSeats::unchanged_since`); unused on PostgreSQL.
     pub(crate) seen: u64,
 }
 

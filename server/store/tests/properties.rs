@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use store::testing::TestDatabase;
-use store::{LicenseStore, NewProduct, PageRequest, validate};
+use store::prelude::*;
+use store::{NewProduct, PageRequest, validate};
 
 proptest! {
     #[test]

@@ -807,7 +807,7 @@ async fn check_ins_needing_a_decision_at_once_are_each_answered_by_the_rule(stor
     }
 }
 
-/// The check-in API's first look (`arrive`) finds the product key's
+/// The check-in API's first look (`first_look`) finds the product key's
 /// organization and the seat the device holds, and writes nothing; the
 /// answer from that seat (`check_in_held`) moves `last seen`, which reads
 /// show at once.
@@ -822,16 +822,16 @@ async fn a_check_ins_first_look_finds_the_key_and_a_held_seat_and_writes_nothing
     assert!(first.licensed);
 
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let Arrival::Arrived { org: found, held: Some(seat) } = store.arrive(&key, "editor", "SN-1").await.unwrap() else {
+    let FirstLook::Arrived { org: found, held: Some(seat) } = store.first_look(&key, "editor", "SN-1").await.unwrap() else {
         panic!("SN-1 holds its editor seat");
     };
     assert_eq!(found, org);
-    assert_eq!(store.arrive(&key, "viewer", "SN-1").await.unwrap(), Arrival::Arrived { org, held: None });
-    assert_eq!(store.arrive(&key, "nope", "SN-1").await.unwrap(), Arrival::Arrived { org, held: None });
-    assert_eq!(store.arrive(&key, "editor", "SN-NEW").await.unwrap(), Arrival::Arrived { org, held: None });
-    assert_eq!(store.arrive(&globex_key, "editor", "SN-1").await.unwrap(), Arrival::Arrived { org: globex, held: None });
-    assert_eq!(store.arrive(&format!("sk_prod_{}", "0".repeat(48)), "editor", "SN-1").await.unwrap(), Arrival::UnknownKey);
-    assert_eq!(store.arrive("not a key", "editor", "SN-1").await.unwrap(), Arrival::UnknownKey);
+    assert_eq!(store.first_look(&key, "viewer", "SN-1").await.unwrap(), FirstLook::Arrived { org, held: None });
+    assert_eq!(store.first_look(&key, "nope", "SN-1").await.unwrap(), FirstLook::Arrived { org, held: None });
+    assert_eq!(store.first_look(&key, "editor", "SN-NEW").await.unwrap(), FirstLook::Arrived { org, held: None });
+    assert_eq!(store.first_look(&globex_key, "editor", "SN-1").await.unwrap(), FirstLook::Arrived { org: globex, held: None });
+    assert_eq!(store.first_look(&format!("sk_prod_{}", "0".repeat(48)), "editor", "SN-1").await.unwrap(), FirstLook::UnknownKey);
+    assert_eq!(store.first_look("not a key", "editor", "SN-1").await.unwrap(), FirstLook::UnknownKey);
     // Nothing was written by looking.
     assert!(matches!(store.device(org, "SN-NEW").await, Err(StoreError::UnknownDevice(_))));
     assert_eq!(store.device(org, "SN-1").await.unwrap().device.last_seen, first.last_seen.unwrap());
@@ -850,7 +850,7 @@ async fn a_check_ins_first_look_finds_the_key_and_a_held_seat_and_writes_nothing
     assert_eq!(store.device(org, "SN-1").await.unwrap().device.last_seen, last_seen, "and written");
 
     store.unassign(org, "SN-1", "editor", Actor::Operator).await.unwrap();
-    assert_eq!(store.arrive(&key, "editor", "SN-1").await.unwrap(), Arrival::Arrived { org, held: None });
+    assert_eq!(store.first_look(&key, "editor", "SN-1").await.unwrap(), FirstLook::Arrived { org, held: None });
 }
 
 /// Two server processes on one PostgreSQL database deciding new devices at
@@ -940,11 +940,11 @@ async fn two_postgres_processes_share_held_devices_and_see_each_others_revokes()
     let rotated = one.rotate_product_key(org, Actor::Operator).await.unwrap();
     assert_eq!(two.authenticate_product(&acme).await.unwrap(), None);
     assert_eq!(two.authenticate_product(&rotated).await.unwrap(), Some(org));
-    assert_eq!(two.arrive(&acme, "editor", "BOTH-10").await.unwrap(), Arrival::UnknownKey);
+    assert_eq!(two.first_look(&acme, "editor", "BOTH-10").await.unwrap(), FirstLook::UnknownKey);
 
     // A held device's check-in answered in one process: its `last seen` is
     // written within a second, for the other process to see.
-    let Arrival::Arrived { held: Some(seat), .. } = one.arrive(&rotated, "editor", "BOTH-10").await.unwrap() else {
+    let FirstLook::Arrived { held: Some(seat), .. } = one.first_look(&rotated, "editor", "BOTH-10").await.unwrap() else {
         panic!("BOTH-10 holds its seat");
     };
     let answer = one.check_in_held("editor", "BOTH-10", seat).await.unwrap();
@@ -1323,7 +1323,7 @@ async fn a_reclaim_never_frees_a_seat_that_sqlite_answers_from_memory_meanwhile(
     // The holder's first look finds its seat in memory; before its answer,
     // a reclaim frees the seat (two days on, the holder looks idle) and
     // another device takes it.
-    let Arrival::Arrived { held: Some(seat), .. } = store.arrive(&created.product_key, "editor", "HOLDER").await.unwrap() else {
+    let FirstLook::Arrived { held: Some(seat), .. } = store.first_look(&created.product_key, "editor", "HOLDER").await.unwrap() else {
         panic!("the holder's seat is known");
     };
     assert_eq!(store.reclaim_idle_seats(now() + chrono::Duration::days(2)).await.unwrap(), 1);

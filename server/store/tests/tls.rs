@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use store::testing::TestDatabase;
-use store::{Actor, LicenseStore, NewProduct, Store};
+use store::prelude::*;
+use store::{Actor, NewProduct, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;

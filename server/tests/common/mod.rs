@@ -12,7 +12,8 @@ use http_body_util::BodyExt;
 use seatkeeper::{AppState, router};
 use serde_json::Value;
 use store::testing::TestDatabase;
-use store::{Actor, LicenseStore, NewProduct, Store};
+use store::prelude::*;
+use store::{Actor, NewProduct, Store};
 use tower::ServiceExt;
 
 /// Runs each test on SQLite and on PostgreSQL.

@@ -7,9 +7,9 @@
 //!
 //! Two statements are batched here: a check-in's first look, which finds the
 //! organization of its product key and whether the device holds its seat
-//! ([`Arrivals`]), and the lookup of a product key alone ([`ProductKeys`]);
+//! ([`FirstLooks`]), and the lookup of a product key alone ([`ProductKeys`]);
 //! the check-ins that need a seat decision go through the same machinery as
-//! whole transactions ([`super::group::NewDevices`]).
+//! whole transactions ([`super::group::SeatDecisions`]).
 //! A request waits for at most the statements in flight before its own.
 
 use std::future::Future;
@@ -160,7 +160,7 @@ async fn run<S: Statement>(
 
 /// A check-in's first look: its product key's digest, the product and the
 /// device.
-pub(super) struct Arrival {
+pub(super) struct FirstLook {
     pub digest: Vec<u8>,
     pub code: String,
     pub serial: String,
@@ -174,17 +174,17 @@ pub(super) struct Arrival {
 /// committed may still be licensed, and one that starts after the revoke
 /// returned is not. The device's `last seen` is written later, in bulk
 /// (`PgStore::check_in_held`).
-pub(super) struct Arrivals;
+pub(super) struct FirstLooks;
 
 /// A request's number, its key's organization, and the held device's id,
 /// first seen and last seen (all null when it holds no seat).
 type ArrivalRow = (i64, i64, Option<i64>, Option<Timestamp>, Option<Timestamp>);
 
-impl Statement for Arrivals {
-    type Asked = Arrival;
+impl Statement for FirstLooks {
+    type Asked = FirstLook;
     type Answer = (OrgId, Option<(i64, Timestamp, Timestamp)>);
 
-    async fn run(pool: &PgPool, batch: &[Arrival]) -> Result<Vec<Option<Self::Answer>>> {
+    async fn run(pool: &PgPool, batch: &[FirstLook]) -> Result<Vec<Option<Self::Answer>>> {
         let digests: Vec<&[u8]> = batch.iter().map(|a| a.digest.as_slice()).collect();
         let codes: Vec<&str> = batch.iter().map(|a| a.code.as_str()).collect();
         let serials: Vec<&str> = batch.iter().map(|a| a.serial.as_str()).collect();

@@ -20,7 +20,7 @@ use crate::group::{self, Asked, ProductRow, Recorded, Standing};
 use crate::{ActivityKind, Actor, CheckIn, OrgId, Product, Result, Timestamp, now};
 
 /// A check-in waiting for its group.
-pub(crate) struct NewCheckIn {
+pub(crate) struct UndecidedCheckIn {
     pub org: OrgId,
     pub code: String,
     pub serial: String,
@@ -28,15 +28,15 @@ pub(crate) struct NewCheckIn {
 
 /// Answers each check-in with its decision, or nothing when its product does
 /// not exist (nothing is recorded then).
-pub(crate) struct NewDevices;
+pub(crate) struct SeatDecisions;
 
-impl Statement for NewDevices {
-    type Asked = NewCheckIn;
+impl Statement for SeatDecisions {
+    type Asked = UndecidedCheckIn;
     type Answer = CheckIn;
 
     const WAIT_FOR_PREVIOUS: std::time::Duration = std::time::Duration::ZERO;
 
-    async fn run(pool: &PgPool, batch: &[NewCheckIn]) -> Result<Vec<Option<CheckIn>>> {
+    async fn run(pool: &PgPool, batch: &[UndecidedCheckIn]) -> Result<Vec<Option<CheckIn>>> {
         let group: Vec<Asked> =
             batch.iter().map(|asked| Asked { org: asked.org, code: &asked.code, serial: &asked.serial }).collect();
         let at = now();

@@ -1,11 +1,14 @@
-//! The SQLite check-in fast path: what one server process knows about the
-//! devices that hold a seat, so that a known device's check-in is answered
-//! without a write transaction.
+//! What a server process keeps in memory on the check-in path: the devices
+//! known to hold their seats ([`HeldSeats`], SQLite), their `last seen`
+//! times waiting to be written ([`PendingLastSeen`], both backends) and the
+//! product keys accepted since the database last changed
+//! ([`KnownProductKeys`], SQLite). A known device's check-in is then
+//! answered without a write transaction.
 //!
 //! A device's check-in that ends with it holding a seat is committed first
-//! (group commit, `sqlite.rs`); only then is it entered here. The next
+//! (group commit, `sqlite/checkin.rs`); only then is it entered here. The next
 //! check-in of that device for that product is answered from here — its seat
-//! is already durable — and its new `last seen` waits in [`Touches`] for the
+//! is already durable — and its new `last seen` waits in [`PendingLastSeen`] for the
 //! next flush, at most [`FLUSH_EVERY`] later. Reads of devices overlay the
 //! waiting `last seen` values, so nobody sees it lag.
 //!
@@ -19,7 +22,7 @@
 //! a lock file, see `SqliteStore::lock_for_serving`): the operator command
 //! line writes too, but none of its commands take a seat away.
 //!
-//! [`Touches`] serves PostgreSQL too: there the seat is read from the
+//! [`PendingLastSeen`] serves PostgreSQL too: there the seat is read from the
 //! database at every check-in (several processes share it), but the `last
 //! seen` times wait here the same way.
 
@@ -49,7 +52,7 @@ pub struct Holding {
 /// (organization, product code, serial) — a product's code never changes.
 /// Compact enough for a million devices, and with random keys no one can
 /// pick serials that collide.
-pub struct KnownDevices {
+pub struct HeldSeats {
     hashers: (RandomState, RandomState),
     inner: Mutex<Known>,
 }
@@ -66,16 +69,16 @@ struct Known {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Generation(pub(crate) u64);
 
-impl Default for KnownDevices {
+impl Default for HeldSeats {
     fn default() -> Self {
-        KnownDevices {
+        HeldSeats {
             hashers: (RandomState::new(), RandomState::new()),
             inner: Mutex::new(Known { generation: 0, learnt: Vec::new(), holdings: HashMap::new() }),
         }
     }
 }
 
-impl KnownDevices {
+impl HeldSeats {
     fn key(&self, org: OrgId, product: &str, serial: &str) -> u128 {
         let half = |state: &RandomState| {
             let mut hasher = state.build_hasher();
@@ -158,7 +161,7 @@ impl KnownDevices {
 /// Holdings gathered at the start, installed together by [`Learning::finish`]
 /// as one sorted array — far smaller than a hash map of as many.
 pub struct Learning<'a> {
-    known: &'a KnownDevices,
+    known: &'a HeldSeats,
     seen: Generation,
     keyed: Vec<(u128, Holding)>,
 }
@@ -191,8 +194,8 @@ impl Learning<'_> {
 /// `last seen` times waiting to be written, by device id: those not yet
 /// taken by a flush and those of the flush under way.
 #[derive(Default)]
-pub struct Touches {
-    inner: Mutex<TouchMaps>,
+pub struct PendingLastSeen {
+    inner: Mutex<LastSeenMaps>,
     /// Held by the flush under way: a second flush (the one at shutdown, say)
     /// waits for it, so that neither takes the other's times out of sight
     /// before they are written.
@@ -200,22 +203,22 @@ pub struct Touches {
 }
 
 #[derive(Default)]
-struct TouchMaps {
+struct LastSeenMaps {
     waiting: HashMap<i64, i64>,
     flushing: HashMap<i64, i64>,
 }
 
-impl Touches {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TouchMaps> {
+impl PendingLastSeen {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LastSeenMaps> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn touch(&self, device_id: i64, at: i64) {
+    pub fn seen(&self, device_id: i64, at: i64) {
         keep_newest(&mut self.lock().waiting, device_id, at);
     }
 
     /// The newest `last seen` of a device, counting what waits to be written.
-    pub fn last_seen(&self, device_id: i64, stored: i64) -> i64 {
+    pub fn newest(&self, device_id: i64, stored: i64) -> i64 {
         let maps = self.lock();
         let waiting = maps.waiting.get(&device_id).copied().unwrap_or(i64::MIN);
         let flushing = maps.flushing.get(&device_id).copied().unwrap_or(i64::MIN);
@@ -269,9 +272,9 @@ impl Touches {
     }
 }
 
-/// Flushes `touches` with `write` every `every`, for as long as the store
+/// Flushes `last_seen` with `write` every `every`, for as long as the store
 /// lives; a failed flush is logged and tried again at the next tick.
-pub async fn flush_forever<W, F>(every: Duration, touches: std::sync::Arc<Touches>, write: W)
+pub async fn flush_forever<W, F>(every: Duration, last_seen: std::sync::Arc<PendingLastSeen>, write: W)
 where
     W: Fn(Vec<(i64, i64)>) -> F,
     F: std::future::Future<Output = crate::Result<()>>,
@@ -280,7 +283,7 @@ where
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(error) = touches.flush(&write).await {
+        if let Err(error) = last_seen.flush(&write).await {
             tracing::warn!(%error, "writing last-seen times failed; retrying");
         }
     }
@@ -301,9 +304,9 @@ fn keep_newest(times: &mut HashMap<i64, i64>, device_id: i64, at: i64) {
 ///
 /// This process's own commits on the check-in path (group decisions and
 /// `last seen` writes) change no organization: they carry the keys over
-/// ([`KnownKeys::carry_over`]) instead of emptying them, or every group
+/// ([`KnownProductKeys::carry_over`]) instead of emptying them, or every group
 /// commit would send the check-ins arriving meanwhile to the database.
-pub struct KnownKeys {
+pub struct KnownProductKeys {
     wal_index: Option<std::fs::File>,
     inner: Mutex<KeysSeen>,
 }
@@ -315,14 +318,14 @@ struct KeysSeen {
     orgs: HashMap<Vec<u8>, OrgId>,
 }
 
-impl KnownKeys {
+impl KnownProductKeys {
     /// Offset of `iChange` in the first copy of the wal-index header.
     const CHANGE_COUNTER: u64 = 8;
     const CAPACITY: usize = 10_000;
 
     /// Without a wal-index (an in-memory database) nothing is remembered.
     pub fn new(wal_index: Option<std::fs::File>) -> Self {
-        KnownKeys { wal_index, inner: Mutex::default() }
+        KnownProductKeys { wal_index, inner: Mutex::default() }
     }
 
     /// The database's change counter now, if it can be read.
@@ -391,13 +394,13 @@ mod tests {
         Holding { device_id, first_seen: 10 }
     }
 
-    fn held(known: &KnownDevices, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
+    fn held(known: &HeldSeats, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
         known.get(org, product, serial).map(|(holding, _)| holding)
     }
 
     #[test]
     fn an_answer_read_before_a_clear_is_not_given_after_it() {
-        let known = KnownDevices::default();
+        let known = HeldSeats::default();
         known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
         let (_, read) = known.get(ACME, "editor", "SN-1").unwrap();
         assert!(known.unchanged_since(read));
@@ -407,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_holding_is_found_by_organization_product_and_serial() {
-        let known = KnownDevices::default();
+        let known = HeldSeats::default();
         known.remember(known.generation(), [(ACME, "editor", "SN-1", holding(1))]);
         assert_eq!(held(&known, ACME, "editor", "SN-1"), Some(holding(1)));
         assert_eq!(held(&known, ACME, "viewer", "SN-1"), None, "another product");
@@ -418,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_decision_made_before_a_clear_is_not_remembered_after_it() {
-        let known = KnownDevices::default();
+        let known = HeldSeats::default();
         let before = known.generation();
         known.clear(); // an admin revoked a seat while the decision was made
         known.remember(before, [(ACME, "editor", "SN-1", holding(1))]);
@@ -431,7 +434,7 @@ mod tests {
 
     #[test]
     fn holdings_learnt_at_the_start_are_found_until_a_clear() {
-        let known = KnownDevices::default();
+        let known = HeldSeats::default();
         let mut learning = known.learning(100);
         for i in 0..100 {
             learning.add(ACME, "editor", &format!("SN-{i}"), holding(i));
@@ -452,7 +455,7 @@ mod tests {
 
     #[test]
     fn keys_carry_over_this_process_s_commit_and_no_other() {
-        let keys = KnownKeys::new(None);
+        let keys = KnownProductKeys::new(None);
         let digest = b"digest".to_vec();
         keys.remember(Some(7), digest.clone(), ACME);
         keys.carry_over(Some(7));
@@ -470,19 +473,19 @@ mod tests {
 
     #[test]
     fn reads_see_the_newest_last_seen_until_it_is_written() {
-        let touches = Touches::default();
-        touches.touch(1, 100);
-        touches.touch(1, 90);
-        assert_eq!(touches.last_seen(1, 50), 100);
-        assert_eq!(touches.last_seen(2, 50), 50, "untouched devices read as stored");
-        assert_eq!(touches.start_flush(), vec![(1, 100)]);
-        touches.touch(1, 120);
-        assert_eq!(touches.last_seen(1, 50), 120, "a newer touch during the flush");
-        touches.finish_flush(true);
-        assert_eq!(touches.last_seen(1, 100), 120, "the newer touch still waits");
-        assert_eq!(touches.start_flush(), vec![(1, 120)]);
-        touches.finish_flush(false);
-        assert_eq!(touches.last_seen(1, 50), 120, "a failed flush puts its times back");
-        assert!(!touches.is_empty());
+        let last_seen = PendingLastSeen::default();
+        last_seen.seen(1, 100);
+        last_seen.seen(1, 90);
+        assert_eq!(last_seen.newest(1, 50), 100);
+        assert_eq!(last_seen.newest(2, 50), 50, "untouched devices read as stored");
+        assert_eq!(last_seen.start_flush(), vec![(1, 100)]);
+        last_seen.seen(1, 120);
+        assert_eq!(last_seen.newest(1, 50), 120, "a newer time during the flush");
+        last_seen.finish_flush(true);
+        assert_eq!(last_seen.newest(1, 100), 120, "the newer time still waits");
+        assert_eq!(last_seen.start_flush(), vec![(1, 120)]);
+        last_seen.finish_flush(false);
+        assert_eq!(last_seen.newest(1, 50), 120, "a failed flush puts its times back");
+        assert!(!last_seen.is_empty());
     }
 }

@@ -1,0 +1,204 @@
+//! The PostgreSQL backend, for fleets that run several server processes on one
+//! database.
+//!
+//! Transactions run at READ COMMITTED and hold the seat invariant with row
+//! locks taken in one fixed order, device row first, then product rows by id:
+//! - every transaction that changes a device's seats first locks the device's
+//!   row (the check-in's upsert does so by itself; admin actions use
+//!   `select … for update`), so two decisions about one device never overlap;
+//! - a seat is taken by `update products set assigned = assigned + 1 where … and
+//!   assigned < seats`, which waits for the product's row lock and re-checks the
+//!   condition on the newest row before it counts, so concurrent check-ins in any
+//!   number of processes can never take more seats than there are.
+//!
+//! A check-in's first look — the organization of its product key and whether
+//! the device holds its seat — is one read, shared with the other check-ins
+//! that arrive meanwhile (see [`batch`]); it reads the database every time,
+//! so every process sees a revoke or key rotation as soon as it commits. A
+//! device that holds its seat is answered from that read; its `last seen` is
+//! written with the others' every 100 ms (`PG_FLUSH_EVERY`), in bulk, on connections
+//! whose commits do not wait for the disk (it changes nothing else, and may
+//! lag by a second; this process's reads show it at once).
+//!
+//! A check-in that needs a seat decision is decided in a group with the
+//! others that arrive meanwhile: one transaction that takes the locks in the
+//! order above for every device of the group (see [`group`]).
+
+mod batch;
+mod group;
+mod organizations;
+mod sessions;
+mod products;
+mod devices;
+mod seats;
+mod checkin;
+mod activity;
+mod usage;
+mod signing_keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Transaction;
+
+use crate::bulk::{self, BulkAction};
+use crate::group::ProductRow;
+use crate::keys::{self, KeyKind};
+use crate::memory::{self, PendingLastSeen};
+use crate::validate;
+use crate::*;
+use checkin::{PG_FLUSH_EVERY, write_last_seen};
+use devices::{delete_device_in, ignore_device_in};
+use products::insert_product;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+#[derive(Clone)]
+pub struct PgStore {
+    /// Connections for everything but the check-ins: admin reads and
+    /// changes, sessions, the operator, housekeeping.
+    pool: PgPool,
+    /// Product key lookups, batched.
+    product_keys: batch::Batches<batch::ProductKeys>,
+    /// Check-ins' first looks (key, and seat if held), batched.
+    first_looks: batch::Batches<batch::FirstLooks>,
+    /// Check-ins that need a seat decision, decided in groups.
+    seat_decisions: batch::Batches<group::SeatDecisions>,
+    /// The check-ins' own connections (the batches above use them).
+    checkins: PgPool,
+    /// `last seen` times of held devices' check-ins waiting to be written.
+    last_seen: Arc<PendingLastSeen>,
+    /// Connections whose commits do not wait for the disk: only for writes
+    /// of `last seen`.
+    last_seen_writers: PgPool,
+}
+
+type Tx = Transaction<'static, sqlx::Postgres>;
+
+impl PgStore {
+    /// Brings the schema up to date.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn open(url: &str) -> Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        // Few: admin requests queue here rather than take the database's
+        // cores from the check-ins (16 searches of a million devices at once
+        // would, bench/trust.sh).
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        // Check-ins have connections of their own, so that no admin request
+        // (16 searches of a million devices at once, say) can starve them.
+        let checkins = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options.clone());
+        let last_seen_writers = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
+        let last_seen = Arc::new(PendingLastSeen::default());
+        let flusher = last_seen_writers.clone();
+        tokio::spawn(memory::flush_forever(PG_FLUSH_EVERY, last_seen.clone(), move |batch| {
+            let pool = flusher.clone();
+            async move { write_last_seen(&pool, batch).await }
+        }));
+        Ok(PgStore {
+            product_keys: batch::Batches::start(checkins.clone(), batch::BATCH_MAX),
+            first_looks: batch::Batches::start(checkins.clone(), batch::BATCH_MAX),
+            seat_decisions: batch::Batches::start(checkins.clone(), crate::group::group_max()),
+            checkins,
+            last_seen,
+            pool,
+            last_seen_writers,
+        })
+    }
+
+    /// Requests answered by the batches, and batches that failed.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counts = [self.product_keys.counts(), self.first_looks.counts(), self.seat_decisions.counts()];
+        (counts.iter().map(|c| c.found.load(Relaxed)).sum(), counts.iter().map(|c| c.failed.load(Relaxed)).sum())
+    }
+
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        vec![
+            crate::pool_stats("main", &self.pool),
+            crate::pool_stats("checkins", &self.checkins),
+            crate::pool_stats("last_seen", &self.last_seen_writers),
+        ]
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Writes the `last seen` times still waiting; called when the server stops.
+    pub async fn flush(&self) -> Result<()> {
+        self.last_seen.flush(|batch| write_last_seen(&self.last_seen_writers, batch)).await
+    }
+
+    /// A device's `last seen`, counting a check-in whose time waits to be
+    /// written.
+    fn last_seen(&self, device_id: i64, stored: Timestamp) -> Timestamp {
+        let newest = self.last_seen.newest(device_id, stored.timestamp_millis());
+        if newest > stored.timestamp_millis() { DateTime::from_timestamp_millis(newest).unwrap_or(stored) } else { stored }
+    }
+}
+
+async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
+    let row: Option<(i64, String, String, i64, i64, bool)> =
+        sqlx::query_as(concat!("select id, ", product_columns!(), " from products where org_id = $1 and code = $2"))
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
+        id,
+        product: Product::from((code, name, seats, assigned, auto_assign)),
+    })
+    .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+}
+
+/// Writes a change to the audit log, inside the caller's transaction.
+async fn record(conn: &mut PgConnection, org: OrgId, at: Timestamp, change: Change<'_>) -> Result<()> {
+    sqlx::query(
+        "insert into activity (org_id, at, actor, kind, product, serial, detail) values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(org.0)
+    .bind(at)
+    .bind(change.by.as_str())
+    .bind(change.kind.as_str())
+    .bind(change.product)
+    .bind(change.serial)
+    .bind(change.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The device's id, with its row locked until the transaction ends.
+async fn lock_device(conn: &mut PgConnection, org: OrgId, serial: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("select id from devices where org_id = $1 and serial = $2 for update")
+        .bind(org.0)
+        .bind(serial)
+        .fetch_optional(conn)
+        .await?)
+}
+
+async fn locked_device(conn: &mut PgConnection, org: OrgId, serial: &str) -> Result<i64> {
+    lock_device(conn, org, serial).await?.ok_or_else(|| StoreError::UnknownDevice(serial.to_owned()))
+}
+
+fn device_from((serial, first_seen, last_seen, seats_assigned): (String, Timestamp, Timestamp, i64)) -> Device {
+    Device { serial, first_seen, last_seen, seats_assigned }
+}
+

@@ -1,0 +1,198 @@
+//! Products, their seats and policies, on PostgreSQL.
+
+use super::*;
+
+impl Products for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
+        let now = now();
+        let mut tx = self.begin().await?;
+        let added = insert_product(&mut tx, org, product, now).await?;
+        let detail = format!("{} seats, auto-assign {}", added.seats, on_off(added.auto_assign));
+        record(&mut tx, org, now, Change::new(by, ActivityKind::ProductAdded).product(&added.code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
+        validate::seats(seats)?;
+        let mut tx = self.begin().await?;
+        let before: Option<i64> = sqlx::query_scalar("select seats from products where org_id = $1 and code = $2 for update")
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        let product: ProductColumns = sqlx::query_as(concat!(
+            "update products set seats = $1 where org_id = $2 and code = $3 returning ",
+            product_columns!()
+        ))
+        .bind(seats)
+        .bind(org.0)
+        .bind(code)
+        .fetch_one(&mut *tx)
+        .await?;
+        let detail = format!("seats {before} → {seats}");
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(Product::from(product))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
+        let rows: Vec<ProductColumns> =
+            sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = $1 order by name, code"))
+                .bind(org.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(Product::from).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(fetch_product(&mut conn, org, code).await?.product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
+        let mut tx = self.begin().await?;
+        let row: Option<ProductColumns> = sqlx::query_as(concat!(
+            "update products set auto_assign = $1 where org_id = $2 and code = $3 returning ",
+            product_columns!()
+        ))
+        .bind(auto_assign)
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let product = row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        let detail = format!("auto-assign {}", on_off(auto_assign));
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("select license_days, reclaim_after_days from products where org_id = $1 and code = $2")
+                .bind(org.0)
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (license_days, reclaim_after_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(ProductPolicy { license_days, reclaim_after_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
+        let rows: Vec<(String, i64, Option<i64>)> =
+            sqlx::query_as("select code, license_days, reclaim_after_days from products where org_id = $1 order by code")
+                .bind(org.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(policy_of).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
+        update.validate()?;
+        let mut tx = self.begin().await?;
+        let before: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "select license_days, reclaim_after_days from products where org_id = $1 and code = $2 for update",
+        )
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (license_days, reclaim_after_days) = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        let before = ProductPolicy { license_days, reclaim_after_days };
+        let (license_days, reclaim_after_days): (i64, Option<i64>) = sqlx::query_as(
+            "update products set license_days = coalesce($1, license_days),
+                    reclaim_after_days = case when $2 then $3 else reclaim_after_days end
+             where org_id = $4 and code = $5
+             returning license_days, reclaim_after_days",
+        )
+        .bind(update.license_days)
+        .bind(update.reclaim_after_days.is_some())
+        .bind(update.reclaim_after_days.flatten())
+        .bind(org.0)
+        .bind(code)
+        .fetch_one(&mut *tx)
+        .await?;
+        let after = ProductPolicy { license_days, reclaim_after_days };
+        let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&after));
+        record(&mut tx, org, now(), change).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "select o.name, p.license_days from products p join organizations o on o.id = p.org_id
+             where p.org_id = $1 and p.code = $2",
+        )
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(LicenseTerms { organization, license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        let mut conn = self.pool.acquire().await?;
+        let product = fetch_product(&mut conn, org, code).await?;
+        let limit = page.clamped_limit();
+        let rows: Vec<(i64, String, Timestamp, Timestamp, Timestamp)> = sqlx::query_as(
+            // Naming the organization lets the planner walk its devices in
+            // serial order when the product's holders are many of them.
+            "select d.id, d.serial, a.assigned_at, d.first_seen, d.last_seen
+             from devices d join assignments a on a.device_id = d.id and a.product_id = $1
+             where d.org_id = $4 and d.serial > $2
+             order by d.serial limit $3",
+        )
+        .bind(product.id)
+        .bind(page.after_serial())
+        .bind(limit + 1)
+        .bind(org.0)
+        .fetch_all(&mut *conn)
+        .await?;
+        let holders = rows
+            .into_iter()
+            .map(|(id, serial, assigned_at, first_seen, last_seen)| Holder {
+                serial,
+                assigned_at,
+                first_seen,
+                last_seen: self.last_seen(id, last_seen),
+            })
+            .collect();
+        Ok(Page::from_rows(holders, limit, |h| &h.serial))
+    }
+}
+
+pub(super) async fn insert_product(conn: &mut PgConnection, org: OrgId, product: &NewProduct, now: Timestamp) -> Result<Product> {
+    validate::product_code(&product.code)?;
+    validate::name("product name", &product.name)?;
+    validate::seats(product.seats)?;
+    let inserted: Option<ProductColumns> = sqlx::query_as(concat!(
+        "insert into products (org_id, code, name, seats, auto_assign, created_at)
+         values ($1, $2, $3, $4, $5, $6) on conflict (org_id, code) do nothing returning ",
+        product_columns!()
+    ))
+    .bind(org.0)
+    .bind(&product.code)
+    .bind(&product.name)
+    .bind(product.seats)
+    .bind(product.auto_assign)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    inserted
+        .map(Product::from)
+        .ok_or_else(|| StoreError::Conflict(format!("a product with code {:?} already exists", product.code)))
+}

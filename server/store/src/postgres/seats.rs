@@ -1,0 +1,182 @@
+//! Seats that admins and the idle-seat reclaim give and take, on PostgreSQL.
+
+use super::*;
+
+impl Seats for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+        let mut tx = self.begin().await?;
+        let outcome = assign_in(&mut tx, org, serial, code, by).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        unassign_in(&mut tx, org, serial, code, by).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Each slice in serial order, its device rows locked first in that
+    /// order: the lock order of check-in groups (devices by serial, then
+    /// products), so the two cannot deadlock.
+    #[tracing::instrument(skip_all)]
+    async fn bulk(&self, org: OrgId, action: BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>> {
+        let mut outcomes = Vec::with_capacity(serials.len());
+        for slice in serials.chunks(bulk::SLICE) {
+            let mut slice = slice.to_vec();
+            slice.sort();
+            let mut tx = self.begin().await?;
+            sqlx::query("select id from devices where org_id = $1 and serial = any($2) order by serial for update")
+                .bind(org.0)
+                .bind(&slice)
+                .execute(&mut *tx)
+                .await?;
+            for serial in &slice {
+                let outcome = match action {
+                    BulkAction::Assign => assign_in(&mut tx, org, serial, product, by).await,
+                    BulkAction::Unassign => unassign_in(&mut tx, org, serial, product, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Delete => delete_device_in(&mut tx, org, serial, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Ignore => ignore_device_in(&mut tx, org, serial, by).await.map(|_| Assigned::Newly),
+                };
+                outcomes.push(bulk::refused_or_failed(outcome)?);
+            }
+            tx.commit().await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// One transaction per seat, each locking the device's row first as
+    /// every seat change does (see the module's lock order), and checking
+    /// again under the lock that the device is still idle.
+    #[tracing::instrument(skip_all)]
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
+        const SLICE: i64 = 500;
+        // This process's `last seen` times still in memory first; another
+        // process's are recent (see `first_look`), never days old.
+        self.flush().await?;
+        let mut reclaimed = 0;
+        loop {
+            let idle: Vec<(i64, i64)> = sqlx::query_as(
+                "select a.product_id, a.device_id
+                 from products p
+                 join assignments a on a.product_id = p.id
+                 join devices d on d.id = a.device_id
+                 where p.reclaim_after_days is not null
+                   and d.last_seen < $1 - p.reclaim_after_days * interval '1 day'
+                 limit $2",
+            )
+            .bind(now)
+            .bind(SLICE)
+            .fetch_all(&self.pool)
+            .await?;
+            for &(product, device) in &idle {
+                let mut tx = self.begin().await?;
+                sqlx::query("select id from devices where id = $1 for update").bind(device).execute(&mut *tx).await?;
+                let freed: Option<(i64, String, String, i64)> = sqlx::query_as(
+                    "delete from assignments a using products p, devices d
+                     where a.product_id = $1 and a.device_id = $2 and p.id = a.product_id and d.id = a.device_id
+                       and p.reclaim_after_days is not null
+                       and d.last_seen < $3 - p.reclaim_after_days * interval '1 day'
+                     returning p.org_id, p.code, d.serial, p.reclaim_after_days",
+                )
+                .bind(product)
+                .bind(device)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((org, code, serial, days)) = freed {
+                    sqlx::query("update products set assigned = assigned - 1 where id = $1")
+                        .bind(product)
+                        .execute(&mut *tx)
+                        .await?;
+                    let change = Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(&code).serial(&serial);
+                    record(&mut tx, OrgId(org), now, change.detail(format!("not seen for {days} days"))).await?;
+                    reclaimed += 1;
+                }
+                tx.commit().await?;
+            }
+            if (idle.len() as i64) < SLICE {
+                return Ok(reclaimed);
+            }
+        }
+    }
+}
+
+pub(super) async fn assign_in(tx: &mut PgConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+    let device = locked_device(tx, org, serial).await?;
+    let product = fetch_product(tx, org, code).await?;
+    let held: Option<i32> = sqlx::query_scalar("select 1 from assignments where product_id = $1 and device_id = $2")
+        .bind(product.id)
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let outcome = if held.is_some() {
+        Assigned::Already
+    } else if take_seat(tx, product.id, device, now()).await? {
+        let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
+        record(tx, org, now(), change).await?;
+        Assigned::Newly
+    } else {
+        return Err(StoreError::NoSeatsAvailable);
+    };
+    sqlx::query("delete from revocations where device_id = $1 and product_id = $2")
+        .bind(device)
+        .bind(product.id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(outcome)
+}
+
+pub(super) async fn unassign_in(tx: &mut PgConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+    let device = locked_device(tx, org, serial).await?;
+    let product = fetch_product(tx, org, code).await?;
+    let freed = sqlx::query("delete from assignments where product_id = $1 and device_id = $2")
+        .bind(product.id)
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if freed == 1 {
+        sqlx::query("update products set assigned = assigned - 1 where id = $1")
+            .bind(product.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "insert into revocations (device_id, product_id, revoked_at) values ($1, $2, $3)
+         on conflict (device_id, product_id) do update set revoked_at = excluded.revoked_at",
+    )
+    .bind(device)
+    .bind(product.id)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+    record(tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
+        .await?;
+    Ok(())
+}
+
+/// Takes a free seat of the product for the device, if there is one. The caller
+/// holds the device's row lock and has checked that it holds no seat of it.
+pub(super) async fn take_seat(conn: &mut PgConnection, product_id: i64, device_id: i64, now: Timestamp) -> Result<bool> {
+    let taken = sqlx::query("update products set assigned = assigned + 1 where id = $1 and assigned < seats")
+        .bind(product_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if taken {
+        sqlx::query("insert into assignments (product_id, device_id, assigned_at) values ($1, $2, $3)")
+            .bind(product_id)
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(taken)
+}

@@ -1,0 +1,44 @@
+//! Seat usage over time, on PostgreSQL.
+
+use super::*;
+
+impl Usage for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn snapshot_usage(&self, now: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "insert into seat_snapshots (product_id, day, seats, assigned)
+             select id, $1, seats, assigned from products
+             on conflict (product_id, day) do update set seats = excluded.seats, assigned = excluded.assigned",
+        )
+        .bind(day_of(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "select p.code, s.day, s.seats, s.assigned
+             from products p join seat_snapshots s on s.product_id = p.id
+             where p.org_id = $1 and s.day >= $2
+             order by p.code, s.day",
+        )
+        .bind(org.0)
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(code, day, seats, assigned)| (code, UsagePoint { day, seats, assigned })).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "select o.name, p.code, p.seats, p.assigned from products p join organizations o on o.id = p.org_id
+             order by o.name, p.code",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(seat_total).collect())
+    }
+}

@@ -1,0 +1,171 @@
+//! Products, their seats and policies, on SQLite.
+
+use super::*;
+
+impl Products for SqliteStore {
+    #[tracing::instrument(skip_all)]
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
+        let now = now();
+        let mut tx = self.write().await?;
+        let added = insert_product(&mut tx, org, product, now).await?;
+        let detail = format!("{} seats, auto-assign {}", added.seats, on_off(added.auto_assign));
+        record(&mut tx, org, now, Change::new(by, ActivityKind::ProductAdded).product(&added.code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
+        validate::seats(seats)?;
+        let mut tx = self.write().await?;
+        let before = org_product(&mut tx, org, code).await?.product.seats;
+        sqlx::query("update products set seats = ? where org_id = ? and code = ?")
+            .bind(seats)
+            .bind(org.0)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        let detail = format!("seats {before} → {seats}");
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
+        let product = org_product(&mut tx, org, code).await?.product;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
+        let rows: Vec<ProductColumns> =
+            sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = ? order by name, code"))
+                .bind(org.0)
+                .fetch_all(&self.readers)
+                .await?;
+        Ok(rows.into_iter().map(Product::from).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        let mut conn = self.readers.acquire().await?;
+        Ok(org_product(&mut conn, org, code).await?.product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
+        let mut tx = self.write().await?;
+        sqlx::query("update products set auto_assign = ? where org_id = ? and code = ?")
+            .bind(auto_assign)
+            .bind(org.0)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        let product = org_product(&mut tx, org, code).await?.product;
+        let detail = format!("auto-assign {}", on_off(auto_assign));
+        record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_policy(&mut conn, org, code).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
+        let rows: Vec<(String, i64, Option<i64>)> =
+            sqlx::query_as("select code, license_days, reclaim_after_days from products where org_id = ? order by code")
+                .bind(org.0)
+                .fetch_all(&self.readers)
+                .await?;
+        Ok(rows.into_iter().map(policy_of).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
+        update.validate()?;
+        let mut tx = self.write().await?;
+        let before = fetch_policy(&mut tx, org, code).await?;
+        sqlx::query(
+            "update products set license_days = coalesce(?, license_days),
+                    reclaim_after_days = case when ? then ? else reclaim_after_days end
+             where org_id = ? and code = ?",
+        )
+        .bind(update.license_days)
+        .bind(update.reclaim_after_days.is_some())
+        .bind(update.reclaim_after_days.flatten())
+        .bind(org.0)
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+        let policy = fetch_policy(&mut tx, org, code).await?;
+        let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&policy));
+        record(&mut tx, org, now(), change).await?;
+        tx.commit().await?;
+        Ok(policy)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "select o.name, p.license_days from products p join organizations o on o.id = p.org_id
+             where p.org_id = ? and p.code = ?",
+        )
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(&self.readers)
+        .await?;
+        let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(LicenseTerms { organization, license_days })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        let mut conn = self.readers.acquire().await?;
+        let product = org_product(&mut conn, org, code).await?;
+        let limit = page.clamped_limit();
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "select d.id, d.serial, a.assigned_at, d.first_seen, coalesce(ds.last_seen, d.first_seen)
+             from assignments a join devices d on d.id = a.device_id
+             left join device_seen ds on ds.device_id = d.id
+             where a.product_id = ? and d.serial > ?
+             order by d.serial limit ?",
+        )
+        .bind(product.id)
+        .bind(page.after_serial())
+        .bind(limit + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let holders = rows
+            .into_iter()
+            .map(|(id, serial, assigned_at, first_seen, last_seen)| Holder {
+                serial,
+                assigned_at: timestamp(assigned_at),
+                first_seen: timestamp(first_seen),
+                last_seen: timestamp(self.last_seen.newest(id, last_seen)),
+            })
+            .collect();
+        Ok(Page::from_rows(holders, limit, |h| &h.serial))
+    }
+}
+
+pub(super) async fn insert_product(conn: &mut SqliteConnection, org: OrgId, product: &NewProduct, now: Timestamp) -> Result<Product> {
+    validate::product_code(&product.code)?;
+    validate::name("product name", &product.name)?;
+    validate::seats(product.seats)?;
+    let inserted: Option<ProductColumns> = sqlx::query_as(concat!(
+        "insert into products (org_id, code, name, seats, auto_assign, created_at)
+         values (?, ?, ?, ?, ?, ?) on conflict (org_id, code) do nothing returning ",
+        product_columns!()
+    ))
+    .bind(org.0)
+    .bind(&product.code)
+    .bind(&product.name)
+    .bind(product.seats)
+    .bind(product.auto_assign)
+    .bind(millis(now))
+    .fetch_optional(conn)
+    .await?;
+    inserted
+        .map(Product::from)
+        .ok_or_else(|| StoreError::Conflict(format!("a product with code {:?} already exists", product.code)))
+}

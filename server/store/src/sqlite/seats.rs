@@ -1,0 +1,172 @@
+//! Seats that admins and the idle-seat reclaim give and take, on SQLite.
+
+use super::*;
+
+impl Seats for SqliteStore {
+    #[tracing::instrument(skip_all)]
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+        let mut tx = self.write().await?;
+        let outcome = assign_in(&mut tx, org, serial, code, by).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+        let mut tx = self.write().await?;
+        unassign_in(&mut tx, org, serial, code, by).await?;
+        self.commit_taking_seats(tx).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn bulk(&self, org: OrgId, action: BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>> {
+        let mut outcomes = Vec::with_capacity(serials.len());
+        for slice in serials.chunks(bulk::SLICE) {
+            let mut tx = self.write().await?;
+            for serial in slice {
+                let outcome = match action {
+                    BulkAction::Assign => assign_in(&mut tx, org, serial, product, by).await,
+                    BulkAction::Unassign => unassign_in(&mut tx, org, serial, product, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Delete => delete_device_in(&mut tx, org, serial, by).await.map(|()| Assigned::Newly),
+                    BulkAction::Ignore => ignore_device_in(&mut tx, org, serial, by).await.map(|_| Assigned::Newly),
+                };
+                outcomes.push(bulk::refused_or_failed(outcome)?);
+            }
+            match action {
+                BulkAction::Assign => tx.commit().await?,
+                _ => self.commit_taking_seats(tx).await?,
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// In transactions of at most 500 seats, so that check-ins waiting for
+    /// the writer are not held up long.
+    #[tracing::instrument(skip_all)]
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
+        const SLICE: usize = 500;
+        let mut reclaimed = 0;
+        loop {
+            // `last seen` times still in memory first: a device seen a moment
+            // ago is not idle.
+            self.last_seen.flush(|batch| write_last_seen(&self.writer, &self.product_keys, batch)).await?;
+            let mut tx = self.write().await?;
+            let candidates: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+                "select a.product_id, a.device_id, p.org_id, p.code, d.serial, p.reclaim_after_days
+                 from products p
+                 join assignments a on a.product_id = p.id
+                 join devices d on d.id = a.device_id
+                 left join device_seen ds on ds.device_id = d.id
+                 where p.reclaim_after_days is not null
+                   and coalesce(ds.last_seen, d.first_seen) < ?1 - p.reclaim_after_days * 86400000
+                 limit ?2",
+            )
+            .bind(millis(now))
+            .bind(SLICE as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            if candidates.is_empty() {
+                return Ok(reclaimed);
+            }
+            // From here on no check-in is answered from memory, and one
+            // answered before has left its time among the waiting ones
+            // (`HeldSeats::unchanged_since`): a device seen since the
+            // flush keeps its seat.
+            self.held_seats.clear();
+            let idle = candidates.iter().filter(|(_, device, .., days)| {
+                self.last_seen.newest(*device, i64::MIN) < millis(now) - days * 86_400_000
+            });
+            for (product, device, org, code, serial, days) in idle {
+                sqlx::query("delete from assignments where product_id = ? and device_id = ?")
+                    .bind(product)
+                    .bind(device)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("update products set assigned = assigned - 1 where id = ?")
+                    .bind(product)
+                    .execute(&mut *tx)
+                    .await?;
+                let change = Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(code).serial(serial);
+                record(&mut tx, OrgId(*org), now, change.detail(format!("not seen for {days} days"))).await?;
+                reclaimed += 1;
+            }
+            self.commit_taking_seats(tx).await?;
+            if candidates.len() < SLICE {
+                return Ok(reclaimed);
+            }
+        }
+    }
+}
+
+pub(super) async fn assign_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+    let device = device_id(tx, org, serial).await?;
+    let product = org_product(tx, org, code).await?;
+    let held: Option<i64> = sqlx::query_scalar("select 1 from assignments where product_id = ? and device_id = ?")
+        .bind(product.id)
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let outcome = if held.is_some() {
+        Assigned::Already
+    } else if take_seat(tx, product.id, device, now()).await? {
+        let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
+        record(tx, org, now(), change).await?;
+        Assigned::Newly
+    } else {
+        return Err(StoreError::NoSeatsAvailable);
+    };
+    sqlx::query("delete from revocations where device_id = ? and product_id = ?")
+        .bind(device)
+        .bind(product.id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(outcome)
+}
+
+pub(super) async fn unassign_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+    let device = device_id(tx, org, serial).await?;
+    let product = org_product(tx, org, code).await?;
+    let freed = sqlx::query("delete from assignments where product_id = ? and device_id = ?")
+        .bind(product.id)
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if freed == 1 {
+        sqlx::query("update products set assigned = assigned - 1 where id = ?")
+            .bind(product.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("insert or replace into revocations (device_id, product_id, revoked_at) values (?, ?, ?)")
+        .bind(device)
+        .bind(product.id)
+        .bind(millis(now()))
+        .execute(&mut *tx)
+        .await?;
+    let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+    record(tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
+        .await?;
+    Ok(())
+}
+
+/// Takes a free seat of the product for the device, if there is one. The caller
+/// holds the write lock and has checked that the device holds no seat of it.
+pub(super) async fn take_seat(conn: &mut SqliteConnection, product_id: i64, device_id: i64, now: Timestamp) -> Result<bool> {
+    let taken = sqlx::query("update products set assigned = assigned + 1 where id = ? and assigned < seats")
+        .bind(product_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if taken {
+        sqlx::query("insert into assignments (product_id, device_id, assigned_at) values (?, ?, ?)")
+            .bind(product_id)
+            .bind(device_id)
+            .bind(millis(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(taken)
+}

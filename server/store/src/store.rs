@@ -1,0 +1,423 @@
+//! [`Store`]: the backend a database URL names, and every operation
+//! forwarded to it. Changes run to completion in a task of their own; the
+//! input every backend refuses is refused here, once; and what the process
+//! keeps in memory beside the database (a product's license terms) is
+//! forgotten here when an operation changes it, whoever asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+/// The store a database URL names: `sqlite:…` or `postgres://…`. Cloning
+/// it is two reference counts: the server clones it for every request.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    terms: Arc<Terms>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<sqlite::SqliteStore>),
+    Postgres(Arc<postgres::PgStore>),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password, so only the backend is shown.
+        write!(f, "Store({})", self.backend_name())
+    }
+}
+
+impl Store {
+    /// Connects to the database the URL names (creating a SQLite file and its
+    /// folder when missing) and runs the migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(Arc::new(sqlite::SqliteStore::open(url).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres(Arc::new(postgres::PgStore::open(url).await?))
+        } else {
+            return Err(StoreError::invalid(
+                "the database URL must start with sqlite: or postgres:// (for example sqlite://data/seatkeeper.db)",
+            ));
+        };
+        let store = Store { backend, terms: Arc::default() };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Claims the database for this server process (SQLite serves one
+    /// process; PostgreSQL any number, so there it claims nothing).
+    pub fn lock_for_serving(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.lock_for_serving(),
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Writes the `last seen` times waiting in memory; called when the server
+    /// stops.
+    pub async fn flush(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.flush().await,
+            Backend::Postgres(store) => store.flush().await,
+        }
+    }
+
+    /// On PostgreSQL, the hot path's requests answered by shared statements
+    /// and the shared statements that failed (see `postgres/batch.rs`).
+    pub fn batch_counts(&self) -> Option<(u64, u64)> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(store) => Some(store.batch_counts()),
+        }
+    }
+
+    /// This process's connection pools.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.pool_stats(),
+            Backend::Postgres(store) => store.pool_stats(),
+        }
+    }
+
+    /// Brings the schema up to date. Run at every start; migrations are
+    /// embedded in the binary.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.migrate().await,
+            Backend::Postgres(store) => store.migrate().await,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The short searches (see [`SHORT_SEARCH_WALK`]) that may walk the serial
+/// index at once in this process; the others wait their turn.
+static SHORT_WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Forwards each operation to the backend in use.
+macro_rules! dispatch {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            Backend::Sqlite(store) => store.$method($($arg),*).await,
+            Backend::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Runs a change in a task of its own, to completion even when its caller
+    /// is dropped half-way (a client gone, the request timeout, a bulk action
+    /// cut short). A transaction dropped mid-way could commit without what
+    /// must follow its commit, and leaves its connection inside it for the
+    /// next caller (sqlx rolls back only on that connection's next use).
+    async fn to_completion<T, F>(&self, change: impl FnOnce(Store) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::spawn(change(self.clone())).await {
+            Ok(result) => result,
+            Err(failed) => Err(StoreError::Unavailable(format!("a change stopped before it ended: {failed}"))),
+        }
+    }
+}
+
+impl Organizations for Store {
+    async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
+        self.to_completion(move |store| async move { dispatch!(store, bootstrap()) }).await
+    }
+
+    async fn create_organization(&self, name: &str) -> Result<NewOrganization> {
+        let name = name.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, create_organization(&name)) }).await
+    }
+
+    async fn organizations(&self) -> Result<Vec<OrganizationSummary>> {
+        dispatch!(self, organizations())
+    }
+
+    async fn organization_by_name(&self, name: &str) -> Result<Organization> {
+        validate::lookup("organization name", name)?;
+        dispatch!(self, organization_by_name(name))
+    }
+
+    async fn authenticate_admin(&self, admin_key: &str) -> Result<Option<Organization>> {
+        dispatch!(self, authenticate_admin(admin_key))
+    }
+
+    async fn authenticate_product(&self, product_key: &str) -> Result<Option<OrgId>> {
+        dispatch!(self, authenticate_product(product_key))
+    }
+
+    async fn settings(&self, org: OrgId) -> Result<Settings> {
+        dispatch!(self, settings(org))
+    }
+
+    async fn rotate_product_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        self.to_completion(move |store| async move { dispatch!(store, rotate_product_key(org, by)) }).await
+    }
+
+    async fn rotate_admin_key(&self, org: OrgId, by: Actor) -> Result<String> {
+        self.to_completion(move |store| async move { dispatch!(store, rotate_admin_key(org, by)) }).await
+    }
+}
+
+impl Sessions for Store {
+    async fn create_session(&self, org: OrgId, lifetime: std::time::Duration) -> Result<String> {
+        self.to_completion(move |store| async move { dispatch!(store, create_session(org, lifetime)) }).await
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Option<Organization>> {
+        dispatch!(self, session(session_id))
+    }
+
+    async fn end_session(&self, session_id: &str) -> Result<()> {
+        let session_id = session_id.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, end_session(&session_id)) }).await
+    }
+
+    async fn set_session_flash(&self, session_id: &str, flash: &[u8]) -> Result<()> {
+        let (session_id, flash) = (session_id.to_owned(), flash.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, set_session_flash(&session_id, &flash)) }).await
+    }
+
+    async fn take_session_flash(&self, session_id: &str) -> Result<Option<Vec<u8>>> {
+        let session_id = session_id.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, take_session_flash(&session_id)) }).await
+    }
+}
+
+impl Products for Store {
+    async fn add_product(&self, org: OrgId, product: &NewProduct, by: Actor) -> Result<Product> {
+        let product = product.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, add_product(org, &product, by)) }).await
+    }
+
+    async fn set_seats(&self, org: OrgId, code: &str, seats: i64, by: Actor) -> Result<Product> {
+        validate::lookup("product code", code)?;
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, set_seats(org, &code, seats, by)) }).await
+    }
+
+    async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
+        dispatch!(self, products(org))
+    }
+
+    async fn product(&self, org: OrgId, code: &str) -> Result<Product> {
+        validate::lookup("product code", code)?;
+        dispatch!(self, product(org, code))
+    }
+
+    async fn set_auto_assign(&self, org: OrgId, code: &str, auto_assign: bool, by: Actor) -> Result<Product> {
+        validate::lookup("product code", code)?;
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, set_auto_assign(org, &code, auto_assign, by)) }).await
+    }
+
+    async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
+        validate::lookup("product code", code)?;
+        dispatch!(self, policy(org, code))
+    }
+
+    async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
+        dispatch!(self, policies(org))
+    }
+
+    async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
+        validate::lookup("product code", code)?;
+        if update.is_empty() {
+            return Err(StoreError::invalid("name what to change: license_days, reclaim_after_days"));
+        }
+        let code = code.to_owned();
+        let update = update.to_owned();
+        self.to_completion(move |store| async move {
+            let policy = dispatch!(store, update_policy(org, &code, &update, by))?;
+            store.terms.forget(org, &code);
+            Ok(policy)
+        })
+        .await
+    }
+
+    /// Read again when older than [`TERMS_REFRESH`] (another process may have
+    /// changed them), or once this process changed them.
+    async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
+        validate::lookup("product code", code)?;
+        if let Some(terms) = self.terms.get(org, code) {
+            return Ok(terms);
+        }
+        let terms = dispatch!(self, license_terms(org, code))?;
+        self.terms.remember(org, code, &terms);
+        Ok(terms)
+    }
+
+    async fn holders(&self, org: OrgId, code: &str, page: &PageRequest) -> Result<Page<Holder>> {
+        validate::lookup("product code", code)?;
+        validate::page(page)?;
+        dispatch!(self, holders(org, code, page))
+    }
+}
+
+impl Devices for Store {
+    async fn devices(&self, org: OrgId, query: Option<&str>, page: &PageRequest) -> Result<Page<Device>> {
+        validate::lookup("search", query.unwrap_or_default())?;
+        validate::page(page)?;
+        // One short walk at a time per process: sixteen admins paging
+        // through a million devices at once then cost the database one
+        // connection's work, not the cores the check-ins need.
+        let _walking = match is_short_search(query.unwrap_or_default()) {
+            true => Some(SHORT_WALKS.acquire().await.map_err(|_| StoreError::Unavailable("the store is closing".into()))?),
+            false => None,
+        };
+        dispatch!(self, devices(org, query, page))
+    }
+
+    async fn device(&self, org: OrgId, serial: &str) -> Result<DeviceDetail> {
+        validate::serial(serial)?;
+        dispatch!(self, device(org, serial))
+    }
+
+    async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+        validate::serial(serial)?;
+        let serial = serial.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, delete_device(org, &serial, by)) }).await
+    }
+
+    async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
+        validate::serial(serial)?;
+        let serial = serial.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, ignore_device(org, &serial, by)) }).await
+    }
+
+    async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
+        validate::page(page)?;
+        dispatch!(self, ignored(org, page))
+    }
+
+    async fn unignore(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
+        validate::serial(serial)?;
+        let serial = serial.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, unignore(org, &serial, by)) }).await
+    }
+}
+
+impl Seats for Store {
+    async fn assign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
+        validate::serial(serial)?;
+        validate::lookup("product code", code)?;
+        let serial = serial.to_owned();
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, assign(org, &serial, &code, by)) }).await
+    }
+
+    async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
+        validate::serial(serial)?;
+        validate::lookup("product code", code)?;
+        let serial = serial.to_owned();
+        let code = code.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, unassign(org, &serial, &code, by)) }).await
+    }
+
+    async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
+    -> Result<Vec<Result<Assigned>>> {
+        let (product, serials) = (product.to_owned(), serials.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, bulk(org, action, &product, &serials, by)) }).await
+    }
+
+    async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
+        self.to_completion(move |store| async move { dispatch!(store, reclaim_idle_seats(now)) }).await
+    }
+}
+
+impl CheckIns for Store {
+    async fn first_look(&self, product_key: &str, code: &str, serial: &str) -> Result<FirstLook> {
+        dispatch!(self, first_look(product_key, code, serial))
+    }
+
+    async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
+        dispatch!(self, check_in_held(code, serial, seat))
+    }
+
+    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+        dispatch!(self, check_in(org, code, serial))
+    }
+}
+
+impl AuditLog for Store {
+    async fn activity(&self, org: OrgId, filter: &ActivityFilter) -> Result<Page<Activity>> {
+        validate::lookup("serial", filter.serial.as_deref().unwrap_or_default())?;
+        validate::lookup("product", filter.product.as_deref().unwrap_or_default())?;
+        dispatch!(self, activity(org, filter))
+    }
+
+    async fn prune_activity(&self, before: Timestamp) -> Result<u64> {
+        self.to_completion(move |store| async move { dispatch!(store, prune_activity(before)) }).await
+    }
+}
+
+impl Usage for Store {
+    async fn snapshot_usage(&self, now: Timestamp) -> Result<u64> {
+        self.to_completion(move |store| async move { dispatch!(store, snapshot_usage(now)) }).await
+    }
+
+    async fn usage(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, UsagePoint)>> {
+        dispatch!(self, usage(org, since_day))
+    }
+
+    async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
+        dispatch!(self, seat_totals())
+    }
+}
+
+impl SigningKeys for Store {
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        dispatch!(self, signing_keys())
+    }
+
+    async fn add_signing_key(&self, key: &StoredSigningKey, retire_active: bool) -> Result<bool> {
+        let key = key.to_owned();
+        self.to_completion(move |store| async move { dispatch!(store, add_signing_key(&key, retire_active)) }).await
+    }
+
+    async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let (kid, old, new) = (kid.to_owned(), old.to_owned(), new.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, replace_signing_secret(&kid, &old, &new)) }).await
+    }
+}
+
+/// How long a product's license terms read from the database are used
+/// before they are read again: a change another process makes is honoured
+/// within this.
+const TERMS_REFRESH: Duration = Duration::from_secs(1);
+
+/// The license terms of the products this process issued licenses for
+/// lately: a signed license needs them at every licensed check-in.
+#[derive(Default)]
+struct Terms(Mutex<HashMap<(OrgId, String), (Instant, LicenseTerms)>>);
+
+impl Terms {
+    fn get(&self, org: OrgId, code: &str) -> Option<LicenseTerms> {
+        let terms = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (read_at, terms) = terms.get(&(org, code.to_owned()))?;
+        (read_at.elapsed() < TERMS_REFRESH).then(|| terms.clone())
+    }
+
+    fn remember(&self, org: OrgId, code: &str, terms: &LicenseTerms) {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        known.insert((org, code.to_owned()), (Instant::now(), terms.clone()));
+    }
+
+    fn forget(&self, org: OrgId, code: &str) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&(org, code.to_owned()));
+    }
+}
