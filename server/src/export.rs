@@ -19,7 +19,7 @@ use serde::Deserialize;
 use store::prelude::*;
 use store::{Activity, ActivityQuery, Device, OrgId, Organization, PageRequest, Store, StoreError};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// The most rows one download holds.
 pub const MAX_ROWS: usize = 1_000_000;

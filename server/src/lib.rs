@@ -13,8 +13,10 @@
 //! gives it an id and times it.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client_address;
+pub mod error;
 pub mod export;
 pub mod housekeeping;
 pub mod licensing;
@@ -199,7 +201,7 @@ async fn refuse_cross_site_forms(request: axum::extract::Request, next: middlewa
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let from_a_browser = !headers.contains_key(header::AUTHORIZATION) && !request.uri().path().starts_with("/api/v1/");
     if changes && from_a_browser && !sent_by_this_site(headers) {
-        return api::ApiError::new(
+        return error::ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "this request did not come from a page of this site",

@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use store::OrgId;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::client_address::TrustedProxies;
 
 /// How much a bucket holds and how fast it refills. A rate of 0 turns the

@@ -217,9 +217,9 @@ impl std::fmt::Debug for MetricsToken {
 /// Lets through only requests bearing the metrics token; others get the API's
 /// 401, which the failed-authentication throttle counts.
 pub async fn require_metrics_token(State(token): State<MetricsToken>, request: Request, next: Next) -> Response {
-    match crate::api::bearer(request.headers()) {
+    match crate::auth::bearer(request.headers()) {
         Some(given) if token.admits(given) => next.run(request).await,
-        _ => crate::api::ApiError::invalid_api_key().into_response(),
+        _ => crate::error::ApiError::invalid_api_key().into_response(),
     }
 }
 

@@ -18,7 +18,9 @@ use store::bulk::{BulkAction, BulkOutcome};
 use store::prelude::*;
 use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
 
-use super::{AdminOrg, ApiError, BULK_BODY_LIMIT, ErrorBody, JsonBody, Params, decode_cursor, encode_cursor};
+use super::{BULK_BODY_LIMIT, JsonBody, Params, decode_cursor, encode_cursor};
+use crate::auth::AdminOrg;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -19,7 +19,9 @@ use store::{FirstLook, CheckIn, HeldSeat, OrgId, Store, validate};
 
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, JsonBody, ProductKey};
+use super::JsonBody;
+use crate::auth::ProductKey;
+use crate::error::{ApiError, ErrorBody};
 use crate::licensing::{self, Licenser, PublicKeys};
 use crate::limits::{Limits, rate_limited};
 use crate::observe::Metrics;

@@ -1,6 +1,8 @@
 //! The JSON APIs under `/api/v1`: the public check-in API for devices and the
-//! admin API for scripts. This module holds what both share: the error shape,
-//! key authentication and strict JSON bodies.
+//! admin API for scripts. This module joins them, describes them (OpenAPI)
+//! and holds the request shapes both read: strict JSON bodies, query
+//! parameters and cursors. Their error answer is `crate::error`, their keys
+//! `crate::auth`.
 
 pub mod admin;
 pub mod checkin;
@@ -9,24 +11,21 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use store::prelude::*;
-use store::{ErrorCode, Organization, Store, StoreError};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::error::ApiError;
 
 /// The largest request body an API route reads, unless it says otherwise.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -150,116 +149,6 @@ async fn openapi_json() -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
-}
-
-/// An API error: a status and `{"error": {"code", "message"}}`. The message is
-/// for people; internal details are logged, never sent.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
-    }
-
-    pub fn invalid_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-
-    pub fn invalid_api_key() -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "missing, malformed or unknown API key")
-    }
-}
-
-/// Every API error's body.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-struct ErrorDetail {
-    /// For programs: `invalid_request`, `invalid_api_key`, `unknown_product`, ….
-    code: &'static str,
-    /// For people.
-    message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        let code = error.code();
-        match code {
-            // The organization behind a key vanished between two statements.
-            ErrorCode::UnknownOrganization => return ApiError::invalid_api_key(),
-            ErrorCode::Internal => tracing::error!(%error, "store failure"),
-            _ => {}
-        }
-        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError::new(status, code.as_str(), error.public_message())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError::invalid_request(format!("invalid path: {}", rejection.body_text()))
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::invalid_request(format!("invalid query: {}", rejection.body_text()))
-    }
-}
-
-/// The key in `Authorization: Bearer <key>`, if the header has that shape.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-}
-
-/// The organization whose administration key the request carries.
-pub struct AdminOrg(pub Organization);
-
-impl<S: Send + Sync> FromRequestParts<S> for AdminOrg
-where
-    Store: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let key = bearer(&parts.headers).ok_or_else(ApiError::invalid_api_key)?;
-        let store = Store::from_ref(state);
-        store.authenticate_admin(key).await?.map(AdminOrg).ok_or_else(ApiError::invalid_api_key)
-    }
-}
-
-/// The product key the request carries, not yet looked up: the check-in
-/// looks it up together with the device (`store::CheckIns::first_look`).
-pub struct ProductKey(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ProductKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let key = bearer(&parts.headers).ok_or_else(ApiError::invalid_api_key)?;
-        Ok(ProductKey(key.to_owned()))
-    }
 }
 
 /// Query parameters as `T`; malformed ones are refused as an [`ApiError`].
