@@ -10,6 +10,7 @@
 
 #![allow(async_fn_in_trait)]
 
+mod audit;
 pub mod bulk;
 mod error;
 pub mod keys;
@@ -27,6 +28,7 @@ pub mod validate;
 pub use error::{ErrorCode, StoreError};
 pub use model::*;
 pub use store::Store;
+pub(crate) use audit::Change;
 
 use std::str::FromStr;
 
@@ -276,10 +278,6 @@ pub(crate) fn policy_of((code, license_days, reclaim_after_days): (String, i64, 
 
 pub(crate) fn seat_total((organization, product, seats, assigned): (String, String, i64, i64)) -> SeatTotal {
     SeatTotal { organization, product, seats, assigned }
-}
-
-pub(crate) fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
 }
 
 /// Rows of the audit log as both backends read them, with unknown names

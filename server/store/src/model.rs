@@ -564,33 +564,6 @@ pub struct ActivityFilter {
     pub limit: u32,
 }
 
-/// A change about to be recorded, inside the transaction that makes it.
-pub(crate) struct Change<'a> {
-    pub by: Actor,
-    pub kind: ActivityKind,
-    pub product: Option<&'a str>,
-    pub serial: Option<&'a str>,
-    pub detail: Option<String>,
-}
-
-impl<'a> Change<'a> {
-    pub(crate) fn new(by: Actor, kind: ActivityKind) -> Self {
-        Change { by, kind, product: None, serial: None, detail: None }
-    }
-
-    pub(crate) fn product(self, code: &'a str) -> Self {
-        Change { product: Some(code), ..self }
-    }
-
-    pub(crate) fn serial(self, serial: &'a str) -> Self {
-        Change { serial: Some(serial), ..self }
-    }
-
-    pub(crate) fn detail(self, detail: impl Into<String>) -> Self {
-        Change { detail: Some(detail.into()), ..self }
-    }
-}
-
 /// The audit log's filters as people and scripts type them (query
 /// parameters); empty means "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]

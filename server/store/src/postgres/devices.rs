@@ -137,7 +137,7 @@ impl Devices for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotIgnored(serial.to_owned()));
         }
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceUnignored).serial(serial)).await?;
+        record(&mut tx, org, now(), audit::device_unignored(by, serial)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -148,7 +148,7 @@ impl Devices for PgStore {
 pub(super) async fn delete_device_in(tx: &mut PgConnection, org: OrgId, serial: &str, by: Actor) -> Result<()> {
     let device = locked_device(tx, org, serial).await?;
     delete_locked_device(tx, device).await?;
-    record(tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await?;
+    record(tx, org, now(), audit::device_deleted(by, serial)).await?;
     Ok(())
 }
 
@@ -169,12 +169,10 @@ pub(super) async fn ignore_device_in(tx: &mut PgConnection, org: OrgId, serial: 
     .execute(&mut *tx)
     .await?;
     let device = lock_device(tx, org, serial).await?;
-    let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
     if let Some(device) = device {
         delete_locked_device(tx, device).await?;
-        change = change.detail("the recorded device was removed");
     }
-    record(tx, org, now(), change).await?;
+    record(tx, org, now(), audit::device_ignored(by, serial, device.is_some())).await?;
     Ok(device.is_some())
 }
 

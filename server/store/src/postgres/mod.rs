@@ -50,6 +50,7 @@ use crate::keys::{self, KeyKind};
 use crate::memory::{self, PendingLastSeen};
 use crate::validate;
 use crate::*;
+use crate::audit;
 use checkin::{PG_FLUSH_EVERY, write_last_seen};
 use devices::{delete_device_in, ignore_device_in};
 use products::insert_product;

@@ -123,8 +123,7 @@ impl PgStore {
         if kind == KeyKind::Admin {
             sqlx::query("delete from sessions where org_id = $1").bind(org.0).execute(&mut *tx).await?;
         }
-        let rotated = if kind == KeyKind::Admin { ActivityKind::AdminKeyRotated } else { ActivityKind::ProductKeyRotated };
-        record(&mut tx, org, now(), Change::new(by, rotated)).await?;
+        record(&mut tx, org, now(), audit::key_rotated(by, kind)).await?;
         tx.commit().await?;
         Ok(key)
     }

@@ -8,8 +8,7 @@ impl Products for PgStore {
         let now = now();
         let mut tx = self.begin().await?;
         let added = insert_product(&mut tx, org, product, now).await?;
-        let detail = format!("{} seats, auto-assign {}", added.seats, on_off(added.auto_assign));
-        record(&mut tx, org, now, Change::new(by, ActivityKind::ProductAdded).product(&added.code).detail(detail)).await?;
+        record(&mut tx, org, now, audit::product_added(by, &added)).await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -33,8 +32,7 @@ impl Products for PgStore {
         .bind(code)
         .fetch_one(&mut *tx)
         .await?;
-        let detail = format!("seats {before} → {seats}");
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
+        record(&mut tx, org, now(), audit::seats_changed(by, code, before, seats)).await?;
         tx.commit().await?;
         Ok(Product::from(product))
     }
@@ -68,8 +66,7 @@ impl Products for PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let product = row.map(Product::from).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-        let detail = format!("auto-assign {}", on_off(auto_assign));
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
+        record(&mut tx, org, now(), audit::auto_assign_changed(by, code, auto_assign)).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -123,8 +120,7 @@ impl Products for PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let after = ProductPolicy { license_days, reclaim_after_days };
-        let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&after));
-        record(&mut tx, org, now(), change).await?;
+        record(&mut tx, org, now(), audit::policy_changed(by, code, &before, &after)).await?;
         tx.commit().await?;
         Ok(after)
     }

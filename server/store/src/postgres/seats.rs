@@ -93,8 +93,7 @@ impl Seats for PgStore {
                         .bind(product)
                         .execute(&mut *tx)
                         .await?;
-                    let change = Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(&code).serial(&serial);
-                    record(&mut tx, OrgId(org), now, change.detail(format!("not seen for {days} days"))).await?;
+                                        record(&mut tx, OrgId(org), now, audit::seat_reclaimed(&code, &serial, days)).await?;
                     reclaimed += 1;
                 }
                 tx.commit().await?;
@@ -117,8 +116,7 @@ pub(super) async fn assign_in(tx: &mut PgConnection, org: OrgId, serial: &str, c
     let outcome = if held.is_some() {
         Assigned::Already
     } else if take_seat(tx, product.id, device, now()).await? {
-        let change = Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial);
-        record(tx, org, now(), change).await?;
+        record(tx, org, now(), audit::seat_assigned(by, code, serial)).await?;
         Assigned::Newly
     } else {
         return Err(StoreError::NoSeatsAvailable);
@@ -155,9 +153,7 @@ pub(super) async fn unassign_in(tx: &mut PgConnection, org: OrgId, serial: &str,
     .bind(now())
     .execute(&mut *tx)
     .await?;
-    let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
-    record(tx, org, now(), if freed == 1 { change } else { change.detail("held no seat; auto-assign blocked") })
-        .await?;
+    record(tx, org, now(), audit::seat_revoked(by, code, serial, freed == 1)).await?;
     Ok(())
 }
 

@@ -155,7 +155,7 @@ impl Devices for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotIgnored(serial.to_owned()));
         }
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::DeviceUnignored).serial(serial)).await?;
+        record(&mut tx, org, now(), audit::device_unignored(by, serial)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -167,7 +167,7 @@ pub(super) async fn delete_device_in(tx: &mut SqliteConnection, org: OrgId, seri
     let id = device_id(tx, org, serial).await?;
     free_all_seats(tx, id).await?;
     sqlx::query("delete from devices where id = ?").bind(id).execute(&mut *tx).await?;
-    record(tx, org, now(), Change::new(by, ActivityKind::DeviceDeleted).serial(serial)).await
+    record(tx, org, now(), audit::device_deleted(by, serial)).await
 }
 
 pub(super) async fn ignore_device_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
@@ -186,11 +186,7 @@ pub(super) async fn ignore_device_in(tx: &mut SqliteConnection, org: OrgId, seri
         .bind(millis(now()))
         .execute(&mut *tx)
         .await?;
-    let mut change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
-    if removed {
-        change = change.detail("the recorded device was removed");
-    }
-    record(tx, org, now(), change).await?;
+    record(tx, org, now(), audit::device_ignored(by, serial, removed)).await?;
     Ok(removed)
 }
 

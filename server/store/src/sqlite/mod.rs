@@ -42,6 +42,7 @@ use crate::keys::{self, KeyKind};
 use crate::memory::{self, FLUSH_EVERY, Generation, Holding, HeldSeats, KnownProductKeys, PendingLastSeen};
 use crate::validate;
 use crate::*;
+use crate::audit;
 use checkin::{PendingCheckIn, group_commit, write_last_seen};
 use devices::{delete_device_in, ignore_device_in};
 use held_seats::remember_holdings;

@@ -133,8 +133,7 @@ impl SqliteStore {
         if kind == KeyKind::Admin {
             sqlx::query("delete from sessions where org_id = ?").bind(org.0).execute(&mut *tx).await?;
         }
-        let rotated = if kind == KeyKind::Admin { ActivityKind::AdminKeyRotated } else { ActivityKind::ProductKeyRotated };
-        record(&mut tx, org, now(), Change::new(by, rotated)).await?;
+        record(&mut tx, org, now(), audit::key_rotated(by, kind)).await?;
         tx.commit().await?;
         Ok(key)
     }

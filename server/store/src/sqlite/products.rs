@@ -8,8 +8,7 @@ impl Products for SqliteStore {
         let now = now();
         let mut tx = self.write().await?;
         let added = insert_product(&mut tx, org, product, now).await?;
-        let detail = format!("{} seats, auto-assign {}", added.seats, on_off(added.auto_assign));
-        record(&mut tx, org, now, Change::new(by, ActivityKind::ProductAdded).product(&added.code).detail(detail)).await?;
+        record(&mut tx, org, now, audit::product_added(by, &added)).await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -25,8 +24,7 @@ impl Products for SqliteStore {
             .bind(code)
             .execute(&mut *tx)
             .await?;
-        let detail = format!("seats {before} → {seats}");
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::SeatsChanged).product(code).detail(detail)).await?;
+        record(&mut tx, org, now(), audit::seats_changed(by, code, before, seats)).await?;
         let product = org_product(&mut tx, org, code).await?.product;
         tx.commit().await?;
         Ok(product)
@@ -58,8 +56,7 @@ impl Products for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let product = org_product(&mut tx, org, code).await?.product;
-        let detail = format!("auto-assign {}", on_off(auto_assign));
-        record(&mut tx, org, now(), Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(detail)).await?;
+        record(&mut tx, org, now(), audit::auto_assign_changed(by, code, auto_assign)).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -98,8 +95,7 @@ impl Products for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let policy = fetch_policy(&mut tx, org, code).await?;
-        let change = Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(&policy));
-        record(&mut tx, org, now(), change).await?;
+        record(&mut tx, org, now(), audit::policy_changed(by, code, &before, &policy)).await?;
         tx.commit().await?;
         Ok(policy)
     }

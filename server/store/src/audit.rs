@@ -1,0 +1,87 @@
+//! The audit log's entries, each change worded once: both backends record
+//! what these functions make, inside the transaction that makes the change.
+
+use crate::keys::KeyKind;
+use crate::{ActivityKind, Actor, Product, ProductPolicy};
+
+/// A change about to be recorded, inside the transaction that makes it.
+pub(crate) struct Change<'a> {
+    pub by: Actor,
+    pub kind: ActivityKind,
+    pub product: Option<&'a str>,
+    pub serial: Option<&'a str>,
+    pub detail: Option<String>,
+}
+
+impl<'a> Change<'a> {
+    pub(crate) fn new(by: Actor, kind: ActivityKind) -> Self {
+        Change { by, kind, product: None, serial: None, detail: None }
+    }
+
+    pub(crate) fn product(self, code: &'a str) -> Self {
+        Change { product: Some(code), ..self }
+    }
+
+    pub(crate) fn serial(self, serial: &'a str) -> Self {
+        Change { serial: Some(serial), ..self }
+    }
+
+    pub(crate) fn detail(self, detail: impl Into<String>) -> Self {
+        Change { detail: Some(detail.into()), ..self }
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+pub(crate) fn product_added(by: Actor, product: &Product) -> Change<'_> {
+    let detail = format!("{} seats, auto-assign {}", product.seats, on_off(product.auto_assign));
+    Change::new(by, ActivityKind::ProductAdded).product(&product.code).detail(detail)
+}
+
+pub(crate) fn seats_changed(by: Actor, code: &str, before: i64, after: i64) -> Change<'_> {
+    Change::new(by, ActivityKind::SeatsChanged).product(code).detail(format!("seats {before} → {after}"))
+}
+
+pub(crate) fn auto_assign_changed(by: Actor, code: &str, on: bool) -> Change<'_> {
+    Change::new(by, ActivityKind::AutoAssignChanged).product(code).detail(format!("auto-assign {}", on_off(on)))
+}
+
+pub(crate) fn policy_changed<'a>(by: Actor, code: &'a str, before: &ProductPolicy, after: &ProductPolicy) -> Change<'a> {
+    Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(after))
+}
+
+pub(crate) fn key_rotated(by: Actor, kind: KeyKind) -> Change<'static> {
+    let kind = if kind == KeyKind::Admin { ActivityKind::AdminKeyRotated } else { ActivityKind::ProductKeyRotated };
+    Change::new(by, kind)
+}
+
+pub(crate) fn seat_assigned<'a>(by: Actor, code: &'a str, serial: &'a str) -> Change<'a> {
+    Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial)
+}
+
+/// `freed`: whether the device held the seat; an admin may also revoke a
+/// seat not held, to keep auto-assign from giving it.
+pub(crate) fn seat_revoked<'a>(by: Actor, code: &'a str, serial: &'a str, freed: bool) -> Change<'a> {
+    let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
+    if freed { change } else { change.detail("held no seat; auto-assign blocked") }
+}
+
+pub(crate) fn seat_reclaimed<'a>(code: &'a str, serial: &'a str, days: i64) -> Change<'a> {
+    Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(code).serial(serial).detail(format!("not seen for {days} days"))
+}
+
+pub(crate) fn device_deleted(by: Actor, serial: &str) -> Change<'_> {
+    Change::new(by, ActivityKind::DeviceDeleted).serial(serial)
+}
+
+/// `removed`: whether a recorded device was deleted with it.
+pub(crate) fn device_ignored(by: Actor, serial: &str, removed: bool) -> Change<'_> {
+    let change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
+    if removed { change.detail("the recorded device was removed") } else { change }
+}
+
+pub(crate) fn device_unignored(by: Actor, serial: &str) -> Change<'_> {
+    Change::new(by, ActivityKind::DeviceUnignored).serial(serial)
+}
