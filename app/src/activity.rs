@@ -7,7 +7,8 @@ use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Alert, Failure, Moment, UiError, When, encode_segment};
+use crate::frame::Loaded;
+use crate::ui::{Alert, Moment, UiError, When, encode_segment};
 
 pub const CHANGES_PER_PAGE: u32 = 50;
 
@@ -128,114 +129,108 @@ pub fn ActivityPage() -> impl IntoView {
 
     view! {
         <h1>"Activity"</h1>
-        <Suspense fallback=|| view! { <p class="muted">"Loading activity…"</p> }>
-            {move || Suspend::new(async move {
-                let screen = match screen.await {
-                    Err(error) => return view! { <Failure error/> }.into_any(),
-                    Ok(screen) => screen,
-                };
-                let ActivityScreen { changes, next, products, kinds, actors, problem } = screen;
-                let selected = move |name: &str, option: &str| value(name) == option;
-                let csv = format!("/activity.csv?{}", filters_query());
-                view! {
-                    <Form method="GET" action="" attr:class="filters" attr:aria-label="Filter activity">
-                        <div class="field">
-                            <label for="filter-product">"Product"</label>
-                            <select id="filter-product" name="product">
-                                <option value="">"Any product"</option>
-                                {products.into_iter().map(|(code, name)| {
-                                    let chosen = selected("product", &code);
-                                    view! { <option value=code selected=chosen>{name}</option> }
-                                }).collect_view()}
-                            </select>
-                        </div>
-                        <div class="field">
-                            <label for="filter-serial">"Serial number"</label>
-                            <input id="filter-serial" type="text" name="serial" value=value("serial") placeholder="Exact serial" />
-                        </div>
-                        <div class="field">
-                            <label for="filter-kind">"What"</label>
-                            <select id="filter-kind" name="kind">
-                                <option value="">"Any change"</option>
-                                {kinds.into_iter().map(|kind| {
-                                    let chosen = selected("kind", &kind);
-                                    let label = kind_label(&kind);
-                                    view! { <option value=kind selected=chosen>{label}</option> }
-                                }).collect_view()}
-                            </select>
-                        </div>
-                        <div class="field">
-                            <label for="filter-actor">"Who"</label>
-                            <select id="filter-actor" name="actor">
-                                <option value="">"Anyone"</option>
-                                {actors.into_iter().map(|actor| {
-                                    let chosen = selected("actor", &actor);
-                                    let label = actor_label(&actor);
-                                    view! { <option value=actor selected=chosen>{label}</option> }
-                                }).collect_view()}
-                            </select>
-                        </div>
-                        <div class="field">
-                            <label for="filter-since">"From"</label>
-                            <input id="filter-since" type="date" name="since" value=value("since") />
-                        </div>
-                        <div class="field">
-                            <label for="filter-until">"To"</label>
-                            <input id="filter-until" type="date" name="until" value=value("until") />
-                        </div>
-                        <button type="submit">"Apply"</button>
-                        <a href=csv download="activity.csv" rel="external">"Download CSV"</a>
-                    </Form>
-                    {problem.map(|message| view! { <Alert message/> })}
-                    {if changes.is_empty() {
-                        view! { <p class="muted">"No change matches."</p> }.into_any()
-                    } else {
-                        view! {
-                            <div class="table-wrap">
-                                <table>
-                                    <thead>
+        <Loaded data=screen loading="Loading activity…" page={move |screen: ActivityScreen| {
+            let ActivityScreen { changes, next, products, kinds, actors, problem } = screen;
+            let selected = move |name: &str, option: &str| value(name) == option;
+            let csv = format!("/activity.csv?{}", filters_query());
+            view! {
+                <Form method="GET" action="" attr:class="filters" attr:aria-label="Filter activity">
+                    <div class="field">
+                        <label for="filter-product">"Product"</label>
+                        <select id="filter-product" name="product">
+                            <option value="">"Any product"</option>
+                            {products.into_iter().map(|(code, name)| {
+                                let chosen = selected("product", &code);
+                                view! { <option value=code selected=chosen>{name}</option> }
+                            }).collect_view()}
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="filter-serial">"Serial number"</label>
+                        <input id="filter-serial" type="text" name="serial" value=value("serial") placeholder="Exact serial" />
+                    </div>
+                    <div class="field">
+                        <label for="filter-kind">"What"</label>
+                        <select id="filter-kind" name="kind">
+                            <option value="">"Any change"</option>
+                            {kinds.into_iter().map(|kind| {
+                                let chosen = selected("kind", &kind);
+                                let label = kind_label(&kind);
+                                view! { <option value=kind selected=chosen>{label}</option> }
+                            }).collect_view()}
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="filter-actor">"Who"</label>
+                        <select id="filter-actor" name="actor">
+                            <option value="">"Anyone"</option>
+                            {actors.into_iter().map(|actor| {
+                                let chosen = selected("actor", &actor);
+                                let label = actor_label(&actor);
+                                view! { <option value=actor selected=chosen>{label}</option> }
+                            }).collect_view()}
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="filter-since">"From"</label>
+                        <input id="filter-since" type="date" name="since" value=value("since") />
+                    </div>
+                    <div class="field">
+                        <label for="filter-until">"To"</label>
+                        <input id="filter-until" type="date" name="until" value=value("until") />
+                    </div>
+                    <button type="submit">"Apply"</button>
+                    <a href=csv download="activity.csv" rel="external">"Download CSV"</a>
+                </Form>
+                {problem.map(|message| view! { <Alert message/> })}
+                {if changes.is_empty() {
+                    view! { <p class="muted">"No change matches."</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="table-wrap">
+                            <table>
+                                <thead>
+                                    <tr>
+                                        <th scope="col">"When"</th>
+                                        <th scope="col">"Who"</th>
+                                        <th scope="col">"What"</th>
+                                        <th scope="col">"Product"</th>
+                                        <th scope="col">"Device"</th>
+                                        <th scope="col">"Detail"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {changes.into_iter().map(|change| view! {
                                         <tr>
-                                            <th scope="col">"When"</th>
-                                            <th scope="col">"Who"</th>
-                                            <th scope="col">"What"</th>
-                                            <th scope="col">"Product"</th>
-                                            <th scope="col">"Device"</th>
-                                            <th scope="col">"Detail"</th>
+                                            <td><When moment=change.at /></td>
+                                            <td>{actor_label(&change.actor)}</td>
+                                            <td>{kind_label(&change.kind)}</td>
+                                            <td>{change.product.map(|code| {
+                                                let href = format!("/products/{}", encode_segment(&code));
+                                                view! { <A href=href>{code}</A> }
+                                            })}</td>
+                                            <td>{change.serial.map(|serial| {
+                                                let href = format!("/devices/{}", encode_segment(&serial));
+                                                view! { <A href=href>{serial}</A> }
+                                            })}</td>
+                                            <td>{change.detail}</td>
                                         </tr>
-                                    </thead>
-                                    <tbody>
-                                        {changes.into_iter().map(|change| view! {
-                                            <tr>
-                                                <td><When moment=change.at /></td>
-                                                <td>{actor_label(&change.actor)}</td>
-                                                <td>{kind_label(&change.kind)}</td>
-                                                <td>{change.product.map(|code| {
-                                                    let href = format!("/products/{}", encode_segment(&code));
-                                                    view! { <A href=href>{code}</A> }
-                                                })}</td>
-                                                <td>{change.serial.map(|serial| {
-                                                    let href = format!("/devices/{}", encode_segment(&serial));
-                                                    view! { <A href=href>{serial}</A> }
-                                                })}</td>
-                                                <td>{change.detail}</td>
-                                            </tr>
-                                        }).collect_view()}
-                                    </tbody>
-                                </table>
-                            </div>
-                        }.into_any()
-                    }}
-                    <p class="pager">
-                        {(!value("before").is_empty()).then(|| {
-                            view! { <A href=format!("/activity?{}", filters_query())>"← Newest"</A> }
-                        })}
-                        {next.map(|before| {
-                            let href = format!("/activity?{}&before={}", filters_query(), encode_segment(&before));
-                            view! { <A href=href>"Older changes →"</A> }
-                        })}
-                    </p>
-                }.into_any()
-            })}
-        </Suspense>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any()
+                }}
+                <p class="pager">
+                    {(!value("before").is_empty()).then(|| {
+                        view! { <A href=format!("/activity?{}", filters_query())>"← Newest"</A> }
+                    })}
+                    {next.map(|before| {
+                        let href = format!("/activity?{}&before={}", filters_query(), encode_segment(&before));
+                        view! { <A href=href>"Older changes →"</A> }
+                    })}
+                </p>
+            }.into_any()
+        }}/>
     }
 }

@@ -9,7 +9,8 @@ use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
 use crate::devices::{DeleteDevice, IgnoreDevice, questions};
-use crate::ui::{ConfirmForm, Failure, Moment, PostedError, SavingCheckbox, UiError, When, posted_error, posting_to, use_hydrated};
+use crate::frame::Loaded;
+use crate::ui::{ConfirmForm, Moment, PostedError, SavingCheckbox, UiError, When, posted_error, posting_to, use_hydrated};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseView {
@@ -76,45 +77,35 @@ pub fn DevicePage() -> impl IntoView {
     let screen = Resource::new(move || params.read().get("serial").unwrap_or_default(), load_device);
 
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match screen.await {
-                    Err(error) => view! {
-                        <Failure error/>
-                        <p><A href="/devices">"Back to Devices"</A></p>
-                    }.into_any(),
-                    Ok(device) => {
-                        let serial = device.serial.clone();
-                        let (delete_question, ignore_question) = questions(&serial);
-                        let posted = device
-                            .licenses
-                            .iter()
-                            .find_map(|license| posted_error(&license_form(&license.product)).map(|message| (license.product.clone(), message)));
-                        let (delete_serial, ignore_serial) = (serial.clone(), serial.clone());
-                        view! {
-                            <p class="crumbs"><A href="/devices">"Devices"</A>" › "{serial.clone()}</p>
-                            <h1>{serial.clone()}</h1>
-                            <DeviceLicenses device posted action=posting_to(SetLicense::url()) />
-                            <section class="danger-zone" aria-label="Remove this device">
-                                <PostedError form="device-actions" />
-                                // After either, the device is gone: back to the list.
-                                <ConfirmForm action=DeleteDevice::url().to_owned() question=delete_question class="inline".to_owned()>
-                                    <input type="hidden" name="serial" value=delete_serial />
-                                    <input type="hidden" name="next" value="/devices" />
-                                    <button type="submit" class="danger">"Delete device"</button>
-                                </ConfirmForm>
-                                <ConfirmForm action=IgnoreDevice::url().to_owned() question=ignore_question class="inline".to_owned()>
-                                    <input type="hidden" name="serial" value=ignore_serial />
-                                    <input type="hidden" name="next" value="/devices" />
-                                    <button type="submit">"Ignore device"</button>
-                                </ConfirmForm>
-                                <p class="muted">"Deleting frees its seats; the device reappears if it checks in again. Ignoring also refuses its check-ins until you un-ignore it in Settings."</p>
-                            </section>
-                        }.into_any()
-                    }
-                }
-            })}
-        </Suspense>
+        <Loaded data=screen back=("/devices", "Back to Devices") page={move |device: DeviceScreen| {
+            let serial = device.serial.clone();
+            let (delete_question, ignore_question) = questions(&serial);
+            let posted = device
+                .licenses
+                .iter()
+                .find_map(|license| posted_error(&license_form(&license.product)).map(|message| (license.product.clone(), message)));
+            let (delete_serial, ignore_serial) = (serial.clone(), serial.clone());
+            view! {
+                <p class="crumbs"><A href="/devices">"Devices"</A>" › "{serial.clone()}</p>
+                <h1>{serial.clone()}</h1>
+                <DeviceLicenses device posted action=posting_to(SetLicense::url()) />
+                <section class="danger-zone" aria-label="Remove this device">
+                    <PostedError form="device-actions" />
+                    // After either, the device is gone: back to the list.
+                    <ConfirmForm action=DeleteDevice::url().to_owned() question=delete_question class="inline".to_owned()>
+                        <input type="hidden" name="serial" value=delete_serial />
+                        <input type="hidden" name="next" value="/devices" />
+                        <button type="submit" class="danger">"Delete device"</button>
+                    </ConfirmForm>
+                    <ConfirmForm action=IgnoreDevice::url().to_owned() question=ignore_question class="inline".to_owned()>
+                        <input type="hidden" name="serial" value=ignore_serial />
+                        <input type="hidden" name="next" value="/devices" />
+                        <button type="submit">"Ignore device"</button>
+                    </ConfirmForm>
+                    <p class="muted">"Deleting frees its seats; the device reappears if it checks in again. Ignoring also refuses its check-ins until you un-ignore it in Settings."</p>
+                </section>
+            }.into_any()
+        }}/>
     }
 }
 

@@ -8,7 +8,8 @@ use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{ConfirmForm, Failure, Moment, PostedError, UiError, When, encode_segment, posting_to};
+use crate::frame::Loaded;
+use crate::ui::{ConfirmForm, Moment, PostedError, UiError, When, encode_segment, posting_to};
 
 pub const DEVICES_PER_PAGE: u32 = 50;
 
@@ -220,75 +221,70 @@ pub fn DevicesPage() -> impl IntoView {
     };
 
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading devices…"</p> }>
-            {move || Suspend::new(async move {
-                match screen.await {
-                    Err(error) => view! { <Failure error/> }.into_any(),
-                    Ok(DevicesScreen { devices, .. }) if devices.is_empty() => view! {
-                        {search_form()}
-                        <p class="muted">{if search().is_empty() { "No device has checked in yet." } else { "No device matches that search." }}</p>
-                    }.into_any(),
-                    Ok(DevicesScreen { devices, next, products }) => view! {
-                        {search_form()}
-                        {bulk_form(products)}
-                        <div class="table-wrap">
-                            <table>
-                                <thead>
+        <Loaded data=screen loading="Loading devices…" page={move |screen: DevicesScreen| match screen {
+            DevicesScreen { devices, .. } if devices.is_empty() => view! {
+                {search_form()}
+                <p class="muted">{if search().is_empty() { "No device has checked in yet." } else { "No device matches that search." }}</p>
+            }.into_any(),
+            DevicesScreen { devices, next, products } => view! {
+                {search_form()}
+                {bulk_form(products)}
+                <div class="table-wrap">
+                    <table>
+                        <thead>
+                            <tr>
+                                <th scope="col">"Serial number"</th>
+                                <th scope="col">"First seen"</th>
+                                <th scope="col">"Last seen"</th>
+                                <th scope="col" class="num">"Seats assigned"</th>
+                                <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {devices.into_iter().map(|device| {
+                                let href = format!("/devices/{}", encode_segment(&device.serial));
+                                let serial = device.serial.clone();
+                                let (delete_question, ignore_question) = questions(&serial);
+                                let (view_label, delete_label, ignore_label) =
+                                    (format!("View {serial}"), format!("Delete {serial}"), format!("Ignore {serial}"));
+                                let delete_serial = serial.clone();
+                                let ignore_serial = serial.clone();
+                                view! {
                                     <tr>
-                                        <th scope="col">"Serial number"</th>
-                                        <th scope="col">"First seen"</th>
-                                        <th scope="col">"Last seen"</th>
-                                        <th scope="col" class="num">"Seats assigned"</th>
-                                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                                        <th scope="row">{device.serial.clone()}</th>
+                                        <td><When moment=device.first_seen /></td>
+                                        <td><When moment=device.last_seen /></td>
+                                        <td class="num">{device.seats_assigned}</td>
+                                        <td class="actions">
+                                            <input type="checkbox" name="serials[]" value=serial.clone() form="bulk"
+                                                aria-label=format!("Select {serial}") />
+                                            <A href=href attr:aria-label=view_label>"View"</A>
+                                            <ConfirmForm action=delete_url.get_value() question=delete_question class="inline".to_owned()>
+                                                <input type="hidden" name="serial" value=delete_serial />
+                                                <button type="submit" class="small danger" aria-label=delete_label>"Delete"</button>
+                                            </ConfirmForm>
+                                            <ConfirmForm action=ignore_url.get_value() question=ignore_question class="inline".to_owned()>
+                                                <input type="hidden" name="serial" value=ignore_serial />
+                                                <button type="submit" class="small" aria-label=ignore_label>"Ignore"</button>
+                                            </ConfirmForm>
+                                        </td>
                                     </tr>
-                                </thead>
-                                <tbody>
-                                    {devices.into_iter().map(|device| {
-                                        let href = format!("/devices/{}", encode_segment(&device.serial));
-                                        let serial = device.serial.clone();
-                                        let (delete_question, ignore_question) = questions(&serial);
-                                        let (view_label, delete_label, ignore_label) =
-                                            (format!("View {serial}"), format!("Delete {serial}"), format!("Ignore {serial}"));
-                                        let delete_serial = serial.clone();
-                                        let ignore_serial = serial.clone();
-                                        view! {
-                                            <tr>
-                                                <th scope="row">{device.serial.clone()}</th>
-                                                <td><When moment=device.first_seen /></td>
-                                                <td><When moment=device.last_seen /></td>
-                                                <td class="num">{device.seats_assigned}</td>
-                                                <td class="actions">
-                                                    <input type="checkbox" name="serials[]" value=serial.clone() form="bulk"
-                                                        aria-label=format!("Select {serial}") />
-                                                    <A href=href attr:aria-label=view_label>"View"</A>
-                                                    <ConfirmForm action=delete_url.get_value() question=delete_question class="inline".to_owned()>
-                                                        <input type="hidden" name="serial" value=delete_serial />
-                                                        <button type="submit" class="small danger" aria-label=delete_label>"Delete"</button>
-                                                    </ConfirmForm>
-                                                    <ConfirmForm action=ignore_url.get_value() question=ignore_question class="inline".to_owned()>
-                                                        <input type="hidden" name="serial" value=ignore_serial />
-                                                        <button type="submit" class="small" aria-label=ignore_label>"Ignore"</button>
-                                                    </ConfirmForm>
-                                                </td>
-                                            </tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                        <p class="pager">
-                            {query.read().get("after").map(|_| {
-                                let first = if search().is_empty() { "/devices".to_owned() } else { format!("/devices?q={}", encode_segment(&search())) };
-                                view! { <A href=first>"← First page"</A> }
-                            })}
-                            {next.map(|after| {
-                                let href = format!("/devices?q={}&after={}", encode_segment(&search()), encode_segment(&after));
-                                view! { <A href=href>"Next page →"</A> }
-                            })}
-                        </p>
-                    }.into_any(),
-                }
-            })}
-        </Suspense>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+                <p class="pager">
+                    {query.read().get("after").map(|_| {
+                        let first = if search().is_empty() { "/devices".to_owned() } else { format!("/devices?q={}", encode_segment(&search())) };
+                        view! { <A href=first>"← First page"</A> }
+                    })}
+                    {next.map(|after| {
+                        let href = format!("/devices?q={}&after={}", encode_segment(&search()), encode_segment(&after));
+                        view! { <A href=href>"Next page →"</A> }
+                    })}
+                </p>
+            }.into_any(),
+        }}/>
     }
 }

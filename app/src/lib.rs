@@ -7,6 +7,7 @@ pub mod activity;
 pub mod auth;
 pub mod device;
 pub mod devices;
+pub mod frame;
 pub mod licenses;
 pub mod product;
 pub mod settings;

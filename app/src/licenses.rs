@@ -6,7 +6,8 @@ use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, SavingCheckbox, UiError, posted_error, posting_to, use_hydrated};
+use crate::frame::Loaded;
+use crate::ui::{SavingCheckbox, UiError, posted_error, posting_to, use_hydrated};
 
 /// A product as the screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,37 +90,32 @@ pub fn LicensesPage() -> impl IntoView {
     let products = Resource::new(|| (), |_| list_products());
 
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading products…"</p> }>
-            {move || Suspend::new(async move {
-                match products.await {
-                    Err(error) => view! { <Failure error/> }.into_any(),
-                    Ok(list) if list.is_empty() => view! {
-                        <h1>"Licenses"</h1>
-                        <p class="muted">"Your organization has no products yet. Your vendor adds them."</p>
-                    }.into_any(),
-                    Ok(list) => view! {
-                        <h1>"Licenses"</h1>
-                        <div class="table-wrap">
-                            <table>
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"Product"</th>
-                                        <th scope="col" class="num">"Seats"</th>
-                                        <th scope="col" class="num">"Assigned"</th>
-                                        <th scope="col" class="num">"Available"</th>
-                                        <th scope="col">"Auto-assign"</th>
-                                        <th scope="col">"Last 30 days"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {list.into_iter().map(|product| view! { <ProductRow product /> }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                    }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=products loading="Loading products…" page={move |screen: Vec<ProductView>| match screen {
+            list if list.is_empty() => view! {
+                <h1>"Licenses"</h1>
+                <p class="muted">"Your organization has no products yet. Your vendor adds them."</p>
+            }.into_any(),
+            list => view! {
+                <h1>"Licenses"</h1>
+                <div class="table-wrap">
+                    <table>
+                        <thead>
+                            <tr>
+                                <th scope="col">"Product"</th>
+                                <th scope="col" class="num">"Seats"</th>
+                                <th scope="col" class="num">"Assigned"</th>
+                                <th scope="col" class="num">"Available"</th>
+                                <th scope="col">"Auto-assign"</th>
+                                <th scope="col">"Last 30 days"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {list.into_iter().map(|product| view! { <ProductRow product /> }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            }.into_any(),
+        }}/>
     }
 }
 

@@ -9,7 +9,8 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::licenses::ProductView;
-use crate::ui::{Failure, Moment, PostedError, UiError, When, encode_segment, posting_to};
+use crate::frame::Loaded;
+use crate::ui::{Moment, PostedError, UiError, When, encode_segment, posting_to};
 
 pub const HOLDERS_PER_PAGE: u32 = 100;
 
@@ -136,102 +137,93 @@ pub fn ProductPage() -> impl IntoView {
     );
 
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match screen.await {
-                    Err(error) => view! {
-                        <Failure error/>
-                        <p><A href="/">"Back to Licenses"</A></p>
-                    }.into_any(),
-                    Ok(ProductScreen { product, license_days, reclaim_after_days, usage, usage_days, today, holders, next }) => {
-                        let code = product.code.clone();
-                        let (days_code, reclaim_code) = (code.clone(), code.clone());
-                        view! {
-                            <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
-                            <h1>{product.name.clone()}</h1>
-                            <p class="summary">
-                                {product.assigned}" of "{product.seats}" seats assigned, "{product.available}" available"
-                                {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
-                            </p>
-                            <section class="usage" aria-label="Seat usage">
-                                <p class="range">
-                                    "Seat usage over "
-                                    {if usage_days == 90 {
-                                        view! { <A href="?days=30">"30 days"</A>" · "<strong>"90 days"</strong> }.into_any()
-                                    } else {
-                                        view! { <strong>"30 days"</strong>" · "<A href="?days=90">"90 days"</A> }.into_any()
-                                    }}
-                                </p>
-                                <crate::usage::UsageChart points=usage days=usage_days today />
-                            </section>
-                            <form method="post" action=posting_to(SetLicenseDays::url()) class="inline setting">
-                                <input type="hidden" name="code" value=days_code />
-                                <label for="license-days">"Signed licenses stay valid for"</label>
-                                <input id="license-days" type="number" name="days" min="1" max="365" required
-                                    value=license_days.to_string() />
-                                <span>"days after each check-in"</span>
-                                <button type="submit" class="small">"Save"</button>
-                            </form>
-                            <PostedError form="license-days" />
-                            <form method="post" action=posting_to(SetReclaimDays::url()) class="inline setting">
-                                <input type="hidden" name="code" value=reclaim_code />
-                                <label for="reclaim-days">"Reclaim seats of devices not seen for"</label>
-                                <input id="reclaim-days" type="number" name="days" min="1" max="3650" placeholder="never"
-                                    value=reclaim_after_days.map(|days| days.to_string()).unwrap_or_default() />
-                                <span>"days (empty: never)"</span>
-                                <button type="submit" class="small">"Save"</button>
-                            </form>
-                            <PostedError form="reclaim-days" />
-                            <PostedError form="revoke" />
-                            {if holders.is_empty() {
-                                view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()
-                            } else {
-                                view! {
-                                    <div class="table-wrap">
-                                        <table>
-                                            <thead>
-                                                <tr>
-                                                    <th scope="col">"Serial number"</th>
-                                                    <th scope="col">"Assigned"</th>
-                                                    <th scope="col">"Last seen"</th>
-                                                    <th scope="col"><span class="visually-hidden">"Revoke"</span></th>
-                                                </tr>
-                                            </thead>
-                                            <tbody>
-                                                {holders.into_iter().map(|holder| {
-                                                    let label = format!("Revoke {}", holder.serial);
-                                                    let href = format!("/devices/{}", encode_segment(&holder.serial));
-                                                    let code = code.clone();
-                                                    let serial = holder.serial.clone();
-                                                    view! {
-                                                        <tr>
-                                                            <th scope="row">
-                                                                <A href=href>{holder.serial}</A>
-                                                            </th>
-                                                            <td><When moment=holder.assigned /></td>
-                                                            <td><When moment=holder.last_seen /></td>
-                                                            <td class="actions">
-                                                                <form method="post" action=posting_to(RevokeSeat::url()) class="inline">
-                                                                    <input type="hidden" name="code" value=code />
-                                                                    <input type="hidden" name="serial" value=serial />
-                                                                    <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
-                                                                </form>
-                                                            </td>
-                                                        </tr>
-                                                    }
-                                                }).collect_view()}
-                                            </tbody>
-                                        </table>
-                                    </div>
-                                    {next.map(|after| view! {
-                                        <p class="pager"><A href=format!("?after={}", encode_segment(&after))>"More devices →"</A></p>
-                                    })}
-                                }.into_any()
-                            }}
-                        }.into_any()
-                    }
-                }
-            })}
-        </Suspense>
+        <Loaded data=screen back=("/", "Back to Licenses") page={move |screen: ProductScreen| {
+            let ProductScreen { product, license_days, reclaim_after_days, usage, usage_days, today, holders, next } = screen;
+            let code = product.code.clone();
+            let (days_code, reclaim_code) = (code.clone(), code.clone());
+            view! {
+                <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
+                <h1>{product.name.clone()}</h1>
+                <p class="summary">
+                    {product.assigned}" of "{product.seats}" seats assigned, "{product.available}" available"
+                    {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
+                </p>
+                <section class="usage" aria-label="Seat usage">
+                    <p class="range">
+                        "Seat usage over "
+                        {if usage_days == 90 {
+                            view! { <A href="?days=30">"30 days"</A>" · "<strong>"90 days"</strong> }.into_any()
+                        } else {
+                            view! { <strong>"30 days"</strong>" · "<A href="?days=90">"90 days"</A> }.into_any()
+                        }}
+                    </p>
+                    <crate::usage::UsageChart points=usage days=usage_days today />
+                </section>
+                <form method="post" action=posting_to(SetLicenseDays::url()) class="inline setting">
+                    <input type="hidden" name="code" value=days_code />
+                    <label for="license-days">"Signed licenses stay valid for"</label>
+                    <input id="license-days" type="number" name="days" min="1" max="365" required
+                        value=license_days.to_string() />
+                    <span>"days after each check-in"</span>
+                    <button type="submit" class="small">"Save"</button>
+                </form>
+                <PostedError form="license-days" />
+                <form method="post" action=posting_to(SetReclaimDays::url()) class="inline setting">
+                    <input type="hidden" name="code" value=reclaim_code />
+                    <label for="reclaim-days">"Reclaim seats of devices not seen for"</label>
+                    <input id="reclaim-days" type="number" name="days" min="1" max="3650" placeholder="never"
+                        value=reclaim_after_days.map(|days| days.to_string()).unwrap_or_default() />
+                    <span>"days (empty: never)"</span>
+                    <button type="submit" class="small">"Save"</button>
+                </form>
+                <PostedError form="reclaim-days" />
+                <PostedError form="revoke" />
+                {if holders.is_empty() {
+                    view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="table-wrap">
+                            <table>
+                                <thead>
+                                    <tr>
+                                        <th scope="col">"Serial number"</th>
+                                        <th scope="col">"Assigned"</th>
+                                        <th scope="col">"Last seen"</th>
+                                        <th scope="col"><span class="visually-hidden">"Revoke"</span></th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {holders.into_iter().map(|holder| {
+                                        let label = format!("Revoke {}", holder.serial);
+                                        let href = format!("/devices/{}", encode_segment(&holder.serial));
+                                        let code = code.clone();
+                                        let serial = holder.serial.clone();
+                                        view! {
+                                            <tr>
+                                                <th scope="row">
+                                                    <A href=href>{holder.serial}</A>
+                                                </th>
+                                                <td><When moment=holder.assigned /></td>
+                                                <td><When moment=holder.last_seen /></td>
+                                                <td class="actions">
+                                                    <form method="post" action=posting_to(RevokeSeat::url()) class="inline">
+                                                        <input type="hidden" name="code" value=code />
+                                                        <input type="hidden" name="serial" value=serial />
+                                                        <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
+                                                    </form>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                        {next.map(|after| view! {
+                            <p class="pager"><A href=format!("?after={}", encode_segment(&after))>"More devices →"</A></p>
+                        })}
+                    }.into_any()
+                }}
+            }.into_any()
+        }}/>
     }
 }

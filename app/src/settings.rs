@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use serde::{Deserialize, Serialize};
 
-use crate::ui::{Failure, Moment, PostedError, UiError, When, posting_to, use_hydrated};
+use crate::frame::Loaded;
+use crate::ui::{Moment, PostedError, UiError, When, posting_to, use_hydrated};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredView {
@@ -121,72 +122,65 @@ pub fn SettingsPage() -> impl IntoView {
     let screen = Resource::new(|| (), |_| load_settings());
 
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match screen.await {
-                    Err(error) => view! { <Failure error/> }.into_any(),
-                    Ok(settings) => {
+        <Loaded data=screen page={move |settings: SettingsScreen| {
+            view! {
+                <h1>"Settings"</h1>
+                <section class="card" aria-labelledby="product-key-title">
+                    <h2 id="product-key-title">"Product API key"</h2>
+                    <p>"Enter this key in your apps' settings: it tells the license server that an installation belongs to " {settings.organization.clone()} "."</p>
+                    <div class="key-row">
+                        <label for="product-key" class="visually-hidden">"Product API key"</label>
+                        <input id="product-key" class="key" readonly value=settings.product_key.clone() />
+                        <CopyButton text=settings.product_key.clone() />
+                    </div>
+                    <form method="post" action=posting_to(RotateProductKey::url()) class="stack">
+                        <p class="warning">"Rotating issues a new product key and the old one stops working at once: every installed app must be updated with the new key."</p>
+                        <PostedError form="rotate-product-key" />
+                        <button type="submit" class="danger">"Rotate product key"</button>
+                    </form>
+                </section>
+                <section class="card" aria-labelledby="admin-key-title">
+                    <h2 id="admin-key-title">"Administration API key"</h2>
+                    <p>"This browser is signed in to " {settings.organization.clone()} " with the administration key."</p>
+                    {settings.new_admin_key.map(|key| view! {
+                        <div class="notice" role="status">
+                            <p>"Your new administration API key is shown only now. Store it safely:"</p>
+                            <label for="new-admin-key" class="visually-hidden">"New administration API key"</label>
+                            <input id="new-admin-key" class="key" readonly value=key />
+                        </div>
+                    })}
+                    <form method="post" action=posting_to(RotateAdminKey::url()) class="stack">
+                        <p class="warning">"Rotating issues a new administration key: the old one stops working, other signed-in browsers are signed out, and scripts using it must be updated."</p>
+                        <PostedError form="rotate-admin-key" />
+                        <button type="submit" class="danger">"Rotate administration key"</button>
+                    </form>
+                    <p class="muted">"Sign out of this browser with " <strong>"Sign out"</strong> " at the top of the page."</p>
+                </section>
+                <section class="card" aria-labelledby="ignored-title">
+                    <h2 id="ignored-title">"Ignored devices"</h2>
+                    <PostedError form="ignore-list" />
+                    {if settings.ignored.is_empty() {
+                        view! { <p class="muted">"No device is ignored."</p> }.into_any()
+                    } else {
                         view! {
-                            <h1>"Settings"</h1>
-                            <section class="card" aria-labelledby="product-key-title">
-                                <h2 id="product-key-title">"Product API key"</h2>
-                                <p>"Enter this key in your apps' settings: it tells the license server that an installation belongs to " {settings.organization.clone()} "."</p>
-                                <div class="key-row">
-                                    <label for="product-key" class="visually-hidden">"Product API key"</label>
-                                    <input id="product-key" class="key" readonly value=settings.product_key.clone() />
-                                    <CopyButton text=settings.product_key.clone() />
-                                </div>
-                                <form method="post" action=posting_to(RotateProductKey::url()) class="stack">
-                                    <p class="warning">"Rotating issues a new product key and the old one stops working at once: every installed app must be updated with the new key."</p>
-                                    <PostedError form="rotate-product-key" />
-                                    <button type="submit" class="danger">"Rotate product key"</button>
-                                </form>
-                            </section>
-                            <section class="card" aria-labelledby="admin-key-title">
-                                <h2 id="admin-key-title">"Administration API key"</h2>
-                                <p>"This browser is signed in to " {settings.organization.clone()} " with the administration key."</p>
-                                {settings.new_admin_key.map(|key| view! {
-                                    <div class="notice" role="status">
-                                        <p>"Your new administration API key is shown only now. Store it safely:"</p>
-                                        <label for="new-admin-key" class="visually-hidden">"New administration API key"</label>
-                                        <input id="new-admin-key" class="key" readonly value=key />
-                                    </div>
-                                })}
-                                <form method="post" action=posting_to(RotateAdminKey::url()) class="stack">
-                                    <p class="warning">"Rotating issues a new administration key: the old one stops working, other signed-in browsers are signed out, and scripts using it must be updated."</p>
-                                    <PostedError form="rotate-admin-key" />
-                                    <button type="submit" class="danger">"Rotate administration key"</button>
-                                </form>
-                                <p class="muted">"Sign out of this browser with " <strong>"Sign out"</strong> " at the top of the page."</p>
-                            </section>
-                            <section class="card" aria-labelledby="ignored-title">
-                                <h2 id="ignored-title">"Ignored devices"</h2>
-                                <PostedError form="ignore-list" />
-                                {if settings.ignored.is_empty() {
-                                    view! { <p class="muted">"No device is ignored."</p> }.into_any()
-                                } else {
-                                    view! {
-                                        <ul class="ignored">
-                                            {settings.ignored.into_iter().map(|ignored| view! {
-                                                <li>
-                                                    <span class="serial">{ignored.serial.clone()}</span>
-                                                    " " <span class="muted">"ignored " <When moment=ignored.ignored /></span>
-                                                    <form method="post" action=posting_to(Unignore::url()) class="inline">
-                                                        <input type="hidden" name="serial" value=ignored.serial.clone() />
-                                                        <button type="submit" class="small" aria-label=format!("Un-ignore {}", ignored.serial)>"Un-ignore"</button>
-                                                    </form>
-                                                </li>
-                                            }).collect_view()}
-                                        </ul>
-                                        {settings.more_ignored.then(|| view! { <p class="muted">"Only the first 1,000 ignored serials are shown."</p> })}
-                                    }.into_any()
-                                }}
-                            </section>
+                            <ul class="ignored">
+                                {settings.ignored.into_iter().map(|ignored| view! {
+                                    <li>
+                                        <span class="serial">{ignored.serial.clone()}</span>
+                                        " " <span class="muted">"ignored " <When moment=ignored.ignored /></span>
+                                        <form method="post" action=posting_to(Unignore::url()) class="inline">
+                                            <input type="hidden" name="serial" value=ignored.serial.clone() />
+                                            <button type="submit" class="small" aria-label=format!("Un-ignore {}", ignored.serial)>"Un-ignore"</button>
+                                        </form>
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                            {settings.more_ignored.then(|| view! { <p class="muted">"Only the first 1,000 ignored serials are shown."</p> })}
                         }.into_any()
-                    }
-                }
-            })}
-        </Suspense>
+                    }}
+                </section>
+            }.into_any()
+        }}/>
     }
 }
 

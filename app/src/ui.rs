@@ -255,18 +255,6 @@ pub fn When(moment: Moment) -> impl IntoView {
     view! { <time datetime=moment.utc.clone() title=moment.utc>{moment.ago}</time> }
 }
 
-/// What a page shows when its data could not be loaded: the sign-in dialog
-/// when the session is gone (so a deep link leads back here after signing
-/// in), otherwise the error.
-#[component]
-pub fn Failure(error: UiError) -> impl IntoView {
-    if error.code == "signed_out" {
-        view! { <div class="narrow"><crate::auth::SignInForm/></div> }.into_any()
-    } else {
-        view! { <Alert message=error.message/> }.into_any()
-    }
-}
-
 /// A serial (or any text) as one URL path segment or query value.
 pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
