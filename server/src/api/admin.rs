@@ -239,6 +239,11 @@ async fn update_policy(
     Code { code }: Code,
     JsonBody(update): JsonBody<PolicyUpdate>,
 ) -> Result<Json<ProductPolicy>, ApiError> {
+    // The store takes an empty change as nothing to do; a script that sends
+    // one has most likely misspelt a field.
+    if update.is_empty() {
+        return Err(ApiError::invalid_request("name what to change: license_days, reclaim_after_days"));
+    }
     Ok(Json(store.update_policy(org.id, &code, &update, Actor::AdminApi).await?))
 }
 

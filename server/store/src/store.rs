@@ -236,9 +236,6 @@ impl Products for Store {
 
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         validate::lookup("product code", code)?;
-        if update.is_empty() {
-            return Err(StoreError::invalid("name what to change: license_days, reclaim_after_days"));
-        }
         let code = code.to_owned();
         let update = update.to_owned();
         self.to_completion(move |store| async move {
