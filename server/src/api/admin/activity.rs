@@ -1,0 +1,52 @@
+//! The admin API's audit log and its CSV.
+
+use super::*;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(activity))
+        .routes(routes!(activity_csv))
+}
+
+/// The audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/activity",
+    params(ActivityQuery, Paging),
+    responses(
+        (status = 200, description = "A page of changes, newest first", body = List<Activity>),
+        (status = 400, description = "`invalid_request`: an unknown kind or actor, a bad time, limit or cursor", body = ErrorBody),
+    ),
+)]
+async fn activity(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Params(query): Params<ActivityQuery>,
+    Params(paging): Params<Paging>,
+) -> Result<Json<List<Activity>>, ApiError> {
+    let paging = paging.page()?;
+    let before = match paging.after {
+        Some(id) => Some(id.parse::<i64>().map_err(|_| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))?),
+        None => None,
+    };
+    let filter = query.filter(before, paging.limit)?;
+    Ok(Json(store.activity(org.id, &filter).await?.into()))
+}
+
+/// Every change matching the filters, as CSV, newest first.
+#[utoipa::path(
+    get,
+    path = "/activity.csv",
+    params(ActivityQuery),
+    responses(
+        (status = 200, description = "`at,actor,kind,product,serial,detail`, one change a line", content_type = "text/csv", body = String),
+        (status = 400, description = "`invalid_request`: an unknown kind or actor, a bad time", body = ErrorBody),
+    ),
+)]
+async fn activity_csv(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Params(query): Params<ActivityQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    crate::export::activity_csv(&store, org.id, &query).await
+}

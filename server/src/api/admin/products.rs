@@ -1,0 +1,136 @@
+//! The admin API's products: seats, auto-assign, policy and who holds the seats.
+
+use super::*;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(products))
+        .routes(routes!(product, update_product))
+        .routes(routes!(policy, update_policy))
+        .routes(routes!(product_devices))
+}
+
+/// The organization's products, with their seats.
+#[utoipa::path(
+    get,
+    path = "/products",
+    responses(
+        (status = 200, description = "Every product, by code; never more than one page", body = List<Product>),
+    ),
+)]
+async fn products(AdminOrg(org): AdminOrg, State(store): State<Store>) -> Result<Json<List<Product>>, ApiError> {
+    let items = store.products(org.id).await?;
+    Ok(Json(List { items, next_cursor: None }))
+}
+
+/// One product.
+#[utoipa::path(
+    get,
+    path = "/products/{code}",
+    params(Code),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn product(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+) -> Result<Json<Product>, ApiError> {
+    Ok(Json(store.product(org.id, &code).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChange {
+    /// Whether a device checking in gets a free seat without an admin.
+    auto_assign: bool,
+}
+
+/// Switches a product's auto-assign on or off.
+#[utoipa::path(
+    patch,
+    path = "/products/{code}",
+    params(Code),
+    request_body = ProductChange,
+    responses(
+        (status = 200, description = "The product as it is now", body = Product),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn update_product(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+    JsonBody(change): JsonBody<ProductChange>,
+) -> Result<Json<Product>, ApiError> {
+    Ok(Json(store.set_auto_assign(org.id, &code, change.auto_assign, Actor::AdminApi).await?))
+}
+
+/// A product's license validity and idle-seat reclaiming.
+#[utoipa::path(
+    get,
+    path = "/products/{code}/policy",
+    params(Code),
+    responses(
+        (status = 200, description = "The product's policy", body = ProductPolicy),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn policy(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+) -> Result<Json<ProductPolicy>, ApiError> {
+    Ok(Json(store.policy(org.id, &code).await?))
+}
+
+/// Changes a product's policy: `license_days` (1 to 365) and
+/// `reclaim_after_days` (1 to 3650, or `null` to never reclaim); a field
+/// left out stays as it is.
+#[utoipa::path(
+    patch,
+    path = "/products/{code}/policy",
+    params(Code),
+    request_body = PolicyUpdate,
+    responses(
+        (status = 200, description = "The policy as it is now", body = ProductPolicy),
+        (status = 400, description = "`invalid_request`: nothing named, or a number out of range", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn update_policy(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+    JsonBody(update): JsonBody<PolicyUpdate>,
+) -> Result<Json<ProductPolicy>, ApiError> {
+    // The store takes an empty change as nothing to do; a script that sends
+    // one has most likely misspelt a field.
+    if update.is_empty() {
+        return Err(ApiError::invalid_request("name what to change: license_days, reclaim_after_days"));
+    }
+    Ok(Json(store.update_policy(org.id, &code, &update, Actor::AdminApi).await?))
+}
+
+/// The devices holding a seat of a product, by serial.
+#[utoipa::path(
+    get,
+    path = "/products/{code}/devices",
+    params(Code, Paging),
+    responses(
+        (status = 200, description = "A page of the product's seat holders", body = List<Holder>),
+        (status = 400, description = "`invalid_request`: a bad limit or cursor", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn product_devices(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+    Params(paging): Params<Paging>,
+) -> Result<Json<List<Holder>>, ApiError> {
+    Ok(Json(store.holders(org.id, &code, &paging.page()?).await?.into()))
+}

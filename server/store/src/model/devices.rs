@@ -1,0 +1,58 @@
+//! Devices, the seats they hold and the ignore list.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    pub serial: String,
+    /// The first check-in.
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub first_seen: Timestamp,
+    /// The latest check-in (it may lag a check-in by up to a second).
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: Timestamp,
+    /// How many products' seats the device holds.
+    pub seats_assigned: i64,
+}
+
+/// One product of the organization as seen from one device: the Device
+/// screen's *Assigned Licenses* list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceLicense {
+    pub product: String,
+    pub name: String,
+    pub assigned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: Device,
+    pub licenses: Vec<DeviceLicense>,
+}
+
+/// A device holding a seat of one product: a row of the Product screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Holder {
+    pub serial: String,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub assigned_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub first_seen: Timestamp,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IgnoredSerial {
+    pub serial: String,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub ignored_at: Timestamp,
+}

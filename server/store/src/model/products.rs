@@ -1,0 +1,123 @@
+//! Products, their seats and their policies.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// What the operator gives to create a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub code: String,
+    pub name: String,
+    pub seats: i64,
+    pub auto_assign: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Product {
+    pub code: String,
+    pub name: String,
+    /// Seats the organization owns.
+    pub seats: i64,
+    /// Seats held by devices; above `seats` when the operator lowered them.
+    pub assigned: i64,
+    /// Seats free to assign: `seats - assigned`, never below 0.
+    pub available: i64,
+    /// Whether a device checking in gets a free seat without an admin.
+    pub auto_assign: bool,
+}
+
+/// The product columns both backends select, in the order of [`ProductColumns`].
+macro_rules! product_columns {
+    () => {
+        "code, name, seats, assigned, auto_assign"
+    };
+}
+pub(crate) use product_columns;
+
+/// A row of [`product_columns!`].
+pub(crate) type ProductColumns = (String, String, i64, i64, bool);
+
+impl From<ProductColumns> for Product {
+    fn from((code, name, seats, assigned, auto_assign): ProductColumns) -> Self {
+        Product { code, name, seats, assigned, available: (seats - assigned).max(0), auto_assign }
+    }
+}
+
+impl Product {
+
+    /// More seats are assigned than the organization owns: the operator lowered
+    /// the seat count and nothing is revoked automatically.
+    pub fn over_allocated(&self) -> bool {
+        self.assigned > self.seats
+    }
+}
+
+/// How a product's licenses behave beyond its seats. Kept apart from
+/// [`Product`], whose fields docs/contract.md fixes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProductPolicy {
+    /// Days a signed license stays valid after the check-in that issued it.
+    #[schema(minimum = 1, maximum = 365)]
+    pub license_days: i64,
+    /// Seats of devices not seen for this many days are freed (`null`: never).
+    #[schema(required = true, minimum = 1, maximum = 3650)]
+    pub reclaim_after_days: Option<i64>,
+}
+
+impl ProductPolicy {
+    /// The audit log's words for a change from `self` to `after`.
+    pub(crate) fn changes_to(&self, after: &ProductPolicy) -> String {
+        let days = |days: Option<i64>| days.map_or_else(|| "never".to_owned(), |days| days.to_string());
+        let mut changes = Vec::new();
+        if self.license_days != after.license_days {
+            changes.push(format!("license_days {} → {}", self.license_days, after.license_days));
+        }
+        if self.reclaim_after_days != after.reclaim_after_days {
+            changes.push(format!("reclaim_after_days {} → {}", days(self.reclaim_after_days), days(after.reclaim_after_days)));
+        }
+        if changes.is_empty() { "unchanged".to_owned() } else { changes.join(", ") }
+    }
+}
+
+/// What an admin changes of a product's policy at once; a field left out
+/// (`None`) stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    /// Days a signed license stays valid; left out or `null`, it stays as it is.
+    #[schema(minimum = 1, maximum = 365)]
+    pub license_days: Option<i64>,
+    /// Days after which idle seats are freed; `null` (`Some(None)`) turns
+    /// reclaiming off, left out it stays as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
+    pub reclaim_after_days: Option<Option<i64>>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(deserializer).map(Some)
+}
+
+impl PolicyUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.license_days.is_none() && self.reclaim_after_days.is_none()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::StoreError> {
+        if let Some(days) = self.license_days {
+            crate::validate::license_days(days)?;
+        }
+        if let Some(Some(days)) = self.reclaim_after_days {
+            crate::validate::reclaim_after_days(days)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a signed license says beyond the device and the product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseTerms {
+    pub organization: String,
+    pub license_days: i64,
+}
