@@ -5,7 +5,6 @@
 //! [`require_org`]: the page gate in the browser is a convenience, not the
 //! access control.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use leptos::prelude::*;
@@ -232,7 +231,7 @@ pub fn usage_of(rows: &[(String, store::UsagePoint)], product: &store::Product, 
     points
 }
 
-pub fn moment(at: DateTime<Utc>, now: DateTime<Utc>) -> Moment {
+pub fn moment(at: store::Timestamp, now: store::Timestamp) -> Moment {
     let seconds = (now - at).num_seconds().max(0);
     let ago = match seconds {
         0..=59 => "just now".to_owned(),
@@ -241,7 +240,7 @@ pub fn moment(at: DateTime<Utc>, now: DateTime<Utc>) -> Moment {
         86_400..=2_591_999 => format!("{} days ago", seconds / 86_400),
         _ => at.format("%Y-%m-%d").to_string(),
     };
-    Moment { utc: at.to_rfc3339_opts(SecondsFormat::Millis, true), ago }
+    Moment { utc: at.rfc3339(), ago }
 }
 
 /// The page's Content-Security-Policy: scripts only from this site or inline

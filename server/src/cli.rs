@@ -274,9 +274,7 @@ struct SigningKeyInfo<'a> {
     active: bool,
     /// Whether its secret is stored sealed (`--secrets-key-file`).
     sealed: bool,
-    #[serde(with = "store::rfc3339")]
     created_at: store::Timestamp,
-    #[serde(with = "store::rfc3339::option")]
     retired_at: Option<store::Timestamp>,
 }
 

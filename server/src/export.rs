@@ -71,7 +71,7 @@ pub async fn activity_csv(store: &Store, org: OrgId, query: &ActivityQuery) -> R
             let page = store.activity(org, &filter).await?;
             let mut csv = Csv::default();
             for Activity { at, actor, kind, product, serial, detail, .. } in &page.items {
-                let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let at = at.rfc3339();
                 csv.row(&[at.as_str(), actor.as_str(), kind.as_str(), opt(product), opt(serial), opt(detail)]);
             }
             Ok((csv, page.next.and_then(|id| id.parse().ok())))
@@ -91,7 +91,7 @@ pub async fn devices_csv(store: &Store, org: OrgId, q: Option<&str>) -> Result<R
             let page = store.devices(org, q.as_deref(), &PageRequest { after, limit: PAGE }).await?;
             let mut csv = Csv::default();
             for Device { serial, first_seen, last_seen, seats_assigned } in &page.items {
-                let time = |at: &store::Timestamp| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let time = |at: &store::Timestamp| at.rfc3339();
                 csv.row(&[serial.as_str(), &time(first_seen), &time(last_seen), &seats_assigned.to_string()]);
             }
             Ok((csv, page.next))

@@ -31,7 +31,7 @@ pub fn spawn_activity_retention(store: Store, retention: Duration) {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            let Some(cutoff) = chrono::Duration::from_std(retention).ok().and_then(|age| store::now().checked_sub_signed(age))
+            let Some(cutoff) = chrono::Duration::from_std(retention).ok().and_then(|age| store::now().checked_sub(age))
             else {
                 return;
             };

@@ -81,11 +81,8 @@ pub struct PublicKey {
     pub kid: String,
     /// The 32-byte public key, base64url without padding.
     pub x: String,
-    #[serde(with = "store::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    #[serde(with = "store::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    #[schema(required = true)]
     pub retired_at: Option<Timestamp>,
 }
 

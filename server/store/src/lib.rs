@@ -260,7 +260,7 @@ pub const DEFAULT_ORGANIZATION: &str = "default";
 
 /// When a session signed in now for `lifetime` expires.
 pub(crate) fn expiry(now: Timestamp, lifetime: std::time::Duration) -> Timestamp {
-    chrono::Duration::from_std(lifetime).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
+    chrono::Duration::from_std(lifetime).ok().and_then(|d| now.checked_add(d)).unwrap_or(now)
 }
 
 pub(crate) fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolStats {

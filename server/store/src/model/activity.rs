@@ -83,8 +83,6 @@ named!(ActivityKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Activity {
     pub id: i64,
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub actor: Actor,
     pub kind: ActivityKind,
@@ -181,7 +179,7 @@ fn moment(what: &str, text: &str, end_of_day: bool) -> Result<Timestamp, crate::
             .and_then(|day| day.and_hms_opt(0, 0, 0))
             .map(|at| at.and_utc()),
     };
-    at.filter(|at| (1..=10_000).contains(&at.year())).ok_or_else(|| {
+    at.filter(|at| (1..=10_000).contains(&at.year())).map(Timestamp::from).ok_or_else(|| {
         crate::StoreError::invalid(format!("{what} must be a date (2026-11-29) or an RFC 3339 time, in the years 1 to 9999"))
     })
 }

@@ -24,11 +24,9 @@ pub struct CheckIn {
     #[schema(required = true)]
     pub reason: Option<Denial>,
     /// `null` for an ignored device, which is not recorded.
-    #[serde(with = "rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    #[schema(required = true)]
     pub first_seen: Option<Timestamp>,
-    #[serde(with = "rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    #[schema(required = true)]
     pub last_seen: Option<Timestamp>,
 }
 

@@ -7,12 +7,8 @@ use super::*;
 pub struct Device {
     pub serial: String,
     /// The first check-in.
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
     /// The latest check-in (it may lag a check-in by up to a second).
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
     /// How many products' seats the device holds.
     pub seats_assigned: i64,
@@ -38,21 +34,13 @@ pub struct DeviceDetail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Holder {
     pub serial: String,
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub assigned_at: Timestamp,
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IgnoredSerial {
     pub serial: String,
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub ignored_at: Timestamp,
 }

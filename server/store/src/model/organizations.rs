@@ -20,7 +20,6 @@ pub struct OrganizationSummary {
     pub name: String,
     pub products: i64,
     pub devices: i64,
-    #[serde(with = "rfc3339")]
     pub created_at: Timestamp,
 }
 

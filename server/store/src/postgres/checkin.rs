@@ -52,7 +52,7 @@ pub(super) const PG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub(super) async fn write_last_seen(pool: &PgPool, batch: Vec<(i64, i64)>) -> Result<()> {
     for chunk in batch.chunks(250) {
         let (ids, ats): (Vec<i64>, Vec<Timestamp>) =
-            chunk.iter().map(|&(id, at)| (id, DateTime::from_timestamp_millis(at).unwrap_or_default())).unzip();
+            chunk.iter().map(|&(id, at)| (id, Timestamp::from_millis(at))).unzip();
         sqlx::query(
             "with seen as (
                  select d.id, seen.at

@@ -39,7 +39,6 @@ mod signing_keys;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::DateTime;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Transaction;
@@ -150,8 +149,8 @@ impl PgStore {
     /// A device's `last seen`, counting a check-in whose time waits to be
     /// written.
     fn last_seen(&self, device_id: i64, stored: Timestamp) -> Timestamp {
-        let newest = self.last_seen.newest(device_id, stored.timestamp_millis());
-        if newest > stored.timestamp_millis() { DateTime::from_timestamp_millis(newest).unwrap_or(stored) } else { stored }
+        let newest = self.last_seen.newest(device_id, stored.millis());
+        if newest > stored.millis() { Timestamp::from_millis(newest) } else { stored }
     }
 }
 

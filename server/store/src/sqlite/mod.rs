@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use chrono::DateTime;
 use sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Transaction;
 use tokio::sync::{mpsc, oneshot};
@@ -75,7 +74,7 @@ fn millis(at: Timestamp) -> i64 {
 }
 
 fn timestamp(ms: i64) -> Timestamp {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    Timestamp::from_millis(ms)
 }
 
 impl SqliteStore {
