@@ -51,6 +51,16 @@ if [ "$("$SEATKEEPER_TOOLS/node_modules/.bin/wasm-opt" --version 2>/dev/null || 
     npm install --silent --no-audit --no-fund --prefix "$SEATKEEPER_TOOLS" "binaryen@$BINARYEN_VERSION.0.0" >/dev/null
 fi
 
+# Schemathesis (PyPI), which the test command runs against the API, in a
+# virtual environment of its own.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$("$SEATKEEPER_TOOLS/schemathesis/bin/schemathesis" --version 2>/dev/null || true)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+    say "installing Schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "$SEATKEEPER_TOOLS/schemathesis" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$SEATKEEPER_TOOLS/schemathesis"; }
+    "$SEATKEEPER_TOOLS/schemathesis/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # With --browser-tests: Debian's Chromium and npm's playwright-core (which
 # cannot download browsers here, and does not need to).
 [ "${1:-}" = "--browser-tests" ] || exit 0

@@ -42,6 +42,9 @@ if [ "$pg_skipped" -gt 0 ]; then
     say "$pg_skipped PostgreSQL halves were SKIPPED: no server (see SEATKEEPER_TEST_POSTGRES_URL)"
 fi
 
+say "running Schemathesis against the API on both databases"
+scripts/schemathesis.sh 2>&1 | tee -a "$log" || status=$?
+
 say "running the browser tests (end2end/, Chromium)"
 (cd end2end && npm test) 2>&1 | tee -a "$log" || status=$?
 

@@ -338,6 +338,7 @@ impl Doc {
             const KNOWN: &[&str] = &[
                 "type", "enum", "format", "minimum", "maximum", "properties", "required", "additionalProperties",
                 "propertyNames", "items", "allOf", "oneOf", "anyOf", "$ref", "description", "title", "default", "examples",
+                "pattern", "minLength", "maxLength", "minItems", "maxItems", "minProperties", "not",
             ];
             assert!(KNOWN.contains(&keyword.as_str()), "{at}: the checker does not know {keyword:?}; teach it");
         }
@@ -353,6 +354,11 @@ impl Doc {
             if fits != 1 {
                 errors.push(format!("{at}: fits {fits} of oneOf, not exactly 1"));
             }
+        }
+        if let Some(part) = keywords.get("not")
+            && self.check(part, value, Strict::No).is_empty()
+        {
+            errors.push(format!("{at}: fits what `not` excludes: {part}"));
         }
         if let Some(parts) = keywords.get("anyOf").and_then(Value::as_array)
             && !parts.iter().any(|part| self.check(part, value, strict).is_empty())
@@ -389,6 +395,34 @@ impl Doc {
             && chrono::DateTime::parse_from_rfc3339(text).is_err()
         {
             errors.push(format!("{at}: {text:?} is not an RFC 3339 time"));
+        }
+        if let Some(text) = value.as_str() {
+            let chars = text.chars().count() as u64;
+            if let Some(pattern) = keywords.get("pattern").and_then(Value::as_str) {
+                let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{at}: pattern {pattern:?}: {e}"));
+                if !regex.is_match(text) {
+                    errors.push(format!("{at}: {text:?} does not match {pattern:?}"));
+                }
+            }
+            if keywords.get("minLength").and_then(Value::as_u64).is_some_and(|min| chars < min) {
+                errors.push(format!("{at}: {text:?} is shorter than minLength"));
+            }
+            if keywords.get("maxLength").and_then(Value::as_u64).is_some_and(|max| chars > max) {
+                errors.push(format!("{at}: {text:?} is longer than maxLength"));
+            }
+        }
+        if let Value::Array(items) = value {
+            if keywords.get("minItems").and_then(Value::as_u64).is_some_and(|min| (items.len() as u64) < min) {
+                errors.push(format!("{at}: fewer items than minItems"));
+            }
+            if keywords.get("maxItems").and_then(Value::as_u64).is_some_and(|max| (items.len() as u64) > max) {
+                errors.push(format!("{at}: more items than maxItems"));
+            }
+        }
+        if let Value::Object(fields) = value
+            && keywords.get("minProperties").and_then(Value::as_u64).is_some_and(|min| (fields.len() as u64) < min)
+        {
+            errors.push(format!("{at}: fewer fields than minProperties"));
         }
         if let Some(number) = value.as_f64() {
             if keywords.get("minimum").and_then(Value::as_f64).is_some_and(|min| number < min) {

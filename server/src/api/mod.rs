@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod checkin;
+mod constraints;
 
 use std::sync::LazyLock;
 
@@ -132,8 +133,11 @@ impl Modify for BearerKeys {
 }
 
 /// The description, made once.
-static DESCRIPTION: LazyLock<Bytes> =
-    LazyLock::new(|| Bytes::from(description().to_json().expect("the OpenAPI description serializes")));
+static DESCRIPTION: LazyLock<Bytes> = LazyLock::new(|| {
+    let mut description = serde_json::to_value(description()).expect("the OpenAPI description serializes");
+    constraints::state(&mut description);
+    Bytes::from(serde_json::to_vec(&description).expect("the OpenAPI description serializes"))
+});
 
 /// This description of the APIs, in OpenAPI 3.1.
 #[utoipa::path(
@@ -215,15 +219,33 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Cursors are opaque to clients: the serial to continue after, encoded.
+/// Cursors are opaque to clients: the serial to continue after, in unpadded
+/// base64url.
 pub fn encode_cursor(serial: &str) -> String {
     URL_SAFE_NO_PAD.encode(serial)
 }
 
-pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
+/// Any well-formed cursor names a position: one made by hand continues
+/// after whatever serial it spells (its control characters dropped, as no
+/// serial has them), and one that spells nothing starts at the beginning.
+/// What is not unpadded base64url is refused.
+pub fn decode_cursor(cursor: &str) -> Result<Option<String>, ApiError> {
+    use base64::alphabet::URL_SAFE;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let bytes = LENIENT
         .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))
+        .map_err(|_| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))?;
+    let serial: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(store::validate::SERIAL_MAX_CHARS)
+        .collect();
+    Ok((!serial.is_empty()).then_some(serial))
 }

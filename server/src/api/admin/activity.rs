@@ -24,13 +24,16 @@ async fn activity(
     Params(query): Params<ActivityQuery>,
     Params(paging): Params<Paging>,
 ) -> Result<Json<List<Activity>>, ApiError> {
-    let paging = paging.page()?;
-    let before = match paging.after {
-        Some(id) => Some(id.parse::<i64>().map_err(|_| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))?),
-        None => None,
+    // The audit log's cursor is the id to continue before, as it is.
+    let before = match paging.cursor.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(id.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+            ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged")
+        })?),
     };
-    let filter = query.filter(before, paging.limit)?;
-    Ok(Json(store.activity(org.id, &filter).await?.into()))
+    let filter = query.filter(before, paging.limit()?)?;
+    let page = store.activity(org.id, &filter).await?;
+    Ok(Json(List { items: page.items, next_cursor: page.next }))
 }
 
 /// Every change matching the filters, as CSV, newest first.

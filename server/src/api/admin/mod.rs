@@ -80,7 +80,15 @@ pub struct Paging {
 
 impl Paging {
     fn page(&self) -> Result<PageRequest, ApiError> {
-        let limit = match self.limit.as_deref() {
+        let after = match self.cursor.as_deref() {
+            Some(cursor) if !cursor.is_empty() => decode_cursor(cursor)?,
+            _ => None,
+        };
+        Ok(PageRequest { after, limit: self.limit()? })
+    }
+
+    fn limit(&self) -> Result<u32, ApiError> {
+        Ok(match self.limit.as_deref() {
             None | Some("") => PageRequest::DEFAULT_LIMIT,
             Some(text) => match text.parse::<u32>() {
                 Ok(limit @ 1..=PageRequest::MAX_LIMIT) => limit,
@@ -91,9 +99,7 @@ impl Paging {
                     )));
                 }
             },
-        };
-        let after = self.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
-        Ok(PageRequest { after, limit })
+        })
     }
 }
 

@@ -85,6 +85,7 @@ impl ProductPolicy {
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
     /// Days a signed license stays valid; left out or `null`, it stays as it is.
+    #[serde(default, deserialize_with = "whole_days")]
     #[schema(minimum = 1, maximum = 365)]
     pub license_days: Option<i64>,
     /// Days after which idle seats are freed; `null` (`Some(None)`) turns
@@ -96,7 +97,23 @@ pub struct PolicyUpdate {
 
 /// A field that is present, even as `null`.
 fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(deserializer).map(Some)
+    whole_days(deserializer).map(Some)
+}
+
+/// A number of days: a whole number, which JSON may also write `30.0`.
+fn whole_days<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Whole(i64),
+        Written(f64),
+    }
+    match Option::<Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Number::Whole(days)) => Ok(Some(days)),
+        Some(Number::Written(days)) if days.fract() == 0.0 && days.abs() < 1e15 => Ok(Some(days as i64)),
+        Some(Number::Written(days)) => Err(serde::de::Error::custom(format!("{days} is not a whole number of days"))),
+    }
 }
 
 impl PolicyUpdate {
