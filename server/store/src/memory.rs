@@ -206,6 +206,10 @@ pub struct PendingLastSeen {
 struct LastSeenMaps {
     waiting: HashMap<i64, i64>,
     flushing: HashMap<i64, i64>,
+    /// The last flush written, kept until the next one is: a read that
+    /// fetched a row before that flush committed, and looks here after it
+    /// ended, still sees the time.
+    written: HashMap<i64, i64>,
 }
 
 impl PendingLastSeen {
@@ -220,9 +224,8 @@ impl PendingLastSeen {
     /// The newest `last seen` of a device, counting what waits to be written.
     pub fn newest(&self, device_id: i64, stored: i64) -> i64 {
         let maps = self.lock();
-        let waiting = maps.waiting.get(&device_id).copied().unwrap_or(i64::MIN);
-        let flushing = maps.flushing.get(&device_id).copied().unwrap_or(i64::MIN);
-        stored.max(waiting).max(flushing)
+        let newest = |map: &HashMap<i64, i64>| map.get(&device_id).copied().unwrap_or(i64::MIN);
+        stored.max(newest(&maps.waiting)).max(newest(&maps.flushing)).max(newest(&maps.written))
     }
 
     /// Writes what waits with `write` (given `(device id, last seen)` pairs
@@ -259,7 +262,9 @@ impl PendingLastSeen {
     fn finish_flush(&self, written: bool) {
         let mut maps = self.lock();
         let flushed = std::mem::take(&mut maps.flushing);
-        if !written {
+        if written {
+            maps.written = flushed;
+        } else {
             for (id, at) in flushed {
                 keep_newest(&mut maps.waiting, id, at);
             }
@@ -487,5 +492,21 @@ mod tests {
         last_seen.finish_flush(false);
         assert_eq!(last_seen.newest(1, 50), 120, "a failed flush puts its times back");
         assert!(!last_seen.is_empty());
+    }
+
+    /// A read fetches the stored row, then looks here; a flush that commits
+    /// and ends between the two must not leave it with the old time.
+    #[test]
+    fn a_read_that_fetched_its_row_before_a_flush_ended_still_sees_the_time() {
+        let last_seen = PendingLastSeen::default();
+        last_seen.seen(1, 100);
+        last_seen.start_flush();
+        last_seen.finish_flush(true);
+        assert_eq!(last_seen.newest(1, 50), 100, "the row as it was before the flush");
+        last_seen.seen(2, 200);
+        last_seen.start_flush();
+        last_seen.finish_flush(true);
+        assert_eq!(last_seen.newest(1, 50), 50, "kept only until the next flush is written");
+        assert_eq!(last_seen.newest(2, 50), 200);
     }
 }
