@@ -38,10 +38,8 @@ impl CheckIns for PgStore {
 }
 
 /// How often the waiting `last seen` times are written: often, so that each
-/// write is small. Written every half second (as SQLite's are), a fleet's
-/// times came in bursts of thousands of row updates that held up check-ins
-/// for hundreds of milliseconds (p99 260–540 ms against 16 ms without them,
-/// `bench/run.sh`).
+/// write is small; large bursts of row updates held check-ins up (measured
+/// in docs/performance.md).
 pub(super) const PG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes waiting `last seen` times: one statement per 250 devices; a device

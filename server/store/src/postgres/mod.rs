@@ -88,8 +88,7 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let options: PgConnectOptions = url.parse()?;
         // Few: admin requests queue here rather than take the database's
-        // cores from the check-ins (16 searches of a million devices at once
-        // would, bench/trust.sh).
+        // cores from the check-ins (docs/performance.md, Trust).
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
