@@ -26,6 +26,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// A list's cursor that no page of it handed out.
+    pub fn invalid_cursor() -> Self {
+        ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged")
+    }
+
     pub fn invalid_api_key() -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "missing, malformed or unknown API key")
     }

@@ -54,10 +54,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The OpenAPI 3.1 description of both APIs, paths in full.
-pub fn description() -> utoipa::openapi::OpenApi {
+/// With what the server enforces beyond the handlers' own words
+/// ([`constraints`]).
+pub fn description() -> serde_json::Value {
     let mut description = OpenApiRouter::with_openapi(Description::openapi()).nest(PREFIX, api()).into_openapi();
     admin::describe_the_key(&mut description);
     describe_common_refusals(&mut description);
+    let mut description = serde_json::to_value(description).expect("the OpenAPI description serializes");
+    constraints::state(&mut description);
     description
 }
 
@@ -133,11 +137,8 @@ impl Modify for BearerKeys {
 }
 
 /// The description, made once.
-static DESCRIPTION: LazyLock<Bytes> = LazyLock::new(|| {
-    let mut description = serde_json::to_value(description()).expect("the OpenAPI description serializes");
-    constraints::state(&mut description);
-    Bytes::from(serde_json::to_vec(&description).expect("the OpenAPI description serializes"))
-});
+static DESCRIPTION: LazyLock<Bytes> =
+    LazyLock::new(|| Bytes::from(serde_json::to_vec(&description()).expect("the OpenAPI description serializes")));
 
 /// This description of the APIs, in OpenAPI 3.1.
 #[utoipa::path(
@@ -241,7 +242,7 @@ pub fn decode_cursor(cursor: &str) -> Result<Option<String>, ApiError> {
     );
     let bytes = LENIENT
         .decode(cursor)
-        .map_err(|_| ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged"))?;
+        .map_err(|_| ApiError::invalid_cursor())?;
     let serial: String = String::from_utf8_lossy(&bytes)
         .chars()
         .filter(|c| !c.is_control())

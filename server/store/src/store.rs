@@ -31,6 +31,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Forwards each operation to the backend in use.
+macro_rules! dispatch {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            Backend::Sqlite(store) => store.$method($($arg),*).await,
+            Backend::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
 impl Store {
     /// Connects to the database the URL names (creating a SQLite file and its
     /// folder when missing) and runs the migrations.
@@ -61,10 +71,7 @@ impl Store {
     /// Writes the `last seen` times waiting in memory; called when the server
     /// stops.
     pub async fn flush(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(store) => store.flush().await,
-            Backend::Postgres(store) => store.flush().await,
-        }
+        dispatch!(self, flush())
     }
 
     /// On PostgreSQL, the hot path's requests answered by shared statements
@@ -87,10 +94,7 @@ impl Store {
     /// Brings the schema up to date. Run at every start; migrations are
     /// embedded in the binary.
     pub async fn migrate(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(store) => store.migrate().await,
-            Backend::Postgres(store) => store.migrate().await,
-        }
+        dispatch!(self, migrate())
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -104,16 +108,6 @@ impl Store {
 /// The short searches (see [`SHORT_SEARCH_WALK`]) that may walk the serial
 /// index at once in this process; the others wait their turn.
 static SHORT_WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
-/// Forwards each operation to the backend in use.
-macro_rules! dispatch {
-    ($self:ident, $method:ident($($arg:expr),*)) => {
-        match &$self.backend {
-            Backend::Sqlite(store) => store.$method($($arg),*).await,
-            Backend::Postgres(store) => store.$method($($arg),*).await,
-        }
-    };
-}
 
 impl Store {
     /// Runs a change in a task of its own, to completion even when its caller
@@ -249,10 +243,11 @@ impl Products for Store {
     /// Read again when older than [`TERMS_REFRESH`] (another process may have
     /// changed them), or once this process changed them.
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
-        validate::lookup("product code", code)?;
+        // Only a code the database knew is remembered, so a hit needs no check.
         if let Some(terms) = self.terms.get(org, code) {
             return Ok(terms);
         }
+        validate::lookup("product code", code)?;
         let terms = dispatch!(self, license_terms(org, code))?;
         self.terms.remember(org, code, &terms);
         Ok(terms)
@@ -399,22 +394,25 @@ const TERMS_REFRESH: Duration = Duration::from_secs(1);
 
 /// The license terms of the products this process issued licenses for
 /// lately: a signed license needs them at every licensed check-in.
+/// By organization, then product code: a lookup by `&str` allocates nothing.
 #[derive(Default)]
-struct Terms(Mutex<HashMap<(OrgId, String), (Instant, LicenseTerms)>>);
+struct Terms(Mutex<HashMap<OrgId, HashMap<String, (Instant, LicenseTerms)>>>);
 
 impl Terms {
     fn get(&self, org: OrgId, code: &str) -> Option<LicenseTerms> {
         let terms = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let (read_at, terms) = terms.get(&(org, code.to_owned()))?;
+        let (read_at, terms) = terms.get(&org)?.get(code)?;
         (read_at.elapsed() < TERMS_REFRESH).then(|| terms.clone())
     }
 
     fn remember(&self, org: OrgId, code: &str, terms: &LicenseTerms) {
         let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        known.insert((org, code.to_owned()), (Instant::now(), terms.clone()));
+        known.entry(org).or_default().insert(code.to_owned(), (Instant::now(), terms.clone()));
     }
 
     fn forget(&self, org: OrgId, code: &str) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&(org, code.to_owned()));
+        if let Some(products) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&org) {
+            products.remove(code);
+        }
     }
 }

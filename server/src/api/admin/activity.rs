@@ -27,9 +27,7 @@ async fn activity(
     // The audit log's cursor is the id to continue before, as it is.
     let before = match paging.cursor.as_deref() {
         None | Some("") => None,
-        Some(id) => Some(id.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
-            ApiError::invalid_request("invalid cursor: pass back a next_cursor unchanged")
-        })?),
+        Some(id) => Some(id.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(ApiError::invalid_cursor)?),
     };
     let filter = query.filter(before, paging.limit()?)?;
     let page = store.activity(org.id, &filter).await?;
