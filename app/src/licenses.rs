@@ -22,6 +22,10 @@ pub struct ProductView {
     /// Seats of devices not seen for this many days are reclaimed.
     #[serde(default)]
     pub reclaim_after_days: Option<i64>,
+    /// Floating seats, leased for this many minutes (`assigned` counts the
+    /// leases in use now); `None` for assigned seats.
+    #[serde(default)]
+    pub lease_minutes: Option<i64>,
     /// Assigned seats against seats over the last [`TREND_DAYS`] days.
     #[serde(default)]
     pub trend: Vec<crate::usage::UsagePoint>,
@@ -44,6 +48,7 @@ impl From<store::Product> for ProductView {
             available: p.available,
             auto_assign: p.auto_assign,
             reclaim_after_days: None,
+            lease_minutes: None,
             trend: Vec::new(),
             today: 0,
         }
@@ -62,13 +67,21 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
         let policies: std::collections::HashMap<String, store::ProductPolicy> =
             store.policies(org.id).await?.into_iter().collect();
         let views = store.products(org.id).await?.into_iter().map(|product| {
-            let reclaim_after_days = policies.get(&product.code).and_then(|policy| policy.reclaim_after_days);
+            let policy = policies.get(&product.code);
+            let reclaim_after_days = policy.and_then(|policy| policy.reclaim_after_days);
+            let lease_minutes = policy.and_then(floating_lease);
             let trend = usage_of(&usage, &product, today);
-            ProductView { reclaim_after_days, trend, today, ..ProductView::from(product) }
+            ProductView { reclaim_after_days, lease_minutes, trend, today, ..ProductView::from(product) }
         });
         Ok(views.collect())
     }
     .await)
+}
+
+/// A floating product's lease in minutes; `None` for assigned seats.
+#[cfg(feature = "ssr")]
+pub(crate) fn floating_lease(policy: &store::ProductPolicy) -> Option<i64> {
+    (policy.seat_model == store::SeatModel::Floating).then_some(policy.lease_minutes)
 }
 
 /// `auto_assign` is the checkbox: present ("on") when checked.
@@ -132,12 +145,18 @@ fn ProductRow(product: ProductView) -> impl IntoView {
                 {product.over_allocated.then(|| view! {
                     <span class="badge danger">"Over-allocated"</span>
                 })}
+                {product.lease_minutes.map(|minutes| view! {
+                    <span class="note">{format!("Floating seats: {minutes}-minute leases")}</span>
+                })}
                 {product.reclaim_after_days.map(|days| view! {
                     <span class="note">{format!("Idle seats reclaimed after {days} days")}</span>
                 })}
             </th>
             <td class="num">{product.seats}</td>
-            <td class="num">{product.assigned}</td>
+            <td class="num">
+                {product.assigned}
+                {product.lease_minutes.map(|_| view! { <span class="note">"in use now"</span> })}
+            </td>
             <td class="num">{product.available}</td>
             <td>{switch}</td>
             <td><crate::usage::Sparkline points=product.trend.clone() days=TREND_DAYS today=product.today /></td>

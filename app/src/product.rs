@@ -1,6 +1,7 @@
 //! The Product screen: the devices holding a seat of one product, each with a
-//! revoke (×) that frees the seat at once, and how long the product's signed
-//! licenses stay valid.
+//! revoke (×) that frees the seat at once (and, for floating seats, when its
+//! lease ends), how its seats are held, and how long its signed licenses
+//! stay valid.
 
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
@@ -19,6 +20,8 @@ pub struct HolderView {
     pub serial: String,
     pub assigned: Moment,
     pub last_seen: Moment,
+    /// A floating seat's lease end.
+    pub lease_ends: Option<Moment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +29,9 @@ pub struct ProductScreen {
     pub product: ProductView,
     pub license_days: i64,
     pub reclaim_after_days: Option<i64>,
+    pub floating: bool,
+    /// A floating seat's lease (kept while seats are assigned).
+    pub lease_minutes: i64,
     /// Seat usage over `usage_days` days up to `today`.
     pub usage: Vec<crate::usage::UsagePoint>,
     pub usage_days: i64,
@@ -54,13 +60,20 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
             product: product.into(),
             license_days: policy.license_days,
             reclaim_after_days: policy.reclaim_after_days,
+            floating: policy.seat_model == store::SeatModel::Floating,
+            lease_minutes: policy.lease_minutes,
             usage,
             usage_days,
             today,
             holders: page
                 .items
                 .into_iter()
-                .map(|h| HolderView { serial: h.serial, assigned: moment(h.assigned_at, now), last_seen: moment(h.last_seen, now) })
+                .map(|h| HolderView {
+                    serial: h.serial,
+                    assigned: moment(h.assigned_at, now),
+                    last_seen: moment(h.last_seen, now),
+                    lease_ends: h.lease_expires_at.map(|at| moment_ahead(at, now)),
+                })
                 .collect(),
             next: page.next,
         })
@@ -127,6 +140,31 @@ pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError>
     finish_form("reclaim-days", result)
 }
 
+/// `model` from the seat-model choice, `minutes` as typed (the lease of
+/// floating seats; kept as it is when empty).
+#[server]
+pub async fn set_seat_model(code: String, model: String, minutes: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::prelude::*;
+    use store::{PolicyUpdate, SeatModel, validate};
+    let result = async {
+        let org = require_org().await?;
+        let Some(seat_model) = SeatModel::parse(&model) else { return Err(UiError::new("invalid_seat_model")) };
+        let lease_minutes = match minutes.trim() {
+            "" => None,
+            text => match typed_days(text, validate::lease_minutes) {
+                Some(minutes) => Some(minutes),
+                None => return Err(UiError::new("invalid_seat_model")),
+            },
+        };
+        let update = PolicyUpdate { seat_model: Some(seat_model), lease_minutes, ..PolicyUpdate::default() };
+        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("seat-model", result)
+}
+
 #[component]
 pub fn ProductPage() -> impl IntoView {
     let params = use_params_map();
@@ -138,14 +176,18 @@ pub fn ProductPage() -> impl IntoView {
 
     view! {
         <Loaded data=screen back=("/", "Back to Licenses") page={move |screen: ProductScreen| {
-            let ProductScreen { product, license_days, reclaim_after_days, usage, usage_days, today, holders, next } = screen;
+            let ProductScreen {
+                product, license_days, reclaim_after_days, floating, lease_minutes, usage, usage_days, today, holders, next,
+            } = screen;
             let code = product.code.clone();
-            let (days_code, reclaim_code) = (code.clone(), code.clone());
+            let (days_code, reclaim_code, model_code) = (code.clone(), code.clone(), code.clone());
             view! {
                 <p class="crumbs"><A href="/">"Licenses"</A>" › "{product.name.clone()}</p>
                 <h1>{product.name.clone()}</h1>
                 <p class="summary">
-                    {product.assigned}" of "{product.seats}" seats assigned, "{product.available}" available"
+                    {product.assigned}" of "{product.seats}
+                    {if floating { " floating seats in use now, " } else { " seats assigned, " }}
+                    {product.available}" available"
                     {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
                 </p>
                 <section class="usage" aria-label="Seat usage">
@@ -159,6 +201,20 @@ pub fn ProductPage() -> impl IntoView {
                     </p>
                     <crate::usage::UsageChart points=usage days=usage_days today />
                 </section>
+                <form method="post" action=posting_to(SetSeatModel::url()) class="inline setting">
+                    <input type="hidden" name="code" value=model_code />
+                    <label for="seat-model">"Seats are"</label>
+                    <select id="seat-model" name="model">
+                        <option value="assigned" selected=!floating>"assigned: a device keeps its seat until it is freed"</option>
+                        <option value="floating" selected=floating>"floating: leased while a device keeps checking in"</option>
+                    </select>
+                    <label for="lease-minutes">"Leases last"</label>
+                    <input id="lease-minutes" type="number" name="minutes" min="5" max="1440" required
+                        value=lease_minutes.to_string() />
+                    <span>"minutes after each check-in"</span>
+                    <button type="submit" class="small">"Save"</button>
+                </form>
+                <PostedError form="seat-model" />
                 <form method="post" action=posting_to(SetLicenseDays::url()) class="inline setting">
                     <input type="hidden" name="code" value=days_code />
                     <label for="license-days">"Signed licenses stay valid for"</label>
@@ -189,6 +245,7 @@ pub fn ProductPage() -> impl IntoView {
                                         <th scope="col">"Serial number"</th>
                                         <th scope="col">"Assigned"</th>
                                         <th scope="col">"Last seen"</th>
+                                        {floating.then(|| view! { <th scope="col">"Lease ends"</th> })}
                                         <th scope="col"><span class="visually-hidden">"Revoke"</span></th>
                                     </tr>
                                 </thead>
@@ -205,6 +262,9 @@ pub fn ProductPage() -> impl IntoView {
                                                 </th>
                                                 <td><When moment=holder.assigned /></td>
                                                 <td><When moment=holder.last_seen /></td>
+                                                {floating.then(|| view! {
+                                                    <td>{holder.lease_ends.map(|moment| view! { <When moment /> })}</td>
+                                                })}
                                                 <td class="actions">
                                                     <form method="post" action=posting_to(RevokeSeat::url()) class="inline">
                                                         <input type="hidden" name="code" value=code />

@@ -194,7 +194,9 @@ fn status_of(error: &UiError) -> http::StatusCode {
     use http::StatusCode;
     match error.code.as_str() {
         "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
-        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "bad_request" => StatusCode::BAD_REQUEST,
+        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "invalid_seat_model" | "bad_request" => {
+            StatusCode::BAD_REQUEST
+        }
         store_code => ErrorCode::parse(store_code)
             .and_then(|code| StatusCode::from_u16(code.status()).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -241,6 +243,19 @@ pub fn moment(at: store::Timestamp, now: store::Timestamp) -> Moment {
         _ => at.format("%Y-%m-%d").to_string(),
     };
     Moment { utc: at.rfc3339(), ago }
+}
+
+/// A time still ahead as the screens show it ("in 12 min"), or "ended".
+pub fn moment_ahead(at: store::Timestamp, now: store::Timestamp) -> Moment {
+    let seconds = (at - now).num_seconds();
+    let ahead = match seconds {
+        ..=0 => "ended".to_owned(),
+        1..=59 => "in under a minute".to_owned(),
+        60..=3599 => format!("in {} min", seconds / 60),
+        3600..=86_399 => format!("in {} h", seconds / 3600),
+        _ => format!("in {} days", seconds / 86_400),
+    };
+    Moment { utc: at.rfc3339(), ago: ahead }
 }
 
 /// The page's Content-Security-Policy: scripts only from this site or inline

@@ -116,6 +116,13 @@ struct Header<'a> {
     kid: &'a str,
 }
 
+/// A license's `exp`: `license_days` after it is issued, and for a floating
+/// seat no later than its lease's end (a device holds no seat beyond it).
+fn expiry(iat: i64, license_days: i64, lease_expires_at: Option<store::Timestamp>) -> i64 {
+    let days = iat + license_days * 86_400;
+    lease_expires_at.map_or(days, |lease| days.min(lease.timestamp()))
+}
+
 /// A product key's public fingerprint, a license's `aud`: the SHA-256 of the
 /// key's UTF-8 bytes, in lowercase hex. It names the key without revealing
 /// it, and a device computes it from the key it was configured with.
@@ -211,7 +218,7 @@ impl Licenser {
             product: check_in.product.clone(),
             serial: check_in.serial.clone(),
             iat,
-            exp: iat + terms.license_days * 86_400,
+            exp: expiry(iat, terms.license_days, check_in.lease_expires_at),
             nonce: nonce.map(str::to_owned),
         };
         Ok(ring.sign(&claims))

@@ -142,6 +142,65 @@ async fn decide(
     Ok(CheckInAnswer { check_in, license })
 }
 
+#[derive(Deserialize, ToSchema)]
+pub struct ReleaseRequest {
+    /// The product's code.
+    product: String,
+    /// The device's serial: 1 to 128 characters, no control characters.
+    serial: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Released {
+    /// Whether the device held a floating seat of the product, now free.
+    released: bool,
+}
+
+/// Give a floating seat back.
+///
+/// A device that is done with its floating seat (the app is closing) frees
+/// it at once for the next device, instead of holding it until its lease
+/// ends. Safe to repeat: a device that holds none, or whose seat is
+/// assigned rather than floating, is answered `released: false`.
+#[utoipa::path(
+    post,
+    path = "/checkin/release",
+    tag = "check-in",
+    security(("product_key" = [])),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "Whether a floating seat was freed", body = Released),
+        (status = 400, description = "`invalid_request`: bad JSON, a missing field, a bad serial", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`: missing, malformed or unknown product key", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the organization's check-in rate is spent; see `Retry-After`", body = ErrorBody),
+    ),
+)]
+pub async fn release(
+    State(store): State<Store>,
+    State(limits): State<Arc<Limits>>,
+    ProductKey(key): ProductKey,
+    body: Result<JsonBody<ReleaseRequest>, ApiError>,
+) -> Result<Json<Released>, Response> {
+    let fail = IntoResponse::into_response;
+    // The key answers first, whatever the body.
+    let Some(org) = store.authenticate_product(&key).await.map_err(|e| fail(ApiError::from(e)))? else {
+        return Err(fail(ApiError::invalid_api_key()));
+    };
+    let JsonBody(request) = body.map_err(fail)?;
+    if let Err(wait) = limits.checkins.take(org, Instant::now()) {
+        return Err(rate_limited(wait));
+    }
+    validate::serial(&request.serial).map_err(|e| fail(ApiError::from(e)))?;
+    if !validate::is_product_code(&request.product) {
+        return Err(fail(ApiError::from(store::StoreError::UnknownProduct(request.product))));
+    }
+    let released = store.release(org, &request.product, &request.serial).await.map_err(|e| fail(ApiError::from(e)))?;
+    Ok(Json(Released { released }))
+}
+
 /// The keys that verify signed licenses.
 ///
 /// A JWK set of Ed25519 keys, retired ones included so that licenses they

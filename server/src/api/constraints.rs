@@ -39,6 +39,11 @@ pub fn state(doc: &mut Value) {
     // validity would change nothing.
     set(&mut schemas["PolicyUpdate"], json!({"minProperties": 1}));
     set(&mut schemas["PolicyUpdate"]["properties"]["license_days"], json!({"type": "integer"}));
+    set(&mut schemas["PolicyUpdate"]["properties"]["lease_minutes"], json!({"type": "integer"}));
+    schemas["PolicyUpdate"]["properties"]["seat_model"] = json!({"$ref": "#/components/schemas/SeatModel"});
+    let release = &mut schemas["ReleaseRequest"]["properties"];
+    set(&mut release["product"], json!({"pattern": PRODUCT_CODE}));
+    set(&mut release["serial"], json!({"pattern": SERIAL, "minLength": 1, "maxLength": 128}));
     // Devices by `serials` or by `matching`, one of the two; a product for
     // assign and unassign, and only for them.
     let bulk = &mut schemas["BulkRequest"];

@@ -42,6 +42,7 @@ pub const BULK_BODY_LIMIT: usize = 6 * 1024 * 1024;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(checkin::check_in))
+        .routes(routes!(checkin::release))
         .routes(routes!(checkin::public_keys))
         .routes(routes!(openapi_json))
         .nest("/admin", admin::routes())

@@ -72,6 +72,16 @@ pub(crate) fn seat_reclaimed<'a>(code: &'a str, serial: &'a str, days: i64) -> C
     Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(code).serial(serial).detail(format!("not seen for {days} days"))
 }
 
+/// A floating seat freed for another device because its lease had ended.
+pub(crate) fn lease_ended<'a>(code: &'a str, serial: &'a str) -> Change<'a> {
+    Change::new(Actor::Reclaim, ActivityKind::SeatReclaimed).product(code).serial(serial).detail("lease ended")
+}
+
+/// A device gave its floating seat back.
+pub(crate) fn seat_released<'a>(code: &'a str, serial: &'a str) -> Change<'a> {
+    Change::new(Actor::Device, ActivityKind::SeatReleased).product(code).serial(serial)
+}
+
 pub(crate) fn device_deleted(by: Actor, serial: &str) -> Change<'_> {
     Change::new(by, ActivityKind::DeviceDeleted).serial(serial)
 }

@@ -20,10 +20,18 @@
 //! go past `seats` (`assigned + taken <= seats`), so the database, not this
 //! module, has the last word on the seat invariant: if the count had moved,
 //! the group would roll back rather than over-assign.
+//!
+//! Floating seats: a floating product's count includes leases that have
+//! ended but were not yet freed. Before deciding, a group that needs more of
+//! such a product's seats than its count leaves free first frees its ended
+//! leases ([`short_of_seats`]; the backend deletes them under the product's
+//! lock), so a seat is free the moment its lease ends without any task
+//! running first. Each floating seat the group holds or takes gets a new
+//! lease ([`Decided::renewed`], [`Taken`]), written before anyone hears it.
 
 use std::collections::HashMap;
 
-use crate::{CheckIn, Denial, OrgId, SeatRule, StoreError, Timestamp};
+use crate::{CheckIn, Denial, Lease, OrgId, SeatModel, SeatRule, StoreError, Timestamp};
 
 /// The most check-ins decided in one transaction.
 pub(crate) const GROUP_MAX: usize = 256;
@@ -38,11 +46,23 @@ pub(crate) fn group_max() -> usize {
         .map_or(GROUP_MAX, |max: usize| max.clamp(1, GROUP_MAX))
 }
 
-/// A product as the group's transaction read it.
+/// A product as a transaction read it. On the check-in path `assigned` is
+/// the count of rows in `assignments` (ended leases included), which the
+/// conditional update guards; what an admin reads counts the seats in use.
 #[derive(Debug, Clone)]
 pub(crate) struct ProductRow {
     pub id: i64,
     pub product: crate::Product,
+    /// A floating seat's lease; kept, unused, for assigned seats.
+    pub lease_minutes: i64,
+}
+
+impl ProductRow {
+    /// The lease a seat of this product gets from a decision at `now`: none
+    /// for an assigned seat.
+    pub(crate) fn lease(&self, now: Timestamp) -> Option<Lease> {
+        (self.product.seat_model == SeatModel::Floating).then(|| Lease::starting(now, self.lease_minutes))
+    }
 }
 
 /// One check-in of the group: which organization's device, of which product.
@@ -62,11 +82,12 @@ pub(crate) struct Recorded {
 }
 
 /// Where a device stood with a product before the group: it held a seat of
-/// it, or an admin had revoked its seat.
+/// it (a floating one until `lease_until`), or an admin had revoked its seat.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Standing {
     pub held: bool,
     pub revoked: bool,
+    pub lease_until: Option<Timestamp>,
 }
 
 /// A seat the group gives a device.
@@ -77,16 +98,36 @@ pub(crate) struct Taken<'a> {
     pub device_id: i64,
     pub code: &'a str,
     pub serial: &'a str,
+    /// A floating seat's lease.
+    pub lease: Option<Lease>,
 }
 
-/// Each check-in's answer, with the id of its device when it was recorded.
-pub(crate) type Answer = crate::Result<(CheckIn, Option<i64>)>;
+/// A check-in's answer, with the id of its device when it was recorded and
+/// the lease of the floating seat it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    pub check_in: CheckIn,
+    pub device_id: Option<i64>,
+    pub lease: Option<Lease>,
+}
 
-/// What the group decided: an answer per check-in, in order, and the seats to
-/// write, in the order they were taken.
+pub(crate) type Answer = crate::Result<Decision>;
+
+/// A floating seat held before the group whose lease starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Renewed {
+    pub product_id: i64,
+    pub device_id: i64,
+    pub until: Timestamp,
+}
+
+/// What the group decided: an answer per check-in, in order, the seats to
+/// write, in the order they were taken, and the held floating seats whose
+/// lease starts again, each once.
 pub(crate) struct Decided<'a> {
     pub answers: Vec<Answer>,
     pub taken: Vec<Taken<'a>>,
+    pub renewed: Vec<Renewed>,
 }
 
 impl Decided<'_> {
@@ -147,61 +188,122 @@ pub(crate) fn pairs_to_look_up(
     pairs
 }
 
+/// The floating products of the group that it may need more seats of than
+/// their counts leave free: the backend frees their ended leases (other than
+/// the group's own devices') before [`decide`].
+pub(crate) fn short_of_seats(
+    group: &[Asked<'_>],
+    products: &HashMap<(OrgId, &str), ProductRow>,
+    devices: &HashMap<(OrgId, &str), Recorded>,
+    standings: &HashMap<(i64, i64), Standing>,
+) -> Vec<i64> {
+    let mut wanting: Vec<(i64, i64)> = group
+        .iter()
+        .filter_map(|asked| {
+            let row = products.get(&(asked.org, asked.code))?;
+            let device = devices.get(&(asked.org, asked.serial))?;
+            let standing = standings.get(&(row.id, device.id)).copied().unwrap_or_default();
+            let may_take = row.product.seat_model == SeatModel::Floating
+                && SeatRule::for_device(standing.held, standing.revoked, row.product.auto_assign) == SeatRule::TakeFreeSeat;
+            may_take.then_some((row.id, device.id))
+        })
+        .collect();
+    wanting.sort_unstable();
+    wanting.dedup();
+    let mut short: Vec<i64> = products
+        .values()
+        .filter(|row| {
+            let wanted = wanting.iter().filter(|(product, _)| *product == row.id).count() as i64;
+            wanted > (row.product.seats - row.product.assigned).max(0)
+        })
+        .map(|row| row.id)
+        .collect();
+    short.sort_unstable();
+    short
+}
+
 /// Decides the group's check-ins one after another: each sees the seats
 /// taken by the ones before it, so a device asking twice in one group is
 /// given one seat, and the last free seat goes to the first that asks.
+/// A floating seat taken gets a lease from `now`; one held keeps its lease
+/// as written until half of it is left, then gets a new one.
 pub(crate) fn decide<'a>(
     group: &[Asked<'a>],
     products: &HashMap<(OrgId, &str), ProductRow>,
     devices: &HashMap<(OrgId, &str), Recorded>,
     standings: &HashMap<(i64, i64), Standing>,
+    now: Timestamp,
 ) -> Decided<'a> {
     let mut free: HashMap<i64, i64> =
         products.values().map(|row| (row.id, (row.product.seats - row.product.assigned).max(0))).collect();
     let mut taken: Vec<Taken<'a>> = Vec::new();
+    let mut renewed: Vec<Renewed> = Vec::new();
     let answers = group
         .iter()
         .map(|asked| {
             let Some(row) = products.get(&(asked.org, asked.code)) else {
                 return Err(StoreError::UnknownProduct(asked.code.to_owned()));
             };
-            let answer = |licensed: bool, reason: Option<Denial>, seen: Option<&Recorded>| CheckIn {
-                product: asked.code.to_owned(),
-                serial: asked.serial.to_owned(),
-                licensed,
-                reason,
-                first_seen: seen.map(|device| device.first_seen),
-                last_seen: seen.map(|device| device.last_seen),
+            let answer = |reason: Option<Denial>, seen: Option<&Recorded>, lease: Option<Lease>| Decision {
+                check_in: CheckIn {
+                    product: asked.code.to_owned(),
+                    serial: asked.serial.to_owned(),
+                    licensed: reason.is_none(),
+                    reason,
+                    first_seen: seen.map(|device| device.first_seen),
+                    last_seen: seen.map(|device| device.last_seen),
+                    lease_expires_at: lease.map(|lease| lease.until),
+                },
+                device_id: seen.map(|device| device.id),
+                lease,
             };
             let Some(device) = devices.get(&(asked.org, asked.serial)) else {
                 // Not recorded: its serial is on the ignore list.
-                return Ok((answer(false, Some(Denial::DeviceIgnored), None), None));
+                return Ok(answer(Some(Denial::DeviceIgnored), None, None));
             };
             let standing = standings.get(&(row.id, device.id)).copied().unwrap_or_default();
-            let taken_earlier = taken.iter().any(|seat| seat.product_id == row.id && seat.device_id == device.id);
-            let denial = match SeatRule::for_device(standing.held || taken_earlier, standing.revoked, row.product.auto_assign)
+            let earlier = taken.iter().find(|seat| seat.product_id == row.id && seat.device_id == device.id);
+            let decision = match SeatRule::for_device(standing.held || earlier.is_some(), standing.revoked, row.product.auto_assign)
             {
-                SeatRule::Holds => None,
-                SeatRule::Denied(denial) => Some(denial),
+                SeatRule::Holds => match (earlier, row.lease(now)) {
+                    (Some(seat), _) => answer(None, Some(device), seat.lease),
+                    (None, None) => answer(None, Some(device), None),
+                    (None, Some(fresh)) => {
+                        let written = standing.lease_until.map(|until| Lease::ending(until, row.lease_minutes));
+                        let again = renewed.iter().find(|r| r.product_id == row.id && r.device_id == device.id);
+                        let lease = match (written, again) {
+                            (_, Some(renewal)) => Lease::ending(renewal.until, row.lease_minutes),
+                            (Some(written), None) if written.holds_at(now) => written,
+                            _ => {
+                                renewed.push(Renewed { product_id: row.id, device_id: device.id, until: fresh.until });
+                                fresh
+                            }
+                        };
+                        answer(None, Some(device), Some(lease))
+                    }
+                },
+                SeatRule::Denied(denial) => answer(Some(denial), Some(device), None),
                 SeatRule::TakeFreeSeat => match free.get_mut(&row.id) {
                     Some(seats) if *seats > 0 => {
                         *seats -= 1;
+                        let lease = row.lease(now);
                         taken.push(Taken {
                             org: asked.org,
                             product_id: row.id,
                             device_id: device.id,
                             code: asked.code,
                             serial: asked.serial,
+                            lease,
                         });
-                        None
+                        answer(None, Some(device), lease)
                     }
-                    _ => Some(Denial::NoSeatsAvailable),
+                    _ => answer(Some(Denial::NoSeatsAvailable), Some(device), None),
                 },
             };
-            Ok((answer(denial.is_none(), denial, Some(device)), Some(device.id)))
+            Ok(decision)
         })
         .collect();
-    Decided { answers, taken }
+    Decided { answers, taken, renewed }
 }
 
 /// The error of a group whose conditional count update found fewer free
@@ -225,7 +327,9 @@ mod tests {
                 assigned,
                 available: (seats - assigned).max(0),
                 auto_assign,
+                seat_model: SeatModel::Assigned,
             },
+            lease_minutes: 20,
         }
     }
 
@@ -236,13 +340,13 @@ mod tests {
 
     fn licensed(answer: &Answer) -> Result<bool, String> {
         match answer {
-            Ok((check_in, _)) => Ok(check_in.licensed),
+            Ok(decision) => Ok(decision.check_in.licensed),
             Err(error) => Err(error.to_string()),
         }
     }
 
     fn reason(answer: &Answer) -> Option<Denial> {
-        answer.as_ref().ok().and_then(|(check_in, _)| check_in.reason)
+        answer.as_ref().ok().and_then(|decision| decision.check_in.reason)
     }
 
     #[test]
@@ -252,7 +356,7 @@ mod tests {
         let devices: HashMap<_, _> = ["a", "b", "c"].iter().zip(1..).map(|(s, id)| ((org, *s), recorded(id))).collect();
         let group: Vec<Asked> =
             ["a", "b", "a", "c"].iter().map(|serial| Asked { org, code: "P1", serial }).collect();
-        let decided = decide(&group, &products, &devices, &HashMap::new());
+        let decided = decide(&group, &products, &devices, &HashMap::new(), now());
         let licensed: Vec<_> = decided.answers.iter().map(licensed).collect();
         assert_eq!(licensed, [Ok(true), Ok(true), Ok(true), Ok(false)]);
         assert_eq!(reason(&decided.answers[3]), Some(Denial::NoSeatsAvailable));
@@ -269,8 +373,8 @@ mod tests {
         ]);
         let devices = HashMap::from([((org, "holder"), recorded(1)), ((org, "revoked"), recorded(2))]);
         let standings = HashMap::from([
-            ((1, 1), Standing { held: true, revoked: false }),
-            ((1, 2), Standing { held: false, revoked: true }),
+            ((1, 1), Standing { held: true, ..Standing::default() }),
+            ((1, 2), Standing { revoked: true, ..Standing::default() }),
         ]);
         let group = [
             Asked { org, code: "P1", serial: "holder" },
@@ -279,11 +383,11 @@ mod tests {
             Asked { org, code: "NOPE", serial: "holder" },
             Asked { org, code: "P2", serial: "holder" },
         ];
-        let decided = decide(&group, &products, &devices, &standings);
+        let decided = decide(&group, &products, &devices, &standings, now());
         assert_eq!(licensed(&decided.answers[0]), Ok(true));
         assert_eq!(reason(&decided.answers[1]), Some(Denial::RevokedByAdmin));
         assert_eq!(reason(&decided.answers[2]), Some(Denial::DeviceIgnored));
-        assert!(decided.answers[2].as_ref().is_ok_and(|(check_in, id)| check_in.first_seen.is_none() && id.is_none()));
+        assert!(decided.answers[2].as_ref().is_ok_and(|d| d.check_in.first_seen.is_none() && d.device_id.is_none()));
         assert_eq!(licensed(&decided.answers[3]), Err("no product with code \"NOPE\"".into()));
         assert_eq!(reason(&decided.answers[4]), Some(Denial::AutoAssignDisabled));
         assert!(decided.taken.is_empty());
@@ -294,8 +398,46 @@ mod tests {
         let org = OrgId(1);
         let products = HashMap::from([((org, "P1"), product(1, 2, 3, true))]);
         let devices = HashMap::from([((org, "a"), recorded(1))]);
-        let decided = decide(&[Asked { org, code: "P1", serial: "a" }], &products, &devices, &HashMap::new());
+        let decided = decide(&[Asked { org, code: "P1", serial: "a" }], &products, &devices, &HashMap::new(), now());
         assert_eq!(reason(&decided.answers[0]), Some(Denial::NoSeatsAvailable));
+    }
+
+    #[test]
+    fn floating_seats_held_or_taken_get_a_lease_and_a_product_short_of_seats_is_named() {
+        let org = OrgId(1);
+        let at = now();
+        let mut floating = product(1, 3, 2, true);
+        floating.product.seat_model = SeatModel::Floating;
+        let products = HashMap::from([((org, "P1"), floating), ((org, "P2"), product(2, 0, 0, true))]);
+        let devices: HashMap<_, _> =
+            ["holder", "a", "b", "kept"].iter().zip(1..).map(|(serial, id)| ((org, *serial), recorded(id))).collect();
+        let written = at + chrono::Duration::minutes(15);
+        let standings = HashMap::from([
+            // A lease with less than half left, and one with more.
+            ((1, 1), Standing { held: true, lease_until: Some(at + chrono::Duration::minutes(9)), ..Standing::default() }),
+            ((1, 4), Standing { held: true, lease_until: Some(written), ..Standing::default() }),
+        ]);
+        let group: Vec<Asked> = [("P1", "holder"), ("P1", "a"), ("P1", "b"), ("P1", "holder"), ("P2", "a"), ("P1", "kept")]
+            .iter()
+            .map(|(code, serial)| Asked { org, code, serial })
+            .collect();
+        // Two devices may take a seat where one is free; the assigned product
+        // short of seats is not named (it has no leases to end).
+        assert_eq!(short_of_seats(&group, &products, &devices, &standings), [1]);
+
+        let until = at + chrono::Duration::minutes(20);
+        let decided = decide(&group, &products, &devices, &standings, at);
+        let leases: Vec<_> =
+            decided.answers.iter().map(|answer| answer.as_ref().ok().and_then(|d| d.check_in.lease_expires_at)).collect();
+        assert_eq!(leases, [Some(until), Some(until), None, Some(until), None, Some(written)]);
+        assert_eq!(reason(&decided.answers[2]), Some(Denial::NoSeatsAvailable));
+        assert_eq!(decided.renewed, [Renewed { product_id: 1, device_id: 1, until }], "renewed once, and only where due");
+        assert_eq!(decided.taken.iter().map(|seat| (seat.device_id, seat.lease.map(|l| l.until))).collect::<Vec<_>>(), [(2, Some(until))]);
+        let lease = decided.taken[0].lease.unwrap();
+        assert_eq!(lease.renew_from, at + chrono::Duration::minutes(10), "renewed once half of it is left");
+        assert!(lease.holds_at(at) && !lease.holds_at(lease.renew_from));
+        let kept = decided.answers[5].as_ref().unwrap().lease.unwrap();
+        assert_eq!((kept.until, kept.renew_from), (written, written - chrono::Duration::minutes(10)));
     }
 
     #[test]

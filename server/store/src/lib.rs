@@ -175,6 +175,11 @@ pub trait CheckIns {
     /// updated) and learns whether it holds a seat, getting one from
     /// auto-assign when the rules allow.
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
+
+    /// A device gives back its floating seat of the product, which is free
+    /// at once for the next device; says whether it held one. An assigned
+    /// seat is not given back this way (`false`).
+    async fn release(&self, org: OrgId, code: &str, serial: &str) -> Result<bool>;
 }
 
 /// The audit log: every change, who made it, when.
@@ -272,8 +277,23 @@ pub(crate) fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Po
     }
 }
 
-pub(crate) fn policy_of((code, license_days, reclaim_after_days): (String, i64, Option<i64>)) -> (String, ProductPolicy) {
-    (code, ProductPolicy { license_days, reclaim_after_days })
+/// A policy's columns, as both backends select them ([`PolicyColumns`]).
+macro_rules! policy_columns {
+    () => {
+        "license_days, reclaim_after_days, seat_model, lease_minutes"
+    };
+}
+pub(crate) use policy_columns;
+
+pub(crate) type PolicyColumns = (i64, Option<i64>, String, i64);
+
+pub(crate) fn policy_from((license_days, reclaim_after_days, seat_model, lease_minutes): PolicyColumns) -> ProductPolicy {
+    ProductPolicy {
+        license_days,
+        reclaim_after_days,
+        seat_model: SeatModel::parse(&seat_model).unwrap_or_default(),
+        lease_minutes,
+    }
 }
 
 pub(crate) fn seat_total((organization, product, seats, assigned): (String, String, i64, i64)) -> SeatTotal {

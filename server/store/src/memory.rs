@@ -31,21 +31,44 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::OrgId;
+use crate::{Lease, OrgId, Timestamp};
 
 /// How long a device's new `last seen` may wait before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// The most holdings remembered one by one, after the start; beyond it they
-/// start afresh. Those learnt at the start sit in a sorted array of 32 bytes
-/// each: a million take 32 MB.
+/// start afresh. Those learnt at the start sit in a sorted array of 48 bytes
+/// each: a million take 48 MB.
 const CAPACITY: usize = 1_000_000;
 
-/// A device that holds a seat of a product, as committed.
+/// A device that holds a seat of a product, as committed: for a floating
+/// seat, with its lease (milliseconds), else [`Holding::NO_LEASE`] in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holding {
     pub device_id: i64,
     pub first_seen: i64,
+    pub lease_until: i64,
+    pub renew_from: i64,
+}
+
+impl Holding {
+    pub const NO_LEASE: i64 = i64::MAX;
+
+    pub fn new(device_id: i64, first_seen: i64, lease: Option<Lease>) -> Holding {
+        let (lease_until, renew_from) =
+            lease.map_or((Self::NO_LEASE, Self::NO_LEASE), |lease| (lease.until.millis(), lease.renew_from.millis()));
+        Holding { device_id, first_seen, lease_until, renew_from }
+    }
+
+    pub fn lease(&self) -> Option<Lease> {
+        (self.lease_until != Self::NO_LEASE).then(|| Lease {
+            until: Timestamp::from_millis(self.lease_until),
+            renew_from: Timestamp::from_millis(self.renew_from),
+        })
+    }
+
+    /// Forgotten: a device that gave its seat back (see [`HeldSeats::forget`]).
+    const GONE: i64 = -1;
 }
 
 /// Devices known to hold a seat, keyed by a 128-bit keyed hash of
@@ -106,7 +129,7 @@ impl HeldSeats {
         let holding = known.holdings.get(&key).copied().or_else(|| {
             known.learnt.binary_search_by_key(&key, |(key, _)| *key).ok().map(|at| known.learnt[at].1)
         });
-        holding.map(|holding| (holding, Generation(known.generation)))
+        holding.filter(|holding| holding.device_id != Holding::GONE).map(|holding| (holding, Generation(known.generation)))
     }
 
     pub fn generation(&self) -> Generation {
@@ -140,6 +163,20 @@ impl HeldSeats {
     /// The holdings read at the start, all at once (see [`Learning`]).
     pub fn learning(&self, expected: usize) -> Learning<'_> {
         Learning { known: self, seen: self.generation(), keyed: Vec::with_capacity(expected) }
+    }
+
+    /// Forgets one device's seat of one product (a device giving its
+    /// floating seat back), under the write lock before the commit, as
+    /// [`clear`](Self::clear) does for everything: the generation moves on,
+    /// so no answer or decision from before is given or entered after.
+    pub fn forget(&self, org: OrgId, product: &str, serial: &str) {
+        let key = self.key(org, product, serial);
+        let mut known = self.lock();
+        known.generation += 1;
+        known.holdings.remove(&key);
+        if let Ok(at) = known.learnt.binary_search_by_key(&key, |(key, _)| *key) {
+            known.learnt[at].1.device_id = Holding::GONE;
+        }
     }
 
     /// Forgets everything; called under the write lock before every commit
@@ -396,7 +433,7 @@ mod tests {
     const ACME: OrgId = OrgId(1);
 
     fn holding(device_id: i64) -> Holding {
-        Holding { device_id, first_seen: 10 }
+        Holding::new(device_id, 10, None)
     }
 
     fn held(known: &HeldSeats, org: OrgId, product: &str, serial: &str) -> Option<Holding> {
@@ -422,6 +459,31 @@ mod tests {
         assert_eq!(held(&known, OrgId(2), "editor", "SN-1"), None, "another organization");
         assert_eq!(held(&known, ACME, "editor", "SN-2"), None, "another serial");
         assert_eq!(held(&known, ACME, "edit", "orSN-1"), None, "the same bytes split otherwise");
+    }
+
+    #[test]
+    fn a_forgotten_seat_is_gone_wherever_it_was_kept_and_nothing_from_before_comes_back() {
+        let known = HeldSeats::default();
+        let mut learning = known.learning(2);
+        learning.add(ACME, "editor", "LEARNT", holding(1));
+        learning.add(ACME, "editor", "OTHER", holding(2));
+        assert!(learning.finish());
+        let lease = Lease::starting(crate::now(), 20);
+        known.remember(known.generation(), [(ACME, "editor", "LEASED", Holding::new(3, 10, Some(lease)))]);
+        assert_eq!(held(&known, ACME, "editor", "LEASED").and_then(|h| h.lease()), Some(lease));
+        let (_, read) = known.get(ACME, "editor", "LEASED").unwrap();
+        let decided_before = known.generation();
+
+        known.forget(ACME, "editor", "LEASED");
+        known.forget(ACME, "editor", "LEARNT");
+        assert_eq!(held(&known, ACME, "editor", "LEASED"), None);
+        assert_eq!(held(&known, ACME, "editor", "LEARNT"), None);
+        assert_eq!(held(&known, ACME, "editor", "OTHER"), Some(holding(2)), "the others stay");
+        assert!(!known.unchanged_since(read), "an answer read before is not given");
+        known.remember(decided_before, [(ACME, "editor", "LEASED", holding(3))]);
+        assert_eq!(held(&known, ACME, "editor", "LEASED"), None, "a decision from before is not entered");
+        known.remember(known.generation(), [(ACME, "editor", "LEARNT", holding(1))]);
+        assert_eq!(held(&known, ACME, "editor", "LEARNT"), Some(holding(1)), "a later decision is");
     }
 
     #[test]

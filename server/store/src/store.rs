@@ -97,6 +97,14 @@ impl Store {
         dispatch!(self, migrate())
     }
 
+    /// For tests: moves every lease of the product `by` earlier, as if that
+    /// much time had passed since each was written (a lease lasts minutes;
+    /// a test does not wait them out).
+    #[cfg(feature = "testing")]
+    pub async fn age_leases(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
+        dispatch!(self, age_leases(org, code, by))
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
             Backend::Sqlite(_) => "sqlite",
@@ -342,6 +350,12 @@ impl CheckIns for Store {
 
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
         dispatch!(self, check_in(org, code, serial))
+    }
+
+    async fn release(&self, org: OrgId, code: &str, serial: &str) -> Result<bool> {
+        validate::serial(serial)?;
+        let (code, serial) = (code.to_owned(), serial.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, release(org, &code, &serial)) }).await
     }
 }
 

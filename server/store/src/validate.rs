@@ -107,6 +107,21 @@ pub fn reclaim_after_days(days: i64) -> Result<(), StoreError> {
     }
 }
 
+pub const LEASE_MINUTES: std::ops::RangeInclusive<i64> = 5..=1440;
+
+/// How long a floating seat's lease lasts after a check-in: 5 to 1440 minutes.
+pub fn lease_minutes(minutes: i64) -> Result<(), StoreError> {
+    if LEASE_MINUTES.contains(&minutes) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(format!(
+            "lease_minutes must be a whole number from {} to {}",
+            LEASE_MINUTES.start(),
+            LEASE_MINUTES.end()
+        )))
+    }
+}
+
 /// A LIKE pattern matching serials that contain `query`, with LIKE's own
 /// wildcards escaped by `\`.
 pub(crate) fn contains_pattern(query: &str) -> String {

@@ -87,9 +87,12 @@ async fn policy(
     Ok(Json(store.policy(org.id, &code).await?))
 }
 
-/// Changes a product's policy: `license_days` (1 to 365) and
-/// `reclaim_after_days` (1 to 3650, or `null` to never reclaim); a field
-/// left out stays as it is.
+/// Changes a product's policy: `license_days` (1 to 365),
+/// `reclaim_after_days` (1 to 3650, or `null` to never reclaim),
+/// `seat_model` (`assigned` or `floating`) and `lease_minutes` (5 to 1440);
+/// a field left out stays as it is. Turning a product floating gives every
+/// seat held a lease from now; turning it back frees the ended leases and
+/// keeps the rest as assigned seats.
 #[utoipa::path(
     patch,
     path = "/products/{code}/policy",
@@ -110,7 +113,9 @@ async fn update_policy(
     // The store takes an empty change as nothing to do; a script that sends
     // one has most likely misspelt a field.
     if update.is_empty() {
-        return Err(ApiError::invalid_request("name what to change: license_days, reclaim_after_days"));
+        return Err(ApiError::invalid_request(
+            "name what to change: license_days, reclaim_after_days, seat_model, lease_minutes",
+        ));
     }
     Ok(Json(store.update_policy(org.id, &code, &update, Actor::AdminApi).await?))
 }

@@ -37,6 +37,10 @@ pub struct Holder {
     pub assigned_at: Timestamp,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
+    /// For a floating seat: when its lease ends unless the device checks in
+    /// again before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -24,22 +24,71 @@ pub struct Product {
     pub available: i64,
     /// Whether a device checking in gets a free seat without an admin.
     pub auto_assign: bool,
+    /// How its seats are held: `assigned` until freed, or `floating` (leased
+    /// while the device keeps checking in). For a floating product,
+    /// `assigned` counts the leases in use now.
+    pub seat_model: SeatModel,
 }
 
-/// The product columns both backends select, in the order of [`ProductColumns`].
+/// How a product's seats are held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatModel {
+    /// A seat belongs to its device until an admin, a delete or the
+    /// idle-seat reclaim frees it.
+    #[default]
+    Assigned,
+    /// A seat is leased: held while its device keeps checking in, and free
+    /// for the next device that asks once the lease has ended.
+    Floating,
+}
+
+impl SeatModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatModel::Assigned => "assigned",
+            SeatModel::Floating => "floating",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<SeatModel> {
+        match name {
+            "assigned" => Some(SeatModel::Assigned),
+            "floating" => Some(SeatModel::Floating),
+            _ => None,
+        }
+    }
+}
+
+/// The product columns both backends select, in the order of
+/// [`ProductColumns`]. `assigned` is the column itself (`product_columns!()`:
+/// the rows in `assignments`, which the seat decisions count) or the
+/// backend's expression for the seats in use now (`product_columns!(in_use)`,
+/// for what an admin sees: a floating product's ended leases left out).
 macro_rules! product_columns {
     () => {
-        "code, name, seats, assigned, auto_assign"
+        "code, name, seats, assigned, auto_assign, seat_model"
+    };
+    ($assigned:expr) => {
+        concat!("code, name, seats, ", $assigned, " as assigned, auto_assign, seat_model")
     };
 }
 pub(crate) use product_columns;
 
 /// A row of [`product_columns!`].
-pub(crate) type ProductColumns = (String, String, i64, i64, bool);
+pub(crate) type ProductColumns = (String, String, i64, i64, bool, String);
 
 impl From<ProductColumns> for Product {
-    fn from((code, name, seats, assigned, auto_assign): ProductColumns) -> Self {
-        Product { code, name, seats, assigned, available: (seats - assigned).max(0), auto_assign }
+    fn from((code, name, seats, assigned, auto_assign, seat_model): ProductColumns) -> Self {
+        Product {
+            code,
+            name,
+            seats,
+            assigned,
+            available: (seats - assigned).max(0),
+            auto_assign,
+            seat_model: SeatModel::parse(&seat_model).unwrap_or_default(),
+        }
     }
 }
 
@@ -62,6 +111,13 @@ pub struct ProductPolicy {
     /// Seats of devices not seen for this many days are freed (`null`: never).
     #[schema(required = true, minimum = 1, maximum = 3650)]
     pub reclaim_after_days: Option<i64>,
+    /// `assigned` (a seat belongs to its device until freed) or `floating`
+    /// (a seat is leased while its device keeps checking in).
+    pub seat_model: SeatModel,
+    /// How long a floating seat's lease lasts after the check-in that renews
+    /// it; kept, unused, while the product's seats are assigned.
+    #[schema(minimum = 5, maximum = 1440)]
+    pub lease_minutes: i64,
 }
 
 impl ProductPolicy {
@@ -74,6 +130,12 @@ impl ProductPolicy {
         }
         if self.reclaim_after_days != after.reclaim_after_days {
             changes.push(format!("reclaim_after_days {} → {}", days(self.reclaim_after_days), days(after.reclaim_after_days)));
+        }
+        if self.seat_model != after.seat_model {
+            changes.push(format!("seat_model {} → {}", self.seat_model.as_str(), after.seat_model.as_str()));
+        }
+        if self.lease_minutes != after.lease_minutes {
+            changes.push(format!("lease_minutes {} → {}", self.lease_minutes, after.lease_minutes));
         }
         if changes.is_empty() { "unchanged".to_owned() } else { changes.join(", ") }
     }
@@ -93,6 +155,14 @@ pub struct PolicyUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
     pub reclaim_after_days: Option<Option<i64>>,
+    /// `assigned` or `floating`; left out or `null`, it stays as it is.
+    #[serde(default)]
+    pub seat_model: Option<SeatModel>,
+    /// Minutes a floating seat's lease lasts; left out or `null`, it stays
+    /// as it is.
+    #[serde(default, deserialize_with = "whole_days")]
+    #[schema(minimum = 5, maximum = 1440)]
+    pub lease_minutes: Option<i64>,
 }
 
 /// A field that is present, even as `null`.
@@ -100,7 +170,8 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
     whole_days(deserializer).map(Some)
 }
 
-/// A number of days: a whole number, which JSON may also write `30.0`.
+/// A number of days (or minutes): a whole number, which JSON may also write
+/// `30.0`.
 fn whole_days<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -112,13 +183,16 @@ fn whole_days<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Optio
         None => Ok(None),
         Some(Number::Whole(days)) => Ok(Some(days)),
         Some(Number::Written(days)) if days.fract() == 0.0 && days.abs() < 1e15 => Ok(Some(days as i64)),
-        Some(Number::Written(days)) => Err(serde::de::Error::custom(format!("{days} is not a whole number of days"))),
+        Some(Number::Written(days)) => Err(serde::de::Error::custom(format!("{days} is not a whole number"))),
     }
 }
 
 impl PolicyUpdate {
     pub fn is_empty(&self) -> bool {
-        self.license_days.is_none() && self.reclaim_after_days.is_none()
+        self.license_days.is_none()
+            && self.reclaim_after_days.is_none()
+            && self.seat_model.is_none()
+            && self.lease_minutes.is_none()
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::StoreError> {
@@ -127,6 +201,9 @@ impl PolicyUpdate {
         }
         if let Some(Some(days)) = self.reclaim_after_days {
             crate::validate::reclaim_after_days(days)?;
+        }
+        if let Some(minutes) = self.lease_minutes {
+            crate::validate::lease_minutes(minutes)?;
         }
         Ok(())
     }

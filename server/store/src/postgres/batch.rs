@@ -176,24 +176,29 @@ pub(super) struct FirstLook {
 /// (`PgStore::check_in_held`).
 pub(super) struct FirstLooks;
 
+/// A seat found held: the device's id, first seen and last seen, and for a
+/// floating seat its lease's end and minutes.
+pub(super) type Held = (i64, Timestamp, Timestamp, Option<(Timestamp, i64)>);
+
 /// A request's number, its key's organization, and the held device's id,
-/// first seen and last seen (all null when it holds no seat).
-type ArrivalRow = (i64, i64, Option<i64>, Option<Timestamp>, Option<Timestamp>);
+/// first seen, last seen (all null when it holds no seat), its seat's lease
+/// end (null for an assigned seat) and the product's lease minutes.
+type ArrivalRow = (i64, i64, Option<i64>, Option<Timestamp>, Option<Timestamp>, Option<Timestamp>, Option<i64>);
 
 impl Statement for FirstLooks {
     type Asked = FirstLook;
-    type Answer = (OrgId, Option<(i64, Timestamp, Timestamp)>);
+    type Answer = (OrgId, Option<Held>);
 
     async fn run(pool: &PgPool, batch: &[FirstLook]) -> Result<Vec<Option<Self::Answer>>> {
         let digests: Vec<&[u8]> = batch.iter().map(|a| a.digest.as_slice()).collect();
         let codes: Vec<&str> = batch.iter().map(|a| a.code.as_str()).collect();
         let serials: Vec<&str> = batch.iter().map(|a| a.serial.as_str()).collect();
         let rows: Vec<ArrivalRow> = sqlx::query_as(
-            "select asked.i, o.id, held.id, held.first_seen, held.last_seen
+            "select asked.i, o.id, held.id, held.first_seen, held.last_seen, held.lease_until, held.lease_minutes
              from unnest($1::bytea[], $2::text[], $3::text[]) with ordinality as asked(digest, code, serial, i)
              join organizations o on o.product_key_hash = asked.digest
              left join lateral (
-                 select d.id, d.first_seen, d.last_seen
+                 select d.id, d.first_seen, d.last_seen, a.lease_until, p.lease_minutes
                  from products p
                  join devices d on d.org_id = p.org_id and d.serial = asked.serial
                  join assignments a on a.product_id = p.id and a.device_id = d.id
@@ -207,9 +212,10 @@ impl Statement for FirstLooks {
         .await?;
         Ok(in_order(
             batch.len(),
-            rows.into_iter().map(|(i, org, device, first_seen, last_seen)| {
+            rows.into_iter().map(|(i, org, device, first_seen, last_seen, lease_until, lease_minutes)| {
+                let lease = lease_until.zip(lease_minutes);
                 let held = match (device, first_seen, last_seen) {
-                    (Some(device), Some(first_seen), Some(last_seen)) => Some((device, first_seen, last_seen)),
+                    (Some(device), Some(first_seen), Some(last_seen)) => Some((device, first_seen, last_seen, lease)),
                     _ => None,
                 };
                 (i, (OrgId(org), held))

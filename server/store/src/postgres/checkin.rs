@@ -11,23 +11,14 @@ impl CheckIns for PgStore {
         let asked = batch::FirstLook { digest: keys::digest(product_key), code: code.to_owned(), serial: serial.to_owned() };
         Ok(match self.first_looks.ask(asked).await? {
             None => FirstLook::UnknownKey,
-            Some((org, held)) => FirstLook::Arrived {
-                org,
-                // A device unseen for a while takes the full decision, which
-                // writes its `last seen` before answering: a reclaim of idle
-                // seats in any process then sees it, instead of a time
-                // waiting in this process's memory.
-                held: held
-                    .filter(|&(_, _, last_seen)| now() - last_seen < chrono::Duration::hours(1))
-                    .map(|(device_id, first_seen, _)| HeldSeat { org, device_id, first_seen, seen: 0 }),
-            },
+            Some((org, held)) => FirstLook::Arrived { org, held: held.and_then(|held| answerable(org, held, now())) },
         })
     }
 
     async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
         let now = now();
         self.last_seen.seen(seat.device_id, now.timestamp_millis());
-        Ok(CheckIn::held(code, serial, seat.first_seen, now))
+        Ok(CheckIn::held(code, serial, &seat, now))
     }
 
     async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
@@ -35,6 +26,41 @@ impl CheckIns for PgStore {
         let asked = group::UndecidedCheckIn { org, code: code.to_owned(), serial: serial.to_owned() };
         self.seat_decisions.ask(asked).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
+
+    /// The device's row is locked first, as every seat change does.
+    #[tracing::instrument(skip_all)]
+    async fn release(&self, org: OrgId, code: &str, serial: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let product = fetch_product(&mut tx, org, code).await?;
+        let Some(device) = lock_device(&mut tx, org, serial).await? else { return Ok(false) };
+        let freed = sqlx::query("delete from assignments where product_id = $1 and device_id = $2 and lease_until is not null")
+            .bind(product.id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if freed == 0 {
+            return Ok(false);
+        }
+        sqlx::query("update products set assigned = assigned - 1 where id = $1").bind(product.id).execute(&mut *tx).await?;
+        record(&mut tx, org, now(), audit::seat_released(code, serial)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The seat the first look found, if the check-in may be answered from it:
+/// not when the device has been unseen for an hour or more, nor when its
+/// floating seat's lease is due to be renewed. Those take the full decision,
+/// which writes before answering: the `last seen` that a reclaim of idle
+/// seats in any process must see (instead of a time waiting in this
+/// process's memory), or the new lease.
+fn answerable(org: OrgId, (device_id, first_seen, last_seen, lease): batch::Held, now: Timestamp) -> Option<HeldSeat> {
+    let lease = lease.map(|(until, minutes)| Lease::ending(until, minutes));
+    if now - last_seen >= chrono::Duration::hours(1) || lease.is_some_and(|lease| !lease.holds_at(now)) {
+        return None;
+    }
+    Some(HeldSeat { org, device_id, first_seen, lease, seen: 0 })
 }
 
 /// How often the waiting `last seen` times are written: often, so that each

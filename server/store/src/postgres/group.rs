@@ -17,6 +17,7 @@ use sqlx::PgPool;
 
 use super::batch::Statement;
 use crate::group::{self, Asked, ProductRow, Recorded, Standing};
+use super::free_ended_leases;
 use crate::{ActivityKind, Actor, CheckIn, OrgId, Product, Result, Timestamp, now};
 
 /// A check-in waiting for its group.
@@ -93,20 +94,49 @@ impl Statement for SeatDecisions {
         let (pair_products, pair_devices): (Vec<i64>, Vec<i64>) =
             group::pairs_to_look_up(&group, &products, &devices).into_iter().unzip();
         let standings: HashMap<(i64, i64), Standing> = sqlx::query_as(
-            "select pair.product_id, pair.device_id,
-                    exists (select 1 from assignments a where a.product_id = pair.product_id and a.device_id = pair.device_id),
+            "select pair.product_id, pair.device_id, a.device_id is not null, a.lease_until,
                     exists (select 1 from revocations r where r.product_id = pair.product_id and r.device_id = pair.device_id)
-             from unnest($1::bigint[], $2::bigint[]) pair(product_id, device_id)",
+             from unnest($1::bigint[], $2::bigint[]) pair(product_id, device_id)
+             left join assignments a on a.product_id = pair.product_id and a.device_id = pair.device_id",
         )
         .bind(&pair_products)
         .bind(&pair_devices)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(|(product, device, held, revoked)| ((product, device), Standing { held, revoked }))
+        .map(|(product, device, held, lease_until, revoked)| ((product, device), Standing { held, revoked, lease_until }))
         .collect();
 
-        let decided = group::decide(&group, &products, &devices, &standings);
+        // A floating product short of seats first frees its ended leases.
+        let short = group::short_of_seats(&group, &products, &devices, &standings);
+        if !short.is_empty() {
+            let keep: Vec<i64> = devices.values().map(|device| device.id).collect();
+            for ((org, _), row) in products.iter_mut().filter(|(_, row)| short.contains(&row.id)) {
+                row.product.assigned -= free_ended_leases(&mut tx, *org, row, at, &keep).await?;
+            }
+        }
+
+        let decided = group::decide(&group, &products, &devices, &standings, at);
+        if !decided.renewed.is_empty() {
+            let ids: Vec<i64> = decided.renewed.iter().map(|seat| seat.product_id).collect();
+            let device_ids: Vec<i64> = decided.renewed.iter().map(|seat| seat.device_id).collect();
+            let untils: Vec<Timestamp> = decided.renewed.iter().map(|seat| seat.until).collect();
+            // Every renewed seat is there: its device's row is locked, and
+            // nothing takes a seat without that lock.
+            let renewed = sqlx::query(
+                "update assignments a set lease_until = renewed.until
+                 from unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) renewed(product_id, device_id, until)
+                 where a.product_id = renewed.product_id and a.device_id = renewed.device_id",
+            )
+            .bind(&ids)
+            .bind(&device_ids)
+            .bind(&untils)
+            .execute(&mut *tx)
+            .await?;
+            if renewed.rows_affected() != ids.len() as u64 {
+                return Err(crate::StoreError::Unavailable("a floating seat went while its lease was renewed".into()));
+            }
+        }
         if !decided.taken.is_empty() {
             let (ids, counts): (Vec<i64>, Vec<i64>) = decided.taken_per_product().into_iter().unzip();
             let counted = sqlx::query(
@@ -123,13 +153,16 @@ impl Statement for SeatDecisions {
             }
             let (seat_products, seat_devices): (Vec<i64>, Vec<i64>) =
                 decided.taken.iter().map(|seat| (seat.product_id, seat.device_id)).unzip();
+            let leases: Vec<Option<Timestamp>> = decided.taken.iter().map(|seat| seat.lease.map(|l| l.until)).collect();
             sqlx::query(
-                "insert into assignments (product_id, device_id, assigned_at)
-                 select product_id, device_id, $3 from unnest($1::bigint[], $2::bigint[]) seat(product_id, device_id)",
+                "insert into assignments (product_id, device_id, assigned_at, lease_until)
+                 select product_id, device_id, $3, lease_until
+                 from unnest($1::bigint[], $2::bigint[], $4::timestamptz[]) seat(product_id, device_id, lease_until)",
             )
             .bind(&seat_products)
             .bind(&seat_devices)
             .bind(at)
+            .bind(&leases)
             .execute(&mut *tx)
             .await?;
             let orgs: Vec<i64> = decided.taken.iter().map(|seat| seat.org.0).collect();
@@ -150,7 +183,7 @@ impl Statement for SeatDecisions {
             .await?;
         }
         tx.commit().await?;
-        Ok(decided.answers.into_iter().map(|answer| answer.ok().map(|(check_in, _)| check_in)).collect())
+        Ok(decided.answers.into_iter().map(|answer| answer.ok().map(|decision| decision.check_in)).collect())
     }
 }
 
@@ -169,7 +202,7 @@ async fn read_products<'a>(
     let (orgs, codes): (Vec<i64>, Vec<&str>) = wanted.iter().map(|(org, code)| (org.0, *code)).unzip();
     macro_rules! select {
         () => {
-            "select asked.i, p.id, p.code, p.name, p.seats, p.assigned, p.auto_assign
+            "select asked.i, p.id, p.lease_minutes, p.code, p.name, p.seats, p.assigned, p.auto_assign, p.seat_model
              from unnest($1::bigint[], $2::text[]) with ordinality asked(org_id, code, i)
              join products p on p.org_id = asked.org_id and p.code = asked.code"
         };
@@ -178,13 +211,14 @@ async fn read_products<'a>(
         Lock::No => select!(),
         Lock::ForUpdate => concat!(select!(), " order by p.id for update of p"),
     };
-    let rows: Vec<(i64, i64, String, String, i64, i64, bool)> =
+    let rows: Vec<(i64, i64, i64, String, String, i64, i64, bool, String)> =
         sqlx::query_as(sql).bind(&orgs).bind(&codes).fetch_all(&mut *tx).await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(i, id, code, name, seats, assigned, auto_assign)| {
+        .filter_map(|(i, id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model)| {
             let key = *wanted.get(usize::try_from(i - 1).ok()?)?;
-            Some((key, ProductRow { id, product: Product::from((code, name, seats, assigned, auto_assign)) }))
+            let product = Product::from((code, name, seats, assigned, auto_assign, seat_model));
+            Some((key, ProductRow { id, lease_minutes, product }))
         })
         .collect())
 }

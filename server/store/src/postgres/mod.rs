@@ -53,6 +53,7 @@ use crate::audit;
 use checkin::{PG_FLUSH_EVERY, write_last_seen};
 use devices::{delete_device_in, ignore_device_in};
 use products::insert_product;
+use seats::free_ended_leases;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -140,6 +141,21 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// See `Store::age_leases`.
+    #[cfg(feature = "testing")]
+    pub async fn age_leases(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
+        sqlx::query(
+            "update assignments set lease_until = lease_until - $1
+             where lease_until is not null and product_id = (select id from products where org_id = $2 and code = $3)",
+        )
+        .bind(by)
+        .bind(org.0)
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Writes the `last seen` times still waiting; called when the server stops.
     pub async fn flush(&self) -> Result<()> {
         self.last_seen.flush(|batch| write_last_seen(&self.last_seen_writers, batch)).await
@@ -153,18 +169,42 @@ impl PgStore {
     }
 }
 
+/// PostgreSQL's `assigned` for what an admin sees: a floating product's
+/// leases in use now (see [`product_columns!`]), on the table `products`.
+macro_rules! in_use {
+    () => {
+        "case when products.seat_model = 'floating'
+              then (select count(*) from assignments a where a.product_id = products.id and a.lease_until > now())
+              else products.assigned end"
+    };
+}
+use in_use;
+
+/// The product as an admin sees it (a floating product's seats in use now).
 async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
-    let row: Option<(i64, String, String, i64, i64, bool)> =
-        sqlx::query_as(concat!("select id, ", product_columns!(), " from products where org_id = $1 and code = $2"))
-            .bind(org.0)
-            .bind(code)
-            .fetch_optional(conn)
-            .await?;
-    row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
+    let row: Option<(i64, i64, String, String, i64, i64, bool, String)> = sqlx::query_as(concat!(
+        "select id, lease_minutes, ",
+        product_columns!(in_use!()),
+        " from products where org_id = $1 and code = $2"
+    ))
+    .bind(org.0)
+    .bind(code)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model)| ProductRow {
         id,
-        product: Product::from((code, name, seats, assigned, auto_assign)),
+        lease_minutes,
+        product: Product::from((code, name, seats, assigned, auto_assign, seat_model)),
     })
     .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+}
+
+async fn fetch_policy(conn: &mut PgConnection, org: OrgId, code: &str, lock: bool) -> Result<ProductPolicy> {
+    let select = concat!("select ", policy_columns!(), " from products where org_id = $1 and code = $2");
+    let locked = concat!("select ", policy_columns!(), " from products where org_id = $1 and code = $2 for update");
+    let row: Option<PolicyColumns> =
+        sqlx::query_as(if lock { locked } else { select }).bind(org.0).bind(code).fetch_optional(conn).await?;
+    Ok(policy_from(row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?))
 }
 
 /// Writes a change to the audit log, inside the caller's transaction.

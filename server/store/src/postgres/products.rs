@@ -25,7 +25,7 @@ impl Products for PgStore {
         let before = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
         let product: ProductColumns = sqlx::query_as(concat!(
             "update products set seats = $1 where org_id = $2 and code = $3 returning ",
-            product_columns!()
+            product_columns!(in_use!())
         ))
         .bind(seats)
         .bind(org.0)
@@ -40,7 +40,7 @@ impl Products for PgStore {
     #[tracing::instrument(skip_all)]
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         let rows: Vec<ProductColumns> =
-            sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = $1 order by name, code"))
+            sqlx::query_as(concat!("select ", product_columns!(in_use!()), " from products where org_id = $1 order by name, code"))
                 .bind(org.0)
                 .fetch_all(&self.pool)
                 .await?;
@@ -58,7 +58,7 @@ impl Products for PgStore {
         let mut tx = self.begin().await?;
         let row: Option<ProductColumns> = sqlx::query_as(concat!(
             "update products set auto_assign = $1 where org_id = $2 and code = $3 returning ",
-            product_columns!()
+            product_columns!(in_use!())
         ))
         .bind(auto_assign)
         .bind(org.0)
@@ -73,54 +73,50 @@ impl Products for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn policy(&self, org: OrgId, code: &str) -> Result<ProductPolicy> {
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("select license_days, reclaim_after_days from products where org_id = $1 and code = $2")
-                .bind(org.0)
-                .bind(code)
-                .fetch_optional(&self.pool)
-                .await?;
-        let (license_days, reclaim_after_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-        Ok(ProductPolicy { license_days, reclaim_after_days })
+        let mut conn = self.pool.acquire().await?;
+        fetch_policy(&mut conn, org, code, false).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
-        let rows: Vec<(String, i64, Option<i64>)> =
-            sqlx::query_as("select code, license_days, reclaim_after_days from products where org_id = $1 order by code")
+        let rows: Vec<(String, i64, Option<i64>, String, i64)> =
+            sqlx::query_as(concat!("select code, ", policy_columns!(), " from products where org_id = $1 order by code"))
                 .bind(org.0)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(policy_of).collect())
+        Ok(rows.into_iter().map(|(code, a, b, c, d)| (code, policy_from((a, b, c, d)))).collect())
     }
 
     #[tracing::instrument(skip_all)]
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         update.validate()?;
+        let now = now();
         let mut tx = self.begin().await?;
-        let before: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "select license_days, reclaim_after_days from products where org_id = $1 and code = $2 for update",
-        )
-        .bind(org.0)
-        .bind(code)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (license_days, reclaim_after_days) = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-        let before = ProductPolicy { license_days, reclaim_after_days };
-        let (license_days, reclaim_after_days): (i64, Option<i64>) = sqlx::query_as(
+        let before = fetch_policy(&mut tx, org, code, true).await?;
+        let after: PolicyColumns = sqlx::query_as(concat!(
             "update products set license_days = coalesce($1, license_days),
-                    reclaim_after_days = case when $2 then $3 else reclaim_after_days end
-             where org_id = $4 and code = $5
-             returning license_days, reclaim_after_days",
-        )
+                    reclaim_after_days = case when $2 then $3 else reclaim_after_days end,
+                    seat_model = coalesce($4, seat_model),
+                    lease_minutes = coalesce($5, lease_minutes)
+             where org_id = $6 and code = $7
+             returning ",
+            policy_columns!()
+        ))
         .bind(update.license_days)
         .bind(update.reclaim_after_days.is_some())
         .bind(update.reclaim_after_days.flatten())
+        .bind(update.seat_model.map(SeatModel::as_str))
+        .bind(update.lease_minutes)
         .bind(org.0)
         .bind(code)
         .fetch_one(&mut *tx)
         .await?;
-        let after = ProductPolicy { license_days, reclaim_after_days };
-        record(&mut tx, org, now(), audit::policy_changed(by, code, &before, &after)).await?;
+        let after = policy_from(after);
+        record(&mut tx, org, now, audit::policy_changed(by, code, &before, &after)).await?;
+        if after.seat_model != before.seat_model {
+            let product = fetch_product(&mut tx, org, code).await?;
+            change_seat_model(&mut tx, org, &product, now).await?;
+        }
         tx.commit().await?;
         Ok(after)
     }
@@ -144,31 +140,57 @@ impl Products for PgStore {
         let mut conn = self.pool.acquire().await?;
         let product = fetch_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
-        let rows: Vec<(i64, String, Timestamp, Timestamp, Timestamp)> = sqlx::query_as(
+        let rows: Vec<(i64, String, Timestamp, Timestamp, Timestamp, Option<Timestamp>)> = sqlx::query_as(
             // Naming the organization lets the planner walk its devices in
             // serial order when the product's holders are many of them.
-            "select d.id, d.serial, a.assigned_at, d.first_seen, d.last_seen
+            "select d.id, d.serial, a.assigned_at, d.first_seen, d.last_seen, a.lease_until
              from devices d join assignments a on a.device_id = d.id and a.product_id = $1
-             where d.org_id = $4 and d.serial > $2
+             where d.org_id = $4 and d.serial > $2 and (a.lease_until is null or a.lease_until > $5)
              order by d.serial limit $3",
         )
         .bind(product.id)
         .bind(page.after_serial())
         .bind(limit + 1)
         .bind(org.0)
+        .bind(now())
         .fetch_all(&mut *conn)
         .await?;
         let holders = rows
             .into_iter()
-            .map(|(id, serial, assigned_at, first_seen, last_seen)| Holder {
+            .map(|(id, serial, assigned_at, first_seen, last_seen, lease_until)| Holder {
                 serial,
                 assigned_at,
                 first_seen,
                 last_seen: self.last_seen(id, last_seen),
+                lease_expires_at: lease_until,
             })
             .collect();
         Ok(Page::from_rows(holders, limit, |h| &h.serial))
     }
+}
+
+/// Turns the product's held seats into the seat model it now has: leases
+/// from `now` for floating seats; for assigned seats, ended leases freed
+/// (their devices had stopped checking in) and the rest kept with no end.
+/// The caller holds the product's row lock.
+async fn change_seat_model(conn: &mut PgConnection, org: OrgId, product: &ProductRow, now: Timestamp) -> Result<()> {
+    match product.lease(now) {
+        Some(lease) => {
+            sqlx::query("update assignments set lease_until = $1 where product_id = $2")
+                .bind(lease.until)
+                .bind(product.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        None => {
+            free_ended_leases(conn, org, product, now, &[]).await?;
+            sqlx::query("update assignments set lease_until = null where product_id = $1")
+                .bind(product.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn insert_product(conn: &mut PgConnection, org: OrgId, product: &NewProduct, now: Timestamp) -> Result<Product> {

@@ -93,7 +93,7 @@ impl Seats for PgStore {
                         .bind(product)
                         .execute(&mut *tx)
                         .await?;
-                                        record(&mut tx, OrgId(org), now, audit::seat_reclaimed(&code, &serial, days)).await?;
+                    record(&mut tx, OrgId(org), now, audit::seat_reclaimed(&code, &serial, days)).await?;
                     reclaimed += 1;
                 }
                 tx.commit().await?;
@@ -113,10 +113,11 @@ pub(super) async fn assign_in(tx: &mut PgConnection, org: OrgId, serial: &str, c
         .bind(device)
         .fetch_optional(&mut *tx)
         .await?;
+    let now = now();
     let outcome = if held.is_some() {
         Assigned::Already
-    } else if take_seat(tx, product.id, device, now()).await? {
-        record(tx, org, now(), audit::seat_assigned(by, code, serial)).await?;
+    } else if take_seat(tx, org, &product, device, now).await? {
+        record(tx, org, now, audit::seat_assigned(by, code, serial)).await?;
         Assigned::Newly
     } else {
         return Err(StoreError::NoSeatsAvailable);
@@ -157,22 +158,61 @@ pub(super) async fn unassign_in(tx: &mut PgConnection, org: OrgId, serial: &str,
     Ok(())
 }
 
-/// Takes a free seat of the product for the device, if there is one. The caller
+/// Takes a free seat of the product for the device, if there is one (for a
+/// floating product, after freeing ended leases if none is). The caller
 /// holds the device's row lock and has checked that it holds no seat of it.
-pub(super) async fn take_seat(conn: &mut PgConnection, product_id: i64, device_id: i64, now: Timestamp) -> Result<bool> {
-    let taken = sqlx::query("update products set assigned = assigned + 1 where id = $1 and assigned < seats")
-        .bind(product_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
+pub(super) async fn take_seat(conn: &mut PgConnection, org: OrgId, product: &ProductRow, device_id: i64, now: Timestamp) -> Result<bool> {
+    let count = "update products set assigned = assigned + 1 where id = $1 and assigned < seats";
+    let mut taken = sqlx::query(count).bind(product.id).execute(&mut *conn).await?.rows_affected() == 1;
+    let lease = product.lease(now);
+    if !taken && lease.is_some() && free_ended_leases(conn, org, product, now, &[]).await? > 0 {
+        taken = sqlx::query(count).bind(product.id).execute(&mut *conn).await?.rows_affected() == 1;
+    }
     if taken {
-        sqlx::query("insert into assignments (product_id, device_id, assigned_at) values ($1, $2, $3)")
-            .bind(product_id)
+        sqlx::query("insert into assignments (product_id, device_id, assigned_at, lease_until) values ($1, $2, $3, $4)")
+            .bind(product.id)
             .bind(device_id)
             .bind(now)
+            .bind(lease.map(|lease| lease.until))
             .execute(&mut *conn)
             .await?;
     }
     Ok(taken)
+}
+
+/// Frees the product's floating seats whose lease ended by `now`, but for
+/// those of the devices in `keep` (a group's own, which renew theirs), each
+/// recorded as reclaimed; says how many. No seat that anyone was told is
+/// theirs goes: an answer never promises more of a lease than is written.
+///
+/// Each freed device's row is locked first, as every seat change does, but
+/// with `skip locked`: the caller may already hold the product's lock (taken
+/// after device locks everywhere else), so waiting here could deadlock; a
+/// device locked by someone else is being decided for right now, and its
+/// lease is left to that decision.
+pub(super) async fn free_ended_leases(conn: &mut PgConnection, org: OrgId, product: &ProductRow, now: Timestamp, keep: &[i64]) -> Result<i64> {
+    let freed: Vec<String> = sqlx::query_scalar(
+        "with ended as (
+             select d.id, d.serial from assignments a join devices d on d.id = a.device_id
+             where a.product_id = $1 and a.lease_until <= $2 and a.device_id <> all($3)
+             for update of d skip locked
+         )
+         delete from assignments a using ended
+         where a.product_id = $1 and a.device_id = ended.id and a.lease_until <= $2
+         returning ended.serial",
+    )
+    .bind(product.id)
+    .bind(now)
+    .bind(keep)
+    .fetch_all(&mut *conn)
+    .await?;
+    if freed.is_empty() {
+        return Ok(0);
+    }
+    let count = freed.len() as i64;
+    sqlx::query("update products set assigned = assigned - $1 where id = $2").bind(count).bind(product.id).execute(&mut *conn).await?;
+    for serial in &freed {
+        record(conn, org, now, audit::lease_ended(&product.product.code, serial)).await?;
+    }
+    Ok(count)
 }

@@ -18,7 +18,7 @@ impl CheckIns for SqliteStore {
         if !self.held_seats.unchanged_since(Generation(seat.seen)) {
             return self.decide_in_group(seat.org, code, serial).await;
         }
-        Ok(CheckIn::held(code, serial, seat.first_seen, now))
+        Ok(CheckIn::held(code, serial, &seat, now))
     }
 
     #[tracing::instrument(skip_all)]
@@ -28,6 +28,34 @@ impl CheckIns for SqliteStore {
             return self.check_in_held(code, serial, seat).await;
         }
         self.decide_in_group(org, code, serial).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn release(&self, org: OrgId, code: &str, serial: &str) -> Result<bool> {
+        validate::serial(serial)?;
+        let now = now();
+        let mut tx = self.write().await?;
+        let product = org_product(&mut tx, org, code).await?;
+        let freed: Option<i64> = sqlx::query_scalar(
+            "delete from assignments
+             where product_id = ? and lease_until is not null
+               and device_id = (select id from devices where org_id = ? and serial = ?)
+             returning device_id",
+        )
+        .bind(product.id)
+        .bind(org.0)
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if freed.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("update products set assigned = assigned - 1 where id = ?").bind(product.id).execute(&mut *tx).await?;
+        record(&mut tx, org, now, audit::seat_released(code, serial)).await?;
+        // Under the write lock, before the commit (see `HeldSeats::forget`).
+        self.held_seats.forget(org, code, serial);
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -50,9 +78,9 @@ pub(super) struct PendingCheckIn {
 }
 
 /// A device of the group as [`decide_group`] reads it back: id, organization,
-/// serial, first and last seen, and the products it holds and has had
-/// revoked.
-pub(super) type RecordedRow = (i64, i64, String, i64, i64, Vec<i64>, Vec<i64>);
+/// serial, first and last seen, the products it holds (each with its
+/// seat's lease end, if floating) and those it has had revoked.
+pub(super) type RecordedRow = (i64, i64, String, i64, i64, Vec<(i64, Option<i64>)>, Vec<i64>);
 
 /// Group commit: the check-ins that arrive while one transaction is being
 /// written are decided together in the next, one after another (so the seat
@@ -73,22 +101,19 @@ pub(super) async fn group_commit(
             return; // The store is gone.
         }
         let generation = known.generation();
-        match decide_group(&writer, &keys, &group).await {
+        match decide_group(&writer, &keys, &group, now()).await {
             Ok(answers) => {
                 // Committed: the devices that hold their seats can be answered
                 // from memory next time.
-                let holdings = group.iter().zip(&answers).filter_map(|(pending, answer)| match answer {
-                    Ok((CheckIn { licensed: true, first_seen: Some(first_seen), .. }, Some(device_id))) => Some((
-                        pending.org,
-                        pending.code.as_str(),
-                        pending.serial.as_str(),
-                        Holding { device_id: *device_id, first_seen: millis(*first_seen) },
-                    )),
-                    _ => None,
+                let holdings = group.iter().zip(&answers).filter_map(|(pending, answer)| {
+                    let decision = answer.as_ref().ok().filter(|decision| decision.check_in.licensed)?;
+                    let (device_id, first_seen) = (decision.device_id?, decision.check_in.first_seen?);
+                    let holding = Holding::new(device_id, millis(first_seen), decision.lease);
+                    Some((pending.org, pending.code.as_str(), pending.serial.as_str(), holding))
                 });
                 known.remember(generation, holdings.collect::<Vec<_>>());
                 for (pending, answer) in group.into_iter().zip(answers) {
-                    let _ = pending.reply.send(answer.map(|(check_in, _)| check_in));
+                    let _ = pending.reply.send(answer.map(|decision| decision.check_in));
                 }
             }
             Err(error) => {
@@ -105,8 +130,13 @@ pub(super) async fn group_commit(
 /// check-ins (see [`crate::group`]). A check-in refused for its own input (an
 /// unknown product) gets its error and changes nothing; a database error
 /// rolls the whole group back.
-pub(super) async fn decide_group(writer: &SqlitePool, keys: &KnownProductKeys, pending: &[PendingCheckIn]) -> Result<Vec<group::Answer>> {
-    let at = millis(now());
+pub(super) async fn decide_group(
+    writer: &SqlitePool,
+    keys: &KnownProductKeys,
+    pending: &[PendingCheckIn],
+    decided_at: Timestamp,
+) -> Result<Vec<group::Answer>> {
+    let at = millis(decided_at);
     let group: Vec<Asked> =
         pending.iter().map(|p| Asked { org: p.org, code: p.code.as_str(), serial: p.serial.as_str() }).collect();
     let (mut tx, counter) = begin_check_in_write(writer, keys).await?;
@@ -116,7 +146,7 @@ pub(super) async fn decide_group(writer: &SqlitePool, keys: &KnownProductKeys, p
     let wanted = group::products_wanted(&group);
     let mut products = HashMap::with_capacity(wanted.len());
     for (org, code) in wanted {
-        if let Some(product) = fetch_product(&mut tx, org, code).await? {
+        if let Some(product) = fetch_product_to_decide(&mut tx, org, code).await? {
             products.insert((org, code), product);
         }
     }
@@ -162,7 +192,7 @@ pub(super) async fn decide_group(writer: &SqlitePool, keys: &KnownProductKeys, p
     // device and statement.
     let recorded: String = sqlx::query_scalar(concat!(
         "select json_group_array(json_array(d.id, d.org_id, d.serial, d.first_seen, coalesce(ds.last_seen, ?2),
-                    json(coalesce((select json_group_array(a.product_id) from assignments a where a.device_id = d.id), '[]')),
+                    json(coalesce((select json_group_array(json_array(a.product_id, a.lease_until)) from assignments a where a.device_id = d.id), '[]')),
                     json(coalesce((select json_group_array(r.product_id) from revocations r where r.device_id = d.id), '[]'))))
          from ", asked!(), " join devices d on d.org_id = asked.org_id and d.serial = asked.serial
          left join device_seen ds on ds.device_id = d.id
@@ -181,17 +211,43 @@ pub(super) async fn decide_group(writer: &SqlitePool, keys: &KnownProductKeys, p
             ((OrgId(*org), serial.as_str()), device)
         })
         .collect();
-    let products_of: HashMap<i64, (&[i64], &[i64])> =
+    let products_of: HashMap<i64, (&[(i64, Option<i64>)], &[i64])> =
         recorded.iter().map(|(id, .., held, revoked)| (*id, (held.as_slice(), revoked.as_slice()))).collect();
     let standings: HashMap<(i64, i64), Standing> = group::pairs_to_look_up(&group, &products, &devices)
         .into_iter()
         .map(|(product, device)| {
             let (held, revoked) = products_of.get(&device).copied().unwrap_or_default();
-            ((product, device), Standing { held: held.contains(&product), revoked: revoked.contains(&product) })
+            let seat = held.iter().find(|(id, _)| *id == product);
+            let standing = Standing {
+                held: seat.is_some(),
+                revoked: revoked.contains(&product),
+                lease_until: seat.and_then(|(_, until)| until.map(timestamp)),
+            };
+            ((product, device), standing)
         })
         .collect();
 
-    let decided = group::decide(&group, &products, &devices, &standings);
+    // A floating product short of seats first frees its ended leases.
+    let short = group::short_of_seats(&group, &products, &devices, &standings);
+    if !short.is_empty() {
+        let keep: Vec<i64> = devices.values().map(|device| device.id).collect();
+        for ((org, _), row) in products.iter_mut().filter(|(_, row)| short.contains(&row.id)) {
+            row.product.assigned -= free_ended_leases(&mut tx, *org, row, decided_at, &keep).await?;
+        }
+    }
+
+    let decided = group::decide(&group, &products, &devices, &standings, decided_at);
+    if !decided.renewed.is_empty() {
+        let renewed = decided.renewed.iter().map(|seat| (seat.product_id, seat.device_id, seat.until.millis()));
+        sqlx::query(
+            "update assignments set lease_until = renewed.until
+             from (select value ->> 0 as product_id, value ->> 1 as device_id, value ->> 2 as until from json_each(?)) renewed
+             where assignments.product_id = renewed.product_id and assignments.device_id = renewed.device_id",
+        )
+        .bind(json(renewed)?)
+        .execute(&mut *tx)
+        .await?;
+    }
     if !decided.taken.is_empty() {
         for (product, taken) in decided.taken_per_product() {
             let counted = sqlx::query("update products set assigned = assigned + ?2 where id = ?1 and assigned + ?2 <= seats")
@@ -204,10 +260,10 @@ pub(super) async fn decide_group(writer: &SqlitePool, keys: &KnownProductKeys, p
             }
         }
         sqlx::query(
-            "insert into assignments (product_id, device_id, assigned_at)
-             select value ->> 0, value ->> 1, ?2 from json_each(?1)",
+            "insert into assignments (product_id, device_id, assigned_at, lease_until)
+             select value ->> 0, value ->> 1, ?2, value ->> 2 from json_each(?1)",
         )
-        .bind(json(decided.taken.iter().map(|seat| (seat.product_id, seat.device_id)))?)
+        .bind(json(decided.taken.iter().map(|seat| (seat.product_id, seat.device_id, seat.lease.map(|l| l.until.millis()))))?)
         .bind(at)
         .execute(&mut *tx)
         .await?;

@@ -21,7 +21,12 @@ pub(super) async fn remember_holdings(readers: SqlitePool, known: Arc<HeldSeats>
 /// threads, which for a million rows costs more than the query.
 pub(super) async fn learn_holdings(readers: &SqlitePool, known: &HeldSeats) -> Result<Option<usize>> {
     const SLICE: i64 = 10_000;
-    let codes: HashMap<i64, String> = sqlx::query_as("select id, code from products").fetch_all(readers).await?.into_iter().collect();
+    let codes: HashMap<i64, (String, i64)> = sqlx::query_as::<_, (i64, String, i64)>("select id, code, lease_minutes from products")
+        .fetch_all(readers)
+        .await?
+        .into_iter()
+        .map(|(id, code, lease_minutes)| (id, (code, lease_minutes)))
+        .collect();
     let expected: i64 = sqlx::query_scalar("select count(*) from assignments").fetch_one(readers).await?;
     let mut learning = known.learning(usize::try_from(expected).unwrap_or(0));
     let mut after = 0i64;
@@ -29,7 +34,7 @@ pub(super) async fn learn_holdings(readers: &SqlitePool, known: &HeldSeats) -> R
     loop {
         let (last, holdings): (Option<i64>, String) = sqlx::query_as(
             "select (select max(id) from (select id from devices where id > ?1 order by id limit ?2)),
-                    (select json_group_array(json_array(d.org_id, a.product_id, d.serial, d.id, d.first_seen))
+                    (select json_group_array(json_array(d.org_id, a.product_id, d.serial, d.id, d.first_seen, a.lease_until))
                      from (select id, org_id, serial, first_seen from devices where id > ?1 order by id limit ?2) d
                      join assignments a on a.device_id = d.id)",
         )
@@ -38,11 +43,12 @@ pub(super) async fn learn_holdings(readers: &SqlitePool, known: &HeldSeats) -> R
         .fetch_one(readers)
         .await?;
         let Some(last) = last else { break };
-        let rows: Vec<(i64, i64, String, i64, i64)> =
+        let rows: Vec<(i64, i64, String, i64, i64, Option<i64>)> =
             serde_json::from_str(&holdings).map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        for (org, product, serial, device_id, first_seen) in rows {
-            if let Some(code) = codes.get(&product) {
-                learning.add(OrgId(org), code, &serial, Holding { device_id, first_seen });
+        for (org, product, serial, device_id, first_seen, lease_until) in rows {
+            if let Some((code, lease_minutes)) = codes.get(&product) {
+                let lease = lease_until.map(|until| Lease::ending(timestamp(until), *lease_minutes));
+                learning.add(OrgId(org), code, &serial, Holding::new(device_id, first_seen, lease));
                 learnt += 1;
             }
         }

@@ -46,6 +46,7 @@ use checkin::{PendingCheckIn, group_commit, write_last_seen};
 use devices::{delete_device_in, ignore_device_in};
 use held_seats::remember_holdings;
 use products::insert_product;
+use seats::free_ended_leases;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -158,14 +159,37 @@ impl SqliteStore {
         self.last_seen.flush(|batch| write_last_seen(&self.writer, &self.product_keys, batch)).await
     }
 
+    /// See `Store::age_leases`. The memory of held seats, which keeps each
+    /// lease as written, starts afresh.
+    #[cfg(feature = "testing")]
+    pub async fn age_leases(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "update assignments set lease_until = lease_until - ?
+             where lease_until is not null and product_id = (select id from products where org_id = ? and code = ?)",
+        )
+        .bind(by.num_milliseconds())
+        .bind(org.0)
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_taking_seats(tx).await
+    }
+
     async fn write(&self) -> Result<Tx> {
         Ok(self.writer.begin_with("begin immediate").await?)
     }
 
-    /// The seat of the product the device is known to hold, from memory.
+    /// The seat of the product the device is known to hold, from memory;
+    /// none for a floating seat whose lease is due to be renewed (see
+    /// [`Lease`]).
     fn held_seat(&self, org: OrgId, code: &str, serial: &str) -> Option<HeldSeat> {
         let (holding, generation) = self.held_seats.get(org, code, serial)?;
-        Some(HeldSeat { org, device_id: holding.device_id, first_seen: timestamp(holding.first_seen), seen: generation.0 })
+        let lease = holding.lease();
+        if lease.is_some_and(|lease| !lease.holds_at(now())) {
+            return None;
+        }
+        Some(HeldSeat { org, device_id: holding.device_id, first_seen: timestamp(holding.first_seen), lease, seen: generation.0 })
     }
 
     /// Commits a change that may take seats away. The memory of held seats
@@ -199,28 +223,56 @@ async fn org_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Res
     fetch_product(conn, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
 }
 
+/// SQLite's `assigned` for what an admin sees: a floating product's leases
+/// in use now (see [`product_columns!`]), on the table `products`.
+macro_rules! in_use {
+    () => {
+        "case when products.seat_model = 'floating'
+              then (select count(*) from assignments a
+                    where a.product_id = products.id
+                      and a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer))
+              else products.assigned end"
+    };
+}
+use in_use;
+
+/// The product as an admin sees it (a floating product's seats in use now).
 async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
-    let row: Option<(i64, String, String, i64, i64, bool)> =
-        sqlx::query_as(concat!("select id, ", product_columns!(), " from products where org_id = ? and code = ?"))
+    let row: Option<(i64, i64, String, String, i64, i64, bool, String)> = sqlx::query_as(concat!(
+        "select id, lease_minutes, ",
+        product_columns!(in_use!()),
+        " from products where org_id = ? and code = ?"
+    ))
+    .bind(org.0)
+    .bind(code)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(product_row))
+}
+
+/// The product as a seat decision counts it: `assigned` is its rows in
+/// `assignments`, ended leases included.
+async fn fetch_product_to_decide(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
+    let row: Option<(i64, i64, String, String, i64, i64, bool, String)> =
+        sqlx::query_as(concat!("select id, lease_minutes, ", product_columns!(), " from products where org_id = ? and code = ?"))
             .bind(org.0)
             .bind(code)
             .fetch_optional(conn)
             .await?;
-    Ok(row.map(|(id, code, name, seats, assigned, auto_assign)| ProductRow {
-        id,
-        product: Product::from((code, name, seats, assigned, auto_assign)),
-    }))
+    Ok(row.map(product_row))
+}
+
+fn product_row((id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model): (i64, i64, String, String, i64, i64, bool, String)) -> ProductRow {
+    ProductRow { id, lease_minutes, product: Product::from((code, name, seats, assigned, auto_assign, seat_model)) }
 }
 
 async fn fetch_policy(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductPolicy> {
-    let row: Option<(i64, Option<i64>)> =
-        sqlx::query_as("select license_days, reclaim_after_days from products where org_id = ? and code = ?")
-            .bind(org.0)
-            .bind(code)
-            .fetch_optional(conn)
-            .await?;
-    let (license_days, reclaim_after_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-    Ok(ProductPolicy { license_days, reclaim_after_days })
+    let row: Option<PolicyColumns> = sqlx::query_as(concat!("select ", policy_columns!(), " from products where org_id = ? and code = ?"))
+        .bind(org.0)
+        .bind(code)
+        .fetch_optional(conn)
+        .await?;
+    Ok(policy_from(row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?))
 }
 
 async fn device_id(conn: &mut SqliteConnection, org: OrgId, serial: &str) -> Result<i64> {

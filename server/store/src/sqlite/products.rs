@@ -33,7 +33,7 @@ impl Products for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn products(&self, org: OrgId) -> Result<Vec<Product>> {
         let rows: Vec<ProductColumns> =
-            sqlx::query_as(concat!("select ", product_columns!(), " from products where org_id = ? order by name, code"))
+            sqlx::query_as(concat!("select ", product_columns!(in_use!()), " from products where org_id = ? order by name, code"))
                 .bind(org.0)
                 .fetch_all(&self.readers)
                 .await?;
@@ -69,33 +69,44 @@ impl Products for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
-        let rows: Vec<(String, i64, Option<i64>)> =
-            sqlx::query_as("select code, license_days, reclaim_after_days from products where org_id = ? order by code")
+        let rows: Vec<(String, i64, Option<i64>, String, i64)> =
+            sqlx::query_as(concat!("select code, ", policy_columns!(), " from products where org_id = ? order by code"))
                 .bind(org.0)
                 .fetch_all(&self.readers)
                 .await?;
-        Ok(rows.into_iter().map(policy_of).collect())
+        Ok(rows.into_iter().map(|(code, a, b, c, d)| (code, policy_from((a, b, c, d)))).collect())
     }
 
     #[tracing::instrument(skip_all)]
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy> {
         update.validate()?;
+        let now = now();
         let mut tx = self.write().await?;
         let before = fetch_policy(&mut tx, org, code).await?;
         sqlx::query(
             "update products set license_days = coalesce(?, license_days),
-                    reclaim_after_days = case when ? then ? else reclaim_after_days end
+                    reclaim_after_days = case when ? then ? else reclaim_after_days end,
+                    seat_model = coalesce(?, seat_model),
+                    lease_minutes = coalesce(?, lease_minutes)
              where org_id = ? and code = ?",
         )
         .bind(update.license_days)
         .bind(update.reclaim_after_days.is_some())
         .bind(update.reclaim_after_days.flatten())
+        .bind(update.seat_model.map(SeatModel::as_str))
+        .bind(update.lease_minutes)
         .bind(org.0)
         .bind(code)
         .execute(&mut *tx)
         .await?;
         let policy = fetch_policy(&mut tx, org, code).await?;
-        record(&mut tx, org, now(), audit::policy_changed(by, code, &before, &policy)).await?;
+        record(&mut tx, org, now, audit::policy_changed(by, code, &before, &policy)).await?;
+        if policy.seat_model != before.seat_model {
+            // Held seats change what they are: the memory of them starts afresh.
+            let product = org_product(&mut tx, org, code).await?;
+            change_seat_model(&mut tx, org, &product, now).await?;
+            return self.commit_taking_seats(tx).await.map(|()| policy);
+        }
         tx.commit().await?;
         Ok(policy)
     }
@@ -119,29 +130,54 @@ impl Products for SqliteStore {
         let mut conn = self.readers.acquire().await?;
         let product = org_product(&mut conn, org, code).await?;
         let limit = page.clamped_limit();
-        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-            "select d.id, d.serial, a.assigned_at, d.first_seen, coalesce(ds.last_seen, d.first_seen)
+        let rows: Vec<(i64, String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "select d.id, d.serial, a.assigned_at, d.first_seen, coalesce(ds.last_seen, d.first_seen), a.lease_until
              from assignments a join devices d on d.id = a.device_id
              left join device_seen ds on ds.device_id = d.id
-             where a.product_id = ? and d.serial > ?
+             where a.product_id = ? and d.serial > ? and (a.lease_until is null or a.lease_until > ?)
              order by d.serial limit ?",
         )
         .bind(product.id)
         .bind(page.after_serial())
+        .bind(millis(now()))
         .bind(limit + 1)
         .fetch_all(&mut *conn)
         .await?;
         let holders = rows
             .into_iter()
-            .map(|(id, serial, assigned_at, first_seen, last_seen)| Holder {
+            .map(|(id, serial, assigned_at, first_seen, last_seen, lease_until)| Holder {
                 serial,
                 assigned_at: timestamp(assigned_at),
                 first_seen: timestamp(first_seen),
                 last_seen: timestamp(self.last_seen.newest(id, last_seen)),
+                lease_expires_at: lease_until.map(timestamp),
             })
             .collect();
         Ok(Page::from_rows(holders, limit, |h| &h.serial))
     }
+}
+
+/// Turns the product's held seats into the seat model it now has: leases
+/// from `now` for floating seats; for assigned seats, ended leases freed
+/// (their devices had stopped checking in) and the rest kept with no end.
+async fn change_seat_model(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, now: Timestamp) -> Result<()> {
+    match product.lease(now) {
+        Some(lease) => {
+            sqlx::query("update assignments set lease_until = ? where product_id = ?")
+                .bind(millis(lease.until))
+                .bind(product.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        None => {
+            free_ended_leases(conn, org, product, now, &[]).await?;
+            sqlx::query("update assignments set lease_until = null where product_id = ?")
+                .bind(product.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn insert_product(conn: &mut SqliteConnection, org: OrgId, product: &NewProduct, now: Timestamp) -> Result<Product> {

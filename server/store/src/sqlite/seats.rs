@@ -87,7 +87,7 @@ impl Seats for SqliteStore {
                     .bind(product)
                     .execute(&mut *tx)
                     .await?;
-                                record(&mut tx, OrgId(*org), now, audit::seat_reclaimed(code, serial, *days)).await?;
+                record(&mut tx, OrgId(*org), now, audit::seat_reclaimed(code, serial, *days)).await?;
                 reclaimed += 1;
             }
             self.commit_taking_seats(tx).await?;
@@ -106,10 +106,11 @@ pub(super) async fn assign_in(tx: &mut SqliteConnection, org: OrgId, serial: &st
         .bind(device)
         .fetch_optional(&mut *tx)
         .await?;
+    let now = now();
     let outcome = if held.is_some() {
         Assigned::Already
-    } else if take_seat(tx, product.id, device, now()).await? {
-        record(tx, org, now(), audit::seat_assigned(by, code, serial)).await?;
+    } else if take_seat(tx, org, &product, device, now).await? {
+        record(tx, org, now, audit::seat_assigned(by, code, serial)).await?;
         Assigned::Newly
     } else {
         return Err(StoreError::NoSeatsAvailable);
@@ -147,22 +148,55 @@ pub(super) async fn unassign_in(tx: &mut SqliteConnection, org: OrgId, serial: &
     Ok(())
 }
 
-/// Takes a free seat of the product for the device, if there is one. The caller
+/// Takes a free seat of the product for the device, if there is one (for a
+/// floating product, after freeing ended leases if none is). The caller
 /// holds the write lock and has checked that the device holds no seat of it.
-pub(super) async fn take_seat(conn: &mut SqliteConnection, product_id: i64, device_id: i64, now: Timestamp) -> Result<bool> {
-    let taken = sqlx::query("update products set assigned = assigned + 1 where id = ? and assigned < seats")
-        .bind(product_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
+pub(super) async fn take_seat(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, device_id: i64, now: Timestamp) -> Result<bool> {
+    let count = "update products set assigned = assigned + 1 where id = ? and assigned < seats";
+    let mut taken = sqlx::query(count).bind(product.id).execute(&mut *conn).await?.rows_affected() == 1;
+    let lease = product.lease(now);
+    if !taken && lease.is_some() && free_ended_leases(conn, org, product, now, &[]).await? > 0 {
+        taken = sqlx::query(count).bind(product.id).execute(&mut *conn).await?.rows_affected() == 1;
+    }
     if taken {
-        sqlx::query("insert into assignments (product_id, device_id, assigned_at) values (?, ?, ?)")
-            .bind(product_id)
+        sqlx::query("insert into assignments (product_id, device_id, assigned_at, lease_until) values (?, ?, ?, ?)")
+            .bind(product.id)
             .bind(device_id)
             .bind(millis(now))
+            .bind(lease.map(|lease| millis(lease.until)))
             .execute(&mut *conn)
             .await?;
     }
     Ok(taken)
+}
+
+/// Frees the product's floating seats whose lease ended by `now`, but for
+/// those of the devices in `keep` (a group's own, which renew theirs), each
+/// recorded as reclaimed; says how many. No seat that anyone was told is
+/// theirs goes: an answer never promises more of a lease than is written.
+pub(super) async fn free_ended_leases(conn: &mut SqliteConnection, org: OrgId, product: &ProductRow, now: Timestamp, keep: &[i64]) -> Result<i64> {
+    let keep = checkin::json(keep.iter())?;
+    let ended: Vec<(i64, String)> = sqlx::query_as(
+        "select a.device_id, d.serial from assignments a join devices d on d.id = a.device_id
+         where a.product_id = ?1 and a.lease_until <= ?2 and a.device_id not in (select value from json_each(?3))",
+    )
+    .bind(product.id)
+    .bind(millis(now))
+    .bind(&keep)
+    .fetch_all(&mut *conn)
+    .await?;
+    if ended.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("delete from assignments where product_id = ?1 and device_id in (select value from json_each(?2))")
+        .bind(product.id)
+        .bind(checkin::json(ended.iter().map(|(device, _)| device))?)
+        .execute(&mut *conn)
+        .await?;
+    let freed = ended.len() as i64;
+    sqlx::query("update products set assigned = assigned - ? where id = ?").bind(freed).bind(product.id).execute(&mut *conn).await?;
+    for (_, serial) in &ended {
+        record(conn, org, now, audit::lease_ended(&product.product.code, serial)).await?;
+    }
+    Ok(freed)
 }

@@ -11,12 +11,14 @@ mod seats;
 mod devices;
 mod organizations;
 mod audit;
+mod floating;
 
 use checkins::*;
 use seats::*;
 use devices::*;
 use organizations::*;
 use audit::*;
+use floating::*;
 
 /// Runs each story on SQLite and on PostgreSQL.
 macro_rules! stories {
@@ -42,7 +44,39 @@ macro_rules! stories {
     };
 }
 
+/// Runs each story with two server processes on one database: two stores on
+/// PostgreSQL, and on SQLite, which serves one process, the same store twice.
+macro_rules! two_process_stories {
+    ($($story:ident),* $(,)?) => {
+        mod two_processes_on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $story() {
+                    let db = store::testing::TestDatabase::sqlite();
+                    let store = db.open().await;
+                    super::$story([store.clone(), store]).await;
+                }
+            )*
+        }
+        mod two_processes_on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $story() {
+                    let Some(db) = store::testing::TestDatabase::postgres().await else { return };
+                    super::$story([db.open().await, db.open().await]).await;
+                }
+            )*
+        }
+    };
+}
+
+two_process_stories!(racing_for_ended_leases_never_holds_more_seats_than_exist);
+
 stories!(
+    a_floating_seat_is_held_while_its_device_checks_in_and_free_once_its_lease_ends,
+    a_lease_is_answered_as_written_until_half_of_it_is_left_then_renewed,
+    a_release_frees_a_floating_seat_at_once_and_nothing_else,
+    changing_the_seat_model_turns_held_seats_into_leases_and_back,
     first_check_in_records_the_device_and_auto_assigns_a_seat,
     a_known_device_keeps_first_seen_and_moves_last_seen,
     a_flush_writes_every_waiting_last_seen,
