@@ -251,7 +251,7 @@ pub fn moment_ahead(at: store::Timestamp, now: store::Timestamp) -> Moment {
     let ahead = match seconds {
         ..=0 => "ended".to_owned(),
         1..=59 => "in under a minute".to_owned(),
-        60..=3599 => format!("in {} min", seconds / 60),
+        60..=3599 => format!("in {} min", (seconds + 59) / 60),
         3600..=86_399 => format!("in {} h", seconds / 3600),
         _ => format!("in {} days", seconds / 86_400),
     };

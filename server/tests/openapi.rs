@@ -71,6 +71,7 @@ async fn the_description_has_the_documented_routes_and_no_others() {
         doc.operations().map(|(method, path, _)| (method.to_string(), path.to_owned())).collect();
     let documented: BTreeSet<(String, String)> = [
         ("POST", "/api/v1/checkin"),
+        ("POST", "/api/v1/checkin/release"),
         ("GET", "/api/v1/public-keys"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/admin/products"),
@@ -127,7 +128,7 @@ async fn every_described_operation_is_routed_and_no_other_method_is() {
 /// checking requests and answers against the description.
 async fn every_operation_answers_as_described(app: TestApp) {
     let doc = Doc(app.call(Method::GET, "/api/v1/openapi.json", None, None).await.json());
-    let acme = app.org("acme", &[("editor", 2, true), ("manual", 1, false)]).await;
+    let acme = app.org("acme", &[("editor", 2, true), ("manual", 1, false), ("floating", 1, true)]).await;
     let mut api = Described { app: &app, doc: &doc, called: BTreeSet::new() };
     let admin = Some(acme.admin_key.as_str());
     let product = Some(acme.product_key.as_str());
@@ -155,7 +156,18 @@ async fn every_operation_answers_as_described(app: TestApp) {
     api.call(M::PATCH, &admin_api("/products/{code}"), &["manual"], "", admin, Some(json!({"auto_assign": "yes"}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     api.call(M::GET, &admin_api("/products/{code}/policy"), &["editor"], "", admin, None).await;
     let policy = api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", admin, Some(json!({"license_days": 3, "reclaim_after_days": 30}))).await;
-    assert_eq!(policy.json(), json!({"license_days": 3, "reclaim_after_days": 30}));
+    assert_eq!(policy.json(), json!({"license_days": 3, "reclaim_after_days": 30, "seat_model": "assigned", "lease_minutes": 20}));
+    // A floating product: a lease on the answer, a seat given back.
+    api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["floating"], "", admin, Some(json!({"seat_model": "floating", "lease_minutes": 5}))).await;
+    let leased = api.call(M::POST, checkin, &[], "", product, Some(json!({"product": "floating", "serial": "SN-1"}))).await.json();
+    assert!(leased["lease_expires_at"].is_string(), "{leased}");
+    api.call(M::GET, &admin_api("/products/{code}/devices"), &["floating"], "", admin, None).await;
+    let release = "/api/v1/checkin/release";
+    let released = api.call(M::POST, release, &[], "", product, Some(json!({"product": "floating", "serial": "SN-1"}))).await;
+    assert_eq!(released.json(), json!({"released": true}));
+    api.call(M::POST, release, &[], "", product, Some(json!({"product": "nope", "serial": "SN-1"}))).await.assert_error(StatusCode::NOT_FOUND, "unknown_product");
+    api.call(M::POST, release, &[], "", product, Some(json!({"product": "floating"}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    api.call(M::POST, release, &[], "", admin, Some(json!({"product": "floating", "serial": "SN-1"}))).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_api_key");
     api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", admin, Some(json!({"reclaim_after_days": null}))).await;
     api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", admin, Some(json!({"license_days": 0}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     api.call(M::GET, &admin_api("/products/{code}/devices"), &["editor"], "limit=1", admin, None).await;
@@ -209,7 +221,7 @@ async fn every_operation_answers_as_described(app: TestApp) {
     }
 
     let policy = &doc.0["components"]["schemas"]["PolicyUpdate"]["properties"];
-    for field in ["license_days", "reclaim_after_days"] {
+    for field in ["license_days", "reclaim_after_days", "lease_minutes"] {
         let (min, max) = (policy[field]["minimum"].as_i64().unwrap(), policy[field]["maximum"].as_i64().unwrap());
         for (value, fits) in [(min, true), (max, true), (min - 1, false), (max + 1, false)] {
             let body = json!({ field: value });

@@ -26,7 +26,9 @@ pub struct Product {
     pub auto_assign: bool,
     /// How its seats are held: `assigned` until freed, or `floating` (leased
     /// while the device keeps checking in). For a floating product,
-    /// `assigned` counts the leases in use now.
+    /// `assigned` counts the leases in use now. Not part of the product's
+    /// JSON, whose fields docs/contract.md fixes: the policy says it.
+    #[serde(skip)]
     pub seat_model: SeatModel,
 }
 
