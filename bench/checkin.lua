@@ -1,5 +1,6 @@
--- wrk script: POST /api/v1/checkin for product "bench".
+-- wrk script: POST /api/v1/checkin for product "bench" (or SK_PRODUCT).
 --   SK_PRODUCT_KEY  the organization's product key (required)
+--   SK_PRODUCT      the product's code (default "bench")
 --   SK_DEVICES      how many serials to cycle through (default 1000)
 --   SK_MODE         "known": random serials among SK_DEVICES (they exist after a warm-up);
 --                   "sequential": BENCH-0000000, BENCH-0000001, … wrapping at SK_DEVICES;
@@ -7,6 +8,7 @@
 local key = os.getenv("SK_PRODUCT_KEY") or error("SK_PRODUCT_KEY is not set")
 local devices = tonumber(os.getenv("SK_DEVICES") or "1000")
 local mode = os.getenv("SK_MODE") or "known"
+local product = os.getenv("SK_PRODUCT") or "bench"
 local counter = 0
 local run = tostring(os.time())
 
@@ -25,5 +27,5 @@ request = function()
   else
     serial = string.format("BENCH-%07d", math.random(0, devices - 1))
   end
-  return wrk.format(nil, "/api/v1/checkin", nil, '{"product":"bench","serial":"' .. serial .. '"}')
+  return wrk.format(nil, "/api/v1/checkin", nil, '{"product":"' .. product .. '","serial":"' .. serial .. '"}')
 end

@@ -106,6 +106,26 @@ checkin_run() { # addr key devices mode [connections]
     SK_PRODUCT_KEY=$2 SK_DEVICES=$3 SK_MODE=$4 load "${5:-$connections}" "http://$1" -s bench/checkin.lua
 }
 
+# Floating seats (issue 19): a product "lease" of the small fleet's devices,
+# each holding a floating seat within its lease, against the same devices'
+# assigned seats of "bench", in alternating rounds.
+floating() { # backend addr key
+    local backend=$1 at=$2 key=$3 ratios=() assigned_runs=() floating_runs=() a f
+    DATABASE_URL=$small_url "$bin" product add --org bench --code lease --name Lease --seats 2000000 --auto-assign > /dev/null
+    curl -sf -X PATCH "http://$at/api/v1/admin/products/lease/policy" -H "Authorization: Bearer $(admin_key)" \
+        -H 'Content-Type: application/json' -d '{"seat_model": "floating", "lease_minutes": 60}' > /dev/null
+    # Every device takes its lease once, in order.
+    SK_PRODUCT=lease checkin_run "$at" "$key" "$small_fleet" sequential > /dev/null
+    for _ in $(seq 1 "$rounds"); do
+        read -r a _ <<< "$(checkin_run "$at" "$key" "$small_fleet" known)"
+        read -r f _ <<< "$(SK_PRODUCT=lease checkin_run "$at" "$key" "$small_fleet" known)"
+        assigned_runs+=("$a"); floating_runs+=("$f"); ratios+=("$(awk -v a="$f" -v b="$a" 'BEGIN { printf "%.2f", a / b }')")
+    done
+    local mid; mid=$(median "${ratios[@]}")
+    row "$backend: check-in, floating seat within its lease, vs assigned ≥ 0.9× (median of $rounds rounds)" \
+        "${mid}× (floating: ${floating_runs[*]} req/s; assigned: ${assigned_runs[*]})" "$(at_least "$mid" 0.9)"
+}
+
 fleet() { # backend url-of-a-fresh-10k-db url-of-a-fresh-1M-db
     local backend=$1 small=$2 big=$3 pid startup key bare known new
     echo "== $backend" >&2
@@ -118,6 +138,7 @@ fleet() { # backend url-of-a-fresh-10k-db url-of-a-fresh-1M-db
     row "$backend: check-in, known devices (10k fleet), vs bare ≥ 25%" "$known_rps req/s ($(ratio "$known_rps" "$bare_rps"))" "$(at_least "$known_rps" "$(awk -v b="$bare_rps" 'BEGIN { print b / 4 }')")"
     row "$backend: check-in, known devices, p99 at $connections connections ≤ 20 ms" "$known_p99 ms" "$(at_most "$known_p99" 20)"
     read -r new_rps new_p99 new_bad <<< "$(checkin_run "$addr" "$key" 0 new)"
+    small_url=$small floating "$backend" "$addr" "$key"
     stop_server "$pid"
     [ "$known_bad$new_bad" = 00 ] || row "$backend: non-2xx answers under load" "$known_bad known, $new_bad new" "NOT met"
 

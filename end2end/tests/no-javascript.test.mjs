@@ -70,6 +70,35 @@ test('license validity and reclaiming are set on the Product screen with their S
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).reclaim_after_days, null);
 });
 
+test('seats turn floating on the Product screen with its Save button, and a bad lease says why', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'studio', '--name', 'Studio', '--seats', '2', '--auto-assign']);
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'studio', 'DESK-7')).licensed, true);
+  await page.goto(`${server.baseURL}/products/studio`);
+  const model = page.getByLabel('Seats are');
+  const minutes = page.getByLabel('Leases last');
+  const save = page.locator('form').filter({ has: model }).getByRole('button', { name: 'Save' });
+  await model.selectOption('floating');
+  await minutes.evaluate((input) => { input.removeAttribute('min'); input.value = '2'; });
+  await save.click();
+  assert.match(await page.getByRole('alert').textContent(), /5 to 1440 minutes/);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned', 'nothing changed');
+
+  await model.selectOption('floating');
+  await minutes.fill('15');
+  await save.click();
+  await page.getByRole('heading', { name: 'Studio' }).waitFor();
+  const policy = await admin(server.baseURL, keys.adminKey, '/products/studio/policy');
+  assert.deepEqual([policy.seat_model, policy.lease_minutes], ['floating', 15]);
+  assert.equal(await model.inputValue(), 'floating');
+  await page.getByRole('columnheader', { name: 'Lease ends' }).waitFor();
+  await screenshot(page, 'no-js-product-floating');
+
+  await model.selectOption('assigned');
+  await save.click();
+  await page.getByRole('heading', { name: 'Studio' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned');
+});
+
 test('a bulk action works as a plain form and says what it did', async () => {
   for (const serial of ['BULK-1', 'BULK-2']) await checkIn(server.baseURL, keys.productKey, 'editor', serial);
   await page.goto(`${server.baseURL}/devices?q=BULK-`);

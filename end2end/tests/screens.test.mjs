@@ -380,6 +380,48 @@ test('the Settings screen copies and rotates the product key and un-ignores devi
     'known again, and the one Viewer seat is taken');
 });
 
+test('the Product screen makes seats floating, shows each lease, and Licenses counts the seats in use', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'studio', '--name', 'Studio', '--seats', '2', '--auto-assign']);
+  await page.goto(`${server.baseURL}/products/studio`);
+  await hydrated(page);
+  const model = page.getByLabel('Seats are');
+  const minutes = page.getByLabel('Leases last');
+  assert.equal(await model.inputValue(), 'assigned', 'assigned, by default');
+  await model.selectOption('floating');
+  await minutes.fill('30');
+  await submit(page, page.locator('form').filter({ has: model }).getByRole('button', { name: 'Save' }));
+  for (let tries = 0; ; tries++) {
+    const policy = await admin(server.baseURL, keys.adminKey, '/products/studio/policy');
+    if (policy.seat_model === 'floating' && policy.lease_minutes === 30) break;
+    assert.ok(tries < 50, `saved: ${JSON.stringify(policy)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  for (const serial of ['LAPTOP-001', 'LAPTOP-002']) {
+    const answer = await checkIn(server.baseURL, keys.productKey, 'studio', serial);
+    assert.ok(answer.licensed && answer.lease_expires_at, JSON.stringify(answer));
+  }
+  await page.goto(`${server.baseURL}/products/studio`);
+  await hydrated(page);
+  assert.equal(await model.inputValue(), 'floating');
+  await page.getByText('2 of 2 floating seats in use now').waitFor();
+  await page.getByRole('columnheader', { name: 'Lease ends' }).waitFor();
+  assert.equal(await page.getByRole('row', { name: /LAPTOP-001/ }).locator('time').nth(2).textContent(), 'in 30 min');
+  await screenshot(page, 'product-floating');
+
+  const released = await fetch(`${server.baseURL}/api/v1/checkin/release`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${keys.productKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ product: 'studio', serial: 'LAPTOP-001' }),
+  });
+  assert.deepEqual(await released.json(), { released: true });
+  await page.getByRole('navigation').getByRole('link', { name: 'Licenses' }).click();
+  const row = page.getByRole('row', { name: /Studio/ });
+  await row.getByText('Floating seats: 30-minute leases').waitFor();
+  await row.getByText('in use now').waitFor();
+  assert.deepEqual(await row.locator('td.num').allTextContents(), ['2', '1in use now', '1']);
+  await screenshot(page, 'licenses-floating');
+});
+
 test('rotating the administration key shows the new key once and keeps this browser signed in', async () => {
   await page.getByRole('button', { name: 'Rotate administration key' }).click();
   const fresh = page.getByRole('textbox', { name: 'New administration API key' });

@@ -24,21 +24,21 @@ impl Devices for PgStore {
         let sql = match (walk_end.is_some(), is_short_search(query)) {
             (true, _) => {
                 "select d.id, d.serial, d.first_seen, d.last_seen,
-                        (select count(*) from assignments a where a.device_id = d.id)
+                        (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > now()))
                  from devices d
                  where d.org_id = $1 and d.serial > $2 and d.serial <= $5 and (d.serial || '') ilike $3
                  order by d.serial limit $4"
             }
             (false, true) => {
                 "select d.id, d.serial, d.first_seen, d.last_seen,
-                        (select count(*) from assignments a where a.device_id = d.id)
+                        (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > now()))
                  from devices d
                  where d.org_id = $1 and d.serial > $2 and (d.serial || '') ilike $3
                  order by d.serial limit $4"
             }
             (false, false) => {
                 "select d.id, d.serial, d.first_seen, d.last_seen,
-                        (select count(*) from assignments a where a.device_id = d.id)
+                        (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > now()))
                  from devices d
                  where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
                  order by d.serial limit $4"
@@ -76,7 +76,7 @@ impl Devices for PgStore {
         };
         let licenses: Vec<(String, String, bool)> = sqlx::query_as(
             "select p.code, p.name,
-                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = $1)
+                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = $1 and (a.lease_until is null or a.lease_until > now()))
              from products p where p.org_id = $2 order by p.name, p.code",
         )
         .bind(id)

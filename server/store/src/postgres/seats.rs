@@ -108,13 +108,25 @@ impl Seats for PgStore {
 pub(super) async fn assign_in(tx: &mut PgConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
     let device = locked_device(tx, org, serial).await?;
     let product = fetch_product(tx, org, code).await?;
-    let held: Option<i32> = sqlx::query_scalar("select 1 from assignments where product_id = $1 and device_id = $2")
-        .bind(product.id)
-        .bind(device)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let held: Option<Option<Timestamp>> =
+        sqlx::query_scalar("select lease_until from assignments where product_id = $1 and device_id = $2")
+            .bind(product.id)
+            .bind(device)
+            .fetch_optional(&mut *tx)
+            .await?;
     let now = now();
-    let outcome = if held.is_some() {
+    let outcome = if let Some(lease) = held.flatten().filter(|until| *until <= now).and(product.lease(now)) {
+        // A floating seat whose lease has ended, not yet freed: an admin's
+        // assign starts it again.
+        sqlx::query("update assignments set lease_until = $1 where product_id = $2 and device_id = $3")
+            .bind(lease.until)
+            .bind(product.id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        record(tx, org, now, audit::seat_assigned(by, code, serial)).await?;
+        Assigned::Newly
+    } else if held.is_some() {
         Assigned::Already
     } else if take_seat(tx, org, &product, device, now).await? {
         record(tx, org, now, audit::seat_assigned(by, code, serial)).await?;

@@ -49,7 +49,7 @@ impl Devices for SqliteStore {
         let walk = if walk_end.is_some() { "and d.serial <= ?5" } else { "" };
         let sql = format!(
             "select d.id, d.serial, d.first_seen, coalesce(ds.last_seen, d.first_seen),
-                    (select count(*) from assignments a where a.device_id = d.id)
+                    (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer)))
              from {from} left join device_seen ds on ds.device_id = d.id
              where d.org_id = ?1 and d.serial > ?2 {walk}
                and d.serial like ?3 escape '\\' {narrowed}
@@ -94,7 +94,7 @@ impl Devices for SqliteStore {
         };
         let licenses: Vec<(String, String, bool)> = sqlx::query_as(
             "select p.code, p.name,
-                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = ?)
+                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = ? and (a.lease_until is null or a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer)))
              from products p where p.org_id = ? order by p.name, p.code",
         )
         .bind(id)

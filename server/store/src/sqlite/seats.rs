@@ -101,13 +101,24 @@ impl Seats for SqliteStore {
 pub(super) async fn assign_in(tx: &mut SqliteConnection, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<Assigned> {
     let device = device_id(tx, org, serial).await?;
     let product = org_product(tx, org, code).await?;
-    let held: Option<i64> = sqlx::query_scalar("select 1 from assignments where product_id = ? and device_id = ?")
+    let held: Option<Option<i64>> = sqlx::query_scalar("select lease_until from assignments where product_id = ? and device_id = ?")
         .bind(product.id)
         .bind(device)
         .fetch_optional(&mut *tx)
         .await?;
     let now = now();
-    let outcome = if held.is_some() {
+    let outcome = if let Some(lease) = held.flatten().filter(|until| *until <= millis(now)).and(product.lease(now)) {
+        // A floating seat whose lease has ended, not yet freed: an admin's
+        // assign starts it again.
+        sqlx::query("update assignments set lease_until = ? where product_id = ? and device_id = ?")
+            .bind(millis(lease.until))
+            .bind(product.id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        record(tx, org, now, audit::seat_assigned(by, code, serial)).await?;
+        Assigned::Newly
+    } else if held.is_some() {
         Assigned::Already
     } else if take_seat(tx, org, &product, device, now).await? {
         record(tx, org, now, audit::seat_assigned(by, code, serial)).await?;

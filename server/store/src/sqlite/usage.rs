@@ -7,9 +7,11 @@ impl Usage for SqliteStore {
     async fn snapshot_usage(&self, now: Timestamp) -> Result<u64> {
         // `where true`: SQLite reads `on conflict` after a bare `from` as a join.
         let done = sqlx::query(
-            "insert into seat_snapshots (product_id, day, seats, assigned)
-             select id, ?1, seats, assigned from products where true
-             on conflict (product_id, day) do update set seats = excluded.seats, assigned = excluded.assigned",
+            concat!(
+                "insert into seat_snapshots (product_id, day, seats, assigned)
+             select id, ?1, seats, ", in_use!(), " from products where true
+             on conflict (product_id, day) do update set seats = excluded.seats, assigned = excluded.assigned"
+            ),
         )
         .bind(day_of(now))
         .execute(&self.writer)
@@ -35,8 +37,10 @@ impl Usage for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "select o.name, p.code, p.seats, p.assigned from products p join organizations o on o.id = p.org_id
-             order by o.name, p.code",
+            concat!(
+                "select o.name, products.code, products.seats, ", in_use!(),
+                " from products join organizations o on o.id = products.org_id order by o.name, products.code"
+            ),
         )
         .fetch_all(&self.readers)
         .await?;

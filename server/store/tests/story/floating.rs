@@ -214,3 +214,25 @@ pub(super) async fn racing_for_ended_leases_never_holds_more_seats_than_exist(st
     assert!(kept.is_subset(&holders), "every device told licensed holds its seat: {kept:?} ⊄ {holders:?}");
     assert_eq!(holders_of(&stores[1], org, "editor").await.len(), holders.len(), "both processes agree");
 }
+
+pub(super) async fn an_ended_lease_shows_as_no_seat_and_an_admin_assign_starts_it_again(store: Store) {
+    let (org, key) = floating_product(&store, 1).await;
+    assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed);
+    let device = store.device(org, "A").await.unwrap();
+    assert_eq!(device.device.seats_assigned, 1);
+    store.age_leases(org, "editor", minutes(21)).await.unwrap();
+    let device = store.device(org, "A").await.unwrap();
+    assert_eq!(device.device.seats_assigned, 0, "an ended lease holds no seat");
+    assert!(device.licenses.iter().all(|license| !license.assigned), "{device:?}");
+    assert_eq!(store.devices(org, None, &PageRequest::first(10)).await.unwrap().items[0].seats_assigned, 0);
+    store.snapshot_usage(now()).await.unwrap();
+    let usage = store.usage(org, day_of(now())).await.unwrap();
+    assert_eq!(usage.iter().map(|(_, point)| point.assigned).collect::<Vec<_>>(), [0], "nor in the day's reading");
+
+    assert_eq!(store.assign(org, "A", "editor", Actor::AdminApi).await.unwrap(), Assigned::Newly);
+    let holders = store.holders(org, "editor", &PageRequest::first(10)).await.unwrap().items;
+    assert!(about_minutes_ahead(holders[0].lease_expires_at, 20), "a new lease: {holders:?}");
+    assert_eq!(store.assign(org, "A", "editor", Actor::AdminApi).await.unwrap(), Assigned::Already);
+    assert_eq!(check_in_as_a_device(&store, &key, "editor", "B").await.reason, Some(Denial::NoSeatsAvailable));
+    assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed);
+}

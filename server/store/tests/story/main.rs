@@ -77,6 +77,7 @@ stories!(
     a_lease_is_answered_as_written_until_half_of_it_is_left_then_renewed,
     a_release_frees_a_floating_seat_at_once_and_nothing_else,
     changing_the_seat_model_turns_held_seats_into_leases_and_back,
+    an_ended_lease_shows_as_no_seat_and_an_admin_assign_starts_it_again,
     first_check_in_records_the_device_and_auto_assigns_a_seat,
     a_known_device_keeps_first_seen_and_moves_last_seen,
     a_flush_writes_every_waiting_last_seen,
