@@ -167,7 +167,7 @@ async fn an_ended_lease_frees_its_seat_for_the_next_device_that_asks(app: TestAp
     assert_eq!(app.check_in(key, "editor", "LAPTOP-1").await.json()["licensed"], true);
     assert_eq!(app.check_in(key, "editor", "LAPTOP-2").await.json()["reason"], "no_seats_available");
     let org = app.store.organization_by_name("acme").await.unwrap().id;
-    app.store.age_leases(org, "editor", chrono::Duration::minutes(21)).await.unwrap();
+    app.store.pass_time(org, "editor", chrono::Duration::minutes(21)).await.unwrap();
     let product = app.admin(Method::GET, "/products/editor", &acme.admin_key).await.json();
     assert_eq!((product["assigned"].clone(), product["available"].clone()), (json!(0), json!(1)), "no lease in use: {product}");
     let next = app.check_in(key, "editor", "LAPTOP-2").await.json();

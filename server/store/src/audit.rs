@@ -82,6 +82,11 @@ pub(crate) fn seat_released<'a>(code: &'a str, serial: &'a str) -> Change<'a> {
     Change::new(Actor::Device, ActivityKind::SeatReleased).product(code).serial(serial)
 }
 
+/// An admin took a device out of a product's waiting line.
+pub(crate) fn removed_from_queue<'a>(by: Actor, code: &'a str, serial: &'a str) -> Change<'a> {
+    Change::new(by, ActivityKind::RemovedFromQueue).product(code).serial(serial)
+}
+
 pub(crate) fn device_deleted(by: Actor, serial: &str) -> Change<'_> {
     Change::new(by, ActivityKind::DeviceDeleted).serial(serial)
 }

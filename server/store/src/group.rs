@@ -65,12 +65,14 @@ impl ProductRow {
     }
 }
 
-/// One check-in of the group: which organization's device, of which product.
+/// One check-in of the group: which organization's device, of which product,
+/// and whether it asks to wait in line when no seat is free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Asked<'a> {
     pub org: OrgId,
     pub code: &'a str,
     pub serial: &'a str,
+    pub queue: bool,
 }
 
 /// A device the group recorded: its id and when it was first and last seen.
@@ -122,12 +124,44 @@ pub(crate) struct Renewed {
 }
 
 /// What the group decided: an answer per check-in, in order, the seats to
-/// write, in the order they were taken, and the held floating seats whose
-/// lease starts again, each once.
+/// write, in the order they were taken, the held floating seats whose lease
+/// starts again, each once, and the waiting lines' changes: the devices
+/// (product id, device id) that wait and still ask, and those that leave
+/// the line with a seat.
 pub(crate) struct Decided<'a> {
     pub answers: Vec<Answer>,
     pub taken: Vec<Taken<'a>>,
     pub renewed: Vec<Renewed>,
+    pub waiting: Vec<(i64, i64)>,
+    pub served: Vec<(i64, i64)>,
+}
+
+/// The devices waiting for a product's seats, longest first (device ids):
+/// those that still ask, by product id.
+pub(crate) type Lines = HashMap<i64, Vec<i64>>;
+
+/// How long a device in line may go without asking before it no longer
+/// counts: a lease for floating seats, an hour for assigned ones.
+pub(crate) fn line_cutoff(row: &ProductRow, now: Timestamp) -> Timestamp {
+    let minutes = if row.product.seat_model == SeatModel::Floating { row.lease_minutes } else { 60 };
+    now.checked_sub(chrono::Duration::minutes(minutes)).unwrap_or(now)
+}
+
+/// The products whose waiting lines the decisions need: those with a seat
+/// free (which goes to the line first) and those a check-in asks to wait
+/// for. A product that is full, with no one asking to wait, needs none:
+/// everyone is refused alike.
+pub(crate) fn lines_needed(group: &[Asked<'_>], products: &HashMap<(OrgId, &str), ProductRow>) -> Vec<i64> {
+    let mut needed: Vec<i64> = group
+        .iter()
+        .filter_map(|asked| {
+            let row = products.get(&(asked.org, asked.code))?;
+            (asked.queue || row.product.seats > row.product.assigned).then_some(row.id)
+        })
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    needed
 }
 
 impl Decided<'_> {
@@ -227,18 +261,28 @@ pub(crate) fn short_of_seats(
 /// given one seat, and the last free seat goes to the first that asks.
 /// A floating seat taken gets a lease from `now`; one held keeps its lease
 /// as written until half of it is left, then gets a new one.
+///
+/// The line comes first: a free seat goes to a device only if there are
+/// more free seats than devices waiting ahead of it (all of the line, for a
+/// device not in it). A device refused for want of a seat that asks to wait
+/// joins the back of the line; one already in it keeps its place. Its
+/// answer says its place (1 is next).
 pub(crate) fn decide<'a>(
     group: &[Asked<'a>],
     products: &HashMap<(OrgId, &str), ProductRow>,
     devices: &HashMap<(OrgId, &str), Recorded>,
     standings: &HashMap<(i64, i64), Standing>,
+    lines: &Lines,
     now: Timestamp,
 ) -> Decided<'a> {
     let mut free: HashMap<i64, i64> =
         products.values().map(|row| (row.id, (row.product.seats - row.product.assigned).max(0))).collect();
+    let mut lines = lines.clone();
     let mut taken: Vec<Taken<'a>> = Vec::new();
     let mut renewed: Vec<Renewed> = Vec::new();
-    let answers = group
+    let mut waiting: Vec<(i64, i64)> = Vec::new();
+    let mut served: Vec<(i64, i64)> = Vec::new();
+    let mut answers: Vec<Answer> = group
         .iter()
         .map(|asked| {
             let Some(row) = products.get(&(asked.org, asked.code)) else {
@@ -253,6 +297,7 @@ pub(crate) fn decide<'a>(
                     first_seen: seen.map(|device| device.first_seen),
                     last_seen: seen.map(|device| device.last_seen),
                     lease_expires_at: lease.map(|lease| lease.until),
+                    queue_position: None,
                 },
                 device_id: seen.map(|device| device.id),
                 lease,
@@ -263,9 +308,17 @@ pub(crate) fn decide<'a>(
             };
             let standing = standings.get(&(row.id, device.id)).copied().unwrap_or_default();
             let earlier = taken.iter().find(|seat| seat.product_id == row.id && seat.device_id == device.id);
+            let line = lines.entry(row.id).or_default();
+            let place = line.iter().position(|&waiter| waiter == device.id);
             let decision = match SeatRule::for_device(standing.held || earlier.is_some(), standing.revoked, row.product.auto_assign)
             {
-                SeatRule::Holds => match (earlier, row.lease(now)) {
+                SeatRule::Holds => {
+                    if let Some(place) = place {
+                        // It holds a seat (an admin gave it one): it waits no more.
+                        line.remove(place);
+                        served.push((row.id, device.id));
+                    }
+                    match (earlier, row.lease(now)) {
                     (Some(seat), _) => answer(None, Some(device), seat.lease),
                     (None, None) => answer(None, Some(device), None),
                     (None, Some(fresh)) => {
@@ -281,11 +334,16 @@ pub(crate) fn decide<'a>(
                         };
                         answer(None, Some(device), Some(lease))
                     }
-                },
+                    }
+                }
                 SeatRule::Denied(denial) => answer(Some(denial), Some(device), None),
                 SeatRule::TakeFreeSeat => match free.get_mut(&row.id) {
-                    Some(seats) if *seats > 0 => {
+                    Some(seats) if *seats > place.unwrap_or(line.len()) as i64 => {
                         *seats -= 1;
+                        if let Some(place) = place {
+                            line.remove(place);
+                            served.push((row.id, device.id));
+                        }
                         let lease = row.lease(now);
                         taken.push(Taken {
                             org: asked.org,
@@ -297,13 +355,30 @@ pub(crate) fn decide<'a>(
                         });
                         answer(None, Some(device), lease)
                     }
-                    _ => answer(Some(Denial::NoSeatsAvailable), Some(device), None),
+                    _ => {
+                        if place.is_none() && asked.queue {
+                            line.push(device.id);
+                        }
+                        if (place.is_some() || asked.queue) && !waiting.contains(&(row.id, device.id)) {
+                            waiting.push((row.id, device.id));
+                        }
+                        answer(Some(Denial::NoSeatsAvailable), Some(device), None)
+                    }
                 },
             };
             Ok(decision)
         })
         .collect();
-    Decided { answers, taken, renewed }
+    // Each waiting device's place in its line as the group leaves it.
+    for (asked, answer) in group.iter().zip(answers.iter_mut()) {
+        let Ok(decision) = answer else { continue };
+        let (Some(row), Some(device)) = (products.get(&(asked.org, asked.code)), decision.device_id) else { continue };
+        if decision.check_in.reason == Some(Denial::NoSeatsAvailable) {
+            let place = lines.get(&row.id).and_then(|line| line.iter().position(|&waiter| waiter == device));
+            decision.check_in.queue_position = place.map(|place| place as i64 + 1);
+        }
+    }
+    Decided { answers, taken, renewed, waiting, served }
 }
 
 /// The error of a group whose conditional count update found fewer free
@@ -355,8 +430,8 @@ mod tests {
         let products = HashMap::from([((org, "P1"), product(1, 3, 1, true))]);
         let devices: HashMap<_, _> = ["a", "b", "c"].iter().zip(1..).map(|(s, id)| ((org, *s), recorded(id))).collect();
         let group: Vec<Asked> =
-            ["a", "b", "a", "c"].iter().map(|serial| Asked { org, code: "P1", serial }).collect();
-        let decided = decide(&group, &products, &devices, &HashMap::new(), now());
+            ["a", "b", "a", "c"].iter().map(|serial| Asked { org, code: "P1", serial, queue: false }).collect();
+        let decided = decide(&group, &products, &devices, &HashMap::new(), &Lines::new(), now());
         let licensed: Vec<_> = decided.answers.iter().map(licensed).collect();
         assert_eq!(licensed, [Ok(true), Ok(true), Ok(true), Ok(false)]);
         assert_eq!(reason(&decided.answers[3]), Some(Denial::NoSeatsAvailable));
@@ -377,13 +452,13 @@ mod tests {
             ((1, 2), Standing { revoked: true, ..Standing::default() }),
         ]);
         let group = [
-            Asked { org, code: "P1", serial: "holder" },
-            Asked { org, code: "P1", serial: "revoked" },
-            Asked { org, code: "P1", serial: "ignored" },
-            Asked { org, code: "NOPE", serial: "holder" },
-            Asked { org, code: "P2", serial: "holder" },
+            Asked { org, code: "P1", serial: "holder", queue: false },
+            Asked { org, code: "P1", serial: "revoked", queue: false },
+            Asked { org, code: "P1", serial: "ignored", queue: false },
+            Asked { org, code: "NOPE", serial: "holder", queue: false },
+            Asked { org, code: "P2", serial: "holder", queue: false },
         ];
-        let decided = decide(&group, &products, &devices, &standings, now());
+        let decided = decide(&group, &products, &devices, &standings, &Lines::new(), now());
         assert_eq!(licensed(&decided.answers[0]), Ok(true));
         assert_eq!(reason(&decided.answers[1]), Some(Denial::RevokedByAdmin));
         assert_eq!(reason(&decided.answers[2]), Some(Denial::DeviceIgnored));
@@ -398,7 +473,7 @@ mod tests {
         let org = OrgId(1);
         let products = HashMap::from([((org, "P1"), product(1, 2, 3, true))]);
         let devices = HashMap::from([((org, "a"), recorded(1))]);
-        let decided = decide(&[Asked { org, code: "P1", serial: "a" }], &products, &devices, &HashMap::new(), now());
+        let decided = decide(&[Asked { org, code: "P1", serial: "a", queue: false }], &products, &devices, &HashMap::new(), &Lines::new(), now());
         assert_eq!(reason(&decided.answers[0]), Some(Denial::NoSeatsAvailable));
     }
 
@@ -419,14 +494,14 @@ mod tests {
         ]);
         let group: Vec<Asked> = [("P1", "holder"), ("P1", "a"), ("P1", "b"), ("P1", "holder"), ("P2", "a"), ("P1", "kept")]
             .iter()
-            .map(|(code, serial)| Asked { org, code, serial })
+            .map(|(code, serial)| Asked { org, code, serial, queue: false })
             .collect();
         // Two devices may take a seat where one is free; the assigned product
         // short of seats is not named (it has no leases to end).
         assert_eq!(short_of_seats(&group, &products, &devices, &standings), [1]);
 
         let until = at + chrono::Duration::minutes(20);
-        let decided = decide(&group, &products, &devices, &standings, at);
+        let decided = decide(&group, &products, &devices, &standings, &Lines::new(), at);
         let leases: Vec<_> =
             decided.answers.iter().map(|answer| answer.as_ref().ok().and_then(|d| d.check_in.lease_expires_at)).collect();
         assert_eq!(leases, [Some(until), Some(until), None, Some(until), None, Some(written)]);
@@ -445,10 +520,10 @@ mod tests {
         let org = OrgId(1);
         let products = HashMap::from([((org, "P1"), product(1, 2, 0, true)), ((org, "P2"), product(2, 2, 0, true))]);
         let group = [
-            Asked { org, code: "P1", serial: "z" },
-            Asked { org, code: "P2", serial: "a" },
-            Asked { org, code: "P1", serial: "a" },
-            Asked { org, code: "NOPE", serial: "m" },
+            Asked { org, code: "P1", serial: "z", queue: false },
+            Asked { org, code: "P2", serial: "a", queue: false },
+            Asked { org, code: "P1", serial: "a", queue: false },
+            Asked { org, code: "NOPE", serial: "m", queue: false },
         ];
         assert_eq!(devices_to_record(&group, &products), [(org, "a"), (org, "z")]);
     }

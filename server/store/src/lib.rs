@@ -151,6 +151,14 @@ pub trait Seats {
     async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
     -> Result<Vec<Result<Assigned>>>;
 
+    /// The devices waiting in the product's line that still ask, longest
+    /// first (at most 1,000).
+    async fn waiting_line(&self, org: OrgId, code: &str) -> Result<Vec<Waiting>>;
+
+    /// Takes the device out of the product's waiting line; says whether it
+    /// was in it. Asking to wait again puts it at the back.
+    async fn remove_from_line(&self, org: OrgId, code: &str, serial: &str, by: Actor) -> Result<bool>;
+
     /// Frees the seats of devices that have not checked in for their
     /// product's `reclaim_after_days` as of `now`, recording each as
     /// reclaimed (not revoked: auto-assign may give it back). Says how many.
@@ -174,7 +182,14 @@ pub trait CheckIns {
     /// A device checks in for a product: it is recorded (or its last seen
     /// updated) and learns whether it holds a seat, getting one from
     /// auto-assign when the rules allow.
-    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn>;
+    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+        self.check_in_or_wait(org, code, serial, false).await
+    }
+
+    /// [`Self::check_in`], and with `queue`, a device refused for want of a
+    /// seat waits in the product's line (see `group::decide`): a freed seat
+    /// goes to the device that has waited longest and still asks.
+    async fn check_in_or_wait(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn>;
 
     /// A device gives back its floating seat of the product, which is free
     /// at once for the next device; says whether it held one. An assigned

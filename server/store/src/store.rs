@@ -97,12 +97,12 @@ impl Store {
         dispatch!(self, migrate())
     }
 
-    /// For tests: moves every lease of the product `by` earlier, as if that
-    /// much time had passed since each was written (a lease lasts minutes;
-    /// a test does not wait them out).
+    /// For tests: moves every lease of the product, and its waiting line's
+    /// times, `by` earlier, as if that much time had passed since each was
+    /// written (a lease lasts minutes; a test does not wait them out).
     #[cfg(feature = "testing")]
-    pub async fn age_leases(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
-        dispatch!(self, age_leases(org, code, by))
+    pub async fn pass_time(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
+        dispatch!(self, pass_time(org, code, by))
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -337,6 +337,18 @@ impl Seats for Store {
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
         self.to_completion(move |store| async move { dispatch!(store, reclaim_idle_seats(now)) }).await
     }
+
+    async fn waiting_line(&self, org: OrgId, code: &str) -> Result<Vec<Waiting>> {
+        validate::lookup("product code", code)?;
+        dispatch!(self, waiting_line(org, code))
+    }
+
+    async fn remove_from_line(&self, org: OrgId, code: &str, serial: &str, by: Actor) -> Result<bool> {
+        validate::lookup("product code", code)?;
+        validate::serial(serial)?;
+        let (code, serial) = (code.to_owned(), serial.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, remove_from_line(org, &code, &serial, by)) }).await
+    }
 }
 
 impl CheckIns for Store {
@@ -348,8 +360,8 @@ impl CheckIns for Store {
         dispatch!(self, check_in_held(code, serial, seat))
     }
 
-    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
-        dispatch!(self, check_in(org, code, serial))
+    async fn check_in_or_wait(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
+        dispatch!(self, check_in_or_wait(org, code, serial, queue))
     }
 
     async fn release(&self, org: OrgId, code: &str, serial: &str) -> Result<bool> {

@@ -32,6 +32,11 @@ pub struct CheckIn {
     /// unless the device checks in again before then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<Timestamp>,
+    /// On a refusal for want of a seat, of a device waiting in line (it asked
+    /// with `"queue": true`): its place, 1 being next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub queue_position: Option<i64>,
 }
 
 impl CheckIn {
@@ -45,6 +50,7 @@ impl CheckIn {
             first_seen: Some(seat.first_seen),
             last_seen: Some(last_seen),
             lease_expires_at: seat.lease.map(|lease| lease.until),
+            queue_position: None,
         }
     }
 }

@@ -43,6 +43,15 @@ pub struct Holder {
     pub lease_expires_at: Option<Timestamp>,
 }
 
+/// A device waiting in a product's line for a seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Waiting {
+    /// 1 is next.
+    pub position: i64,
+    pub serial: String,
+    pub waiting_since: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IgnoredSerial {
     pub serial: String,

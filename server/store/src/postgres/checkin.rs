@@ -21,9 +21,9 @@ impl CheckIns for PgStore {
         Ok(CheckIn::held(code, serial, &seat, now))
     }
 
-    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+    async fn check_in_or_wait(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
         validate::serial(serial)?;
-        let asked = group::UndecidedCheckIn { org, code: code.to_owned(), serial: serial.to_owned() };
+        let asked = group::UndecidedCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), queue };
         self.seat_decisions.ask(asked).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
 

@@ -25,6 +25,7 @@ pub(crate) struct UndecidedCheckIn {
     pub org: OrgId,
     pub code: String,
     pub serial: String,
+    pub queue: bool,
 }
 
 /// Answers each check-in with its decision, or nothing when its product does
@@ -39,7 +40,7 @@ impl Statement for SeatDecisions {
 
     async fn run(pool: &PgPool, batch: &[UndecidedCheckIn]) -> Result<Vec<Option<CheckIn>>> {
         let group: Vec<Asked> =
-            batch.iter().map(|asked| Asked { org: asked.org, code: &asked.code, serial: &asked.serial }).collect();
+            batch.iter().map(|asked| Asked { org: asked.org, code: &asked.code, serial: &asked.serial, queue: asked.queue }).collect();
         let at = now();
         let mut tx = pool.begin().await?;
 
@@ -116,7 +117,68 @@ impl Statement for SeatDecisions {
             }
         }
 
-        let decided = group::decide(&group, &products, &devices, &standings, at);
+        // The waiting lines the decisions need, read under the products' locks.
+        let needed = group::lines_needed(&group, &products);
+        let mut lines = group::Lines::new();
+        if !needed.is_empty() {
+            let cutoffs: Vec<Timestamp> = needed
+                .iter()
+                .map(|id| products.values().find(|row| row.id == *id).map_or(at, |row| group::line_cutoff(row, at)))
+                .collect();
+            let waiters: Vec<(i64, i64)> = sqlx::query_as(
+                "select w.product_id, w.device_id
+                 from unnest($1::bigint[], $2::timestamptz[]) needed(product_id, cutoff)
+                 join waiting w on w.product_id = needed.product_id and w.last_asked > needed.cutoff
+                 order by w.product_id, w.since, w.device_id",
+            )
+            .bind(&needed)
+            .bind(&cutoffs)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (product, device) in waiters {
+                lines.entry(product).or_default().push(device);
+            }
+        }
+
+        let decided = group::decide(&group, &products, &devices, &standings, &lines, at);
+        if !decided.waiting.is_empty() {
+            // A device that had stopped asking starts again at the back.
+            let (mut ids, mut device_ids, mut cutoffs) = (Vec::new(), Vec::new(), Vec::<Timestamp>::new());
+            for &(product, device) in &decided.waiting {
+                if let Some(row) = products.values().find(|row| row.id == product) {
+                    ids.push(product);
+                    device_ids.push(device);
+                    cutoffs.push(group::line_cutoff(row, at));
+                }
+            }
+            sqlx::query(
+                "insert into waiting (product_id, device_id, since, last_asked)
+                 select product_id, device_id, $4, $4 from unnest($1::bigint[], $2::bigint[]) asked(product_id, device_id)
+                 on conflict (product_id, device_id) do update
+                 set since = case when waiting.last_asked <= (
+                                 select cutoff from unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) c(product_id, device_id, cutoff)
+                                 where c.product_id = waiting.product_id and c.device_id = waiting.device_id)
+                             then excluded.since else waiting.since end,
+                     last_asked = excluded.last_asked",
+            )
+            .bind(&ids)
+            .bind(&device_ids)
+            .bind(&cutoffs)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !decided.served.is_empty() {
+            let (ids, device_ids): (Vec<i64>, Vec<i64>) = decided.served.iter().copied().unzip();
+            sqlx::query(
+                "delete from waiting w using unnest($1::bigint[], $2::bigint[]) served(product_id, device_id)
+                 where w.product_id = served.product_id and w.device_id = served.device_id",
+            )
+            .bind(&ids)
+            .bind(&device_ids)
+            .execute(&mut *tx)
+            .await?;
+        }
         if !decided.renewed.is_empty() {
             let ids: Vec<i64> = decided.renewed.iter().map(|seat| seat.product_id).collect();
             let device_ids: Vec<i64> = decided.renewed.iter().map(|seat| seat.device_id).collect();

@@ -141,12 +141,21 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// See `Store::age_leases`.
+    /// See `Store::pass_time`.
     #[cfg(feature = "testing")]
-    pub async fn age_leases(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
+    pub async fn pass_time(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
         sqlx::query(
             "update assignments set lease_until = lease_until - $1
              where lease_until is not null and product_id = (select id from products where org_id = $2 and code = $3)",
+        )
+        .bind(by)
+        .bind(org.0)
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "update waiting set since = since - $1, last_asked = last_asked - $1
+             where product_id = (select id from products where org_id = $2 and code = $3)",
         )
         .bind(by)
         .bind(org.0)

@@ -49,6 +49,41 @@ impl Seats for PgStore {
         Ok(outcomes)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn waiting_line(&self, org: OrgId, code: &str) -> Result<Vec<Waiting>> {
+        let mut conn = self.pool.acquire().await?;
+        let product = fetch_product(&mut conn, org, code).await?;
+        let rows: Vec<(String, Timestamp)> = sqlx::query_as(
+            "select d.serial, w.since from waiting w join devices d on d.id = w.device_id
+             where w.product_id = $1 and w.last_asked > $2 order by w.since, w.device_id limit 1000",
+        )
+        .bind(product.id)
+        .bind(crate::group::line_cutoff(&product, now()))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().zip(1..).map(|((serial, waiting_since), position)| Waiting { position, serial, waiting_since }).collect())
+    }
+
+    /// Under the device's row lock, as every change of its standing.
+    #[tracing::instrument(skip_all)]
+    async fn remove_from_line(&self, org: OrgId, code: &str, serial: &str, by: Actor) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let product = fetch_product(&mut tx, org, code).await?;
+        let Some(device) = lock_device(&mut tx, org, serial).await? else { return Ok(false) };
+        let removed = sqlx::query("delete from waiting where product_id = $1 and device_id = $2")
+            .bind(product.id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if removed {
+            record(&mut tx, org, now(), audit::removed_from_queue(by, code, serial)).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     /// One transaction per seat, each locking the device's row first as
     /// every seat change does (see the module's lock order), and checking
     /// again under the lock that the device is still idle.
@@ -139,6 +174,8 @@ pub(super) async fn assign_in(tx: &mut PgConnection, org: OrgId, serial: &str, c
         .bind(product.id)
         .execute(&mut *tx)
         .await?;
+    // It holds a seat: it waits no more.
+    sqlx::query("delete from waiting where device_id = $1 and product_id = $2").bind(device).bind(product.id).execute(&mut *tx).await?;
     Ok(outcome)
 }
 

@@ -16,18 +16,18 @@ impl CheckIns for SqliteStore {
         // since the seat was read (see `HeldSeats::unchanged_since`).
         self.last_seen.seen(seat.device_id, millis(now));
         if !self.held_seats.unchanged_since(Generation(seat.seen)) {
-            return self.decide_in_group(seat.org, code, serial).await;
+            return self.decide_in_group(seat.org, code, serial, false).await;
         }
         Ok(CheckIn::held(code, serial, &seat, now))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn check_in(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+    async fn check_in_or_wait(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
         validate::serial(serial)?;
         if let Some(seat) = self.held_seat(org, code, serial) {
             return self.check_in_held(code, serial, seat).await;
         }
-        self.decide_in_group(org, code, serial).await
+        self.decide_in_group(org, code, serial, queue).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -61,9 +61,9 @@ impl CheckIns for SqliteStore {
 
 impl SqliteStore {
     /// The check-in decided in the next group commit.
-    async fn decide_in_group(&self, org: OrgId, code: &str, serial: &str) -> Result<CheckIn> {
+    async fn decide_in_group(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
         let (reply, answer) = oneshot::channel();
-        let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), reply };
+        let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), queue, reply };
         self.check_ins.send(pending).await.map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the check-in was dropped".into()))?
     }
@@ -74,6 +74,7 @@ pub(super) struct PendingCheckIn {
     org: OrgId,
     code: String,
     serial: String,
+    queue: bool,
     reply: oneshot::Sender<Result<CheckIn>>,
 }
 
@@ -138,7 +139,7 @@ pub(super) async fn decide_group(
 ) -> Result<Vec<group::Answer>> {
     let at = millis(decided_at);
     let group: Vec<Asked> =
-        pending.iter().map(|p| Asked { org: p.org, code: p.code.as_str(), serial: p.serial.as_str() }).collect();
+        pending.iter().map(|p| Asked { org: p.org, code: p.code.as_str(), serial: p.serial.as_str(), queue: p.queue }).collect();
     let (mut tx, counter) = begin_check_in_write(writer, keys).await?;
 
     // Nothing else writes while the group holds the write lock, so the seat
@@ -236,7 +237,48 @@ pub(super) async fn decide_group(
         }
     }
 
-    let decided = group::decide(&group, &products, &devices, &standings, decided_at);
+    let mut lines = group::Lines::new();
+    for id in group::lines_needed(&group, &products) {
+        let Some(row) = products.values().find(|row| row.id == id) else { continue };
+        let line: Vec<i64> = sqlx::query_scalar(
+            "select device_id from waiting where product_id = ? and last_asked > ? order by since, device_id",
+        )
+        .bind(id)
+        .bind(millis(group::line_cutoff(row, decided_at)))
+        .fetch_all(&mut *tx)
+        .await?;
+        lines.insert(id, line);
+    }
+
+    let decided = group::decide(&group, &products, &devices, &standings, &lines, decided_at);
+    if !decided.waiting.is_empty() {
+        // A device that had stopped asking starts again at the back.
+        let waiting = decided.waiting.iter().filter_map(|&(product, device)| {
+            let row = products.values().find(|row| row.id == product)?;
+            Some((product, device, millis(group::line_cutoff(row, decided_at))))
+        });
+        sqlx::query(
+            "insert into waiting (product_id, device_id, since, last_asked)
+             select value ->> 0, value ->> 1, ?2, ?2 from json_each(?1) where true
+             on conflict (product_id, device_id) do update
+             set since = case when waiting.last_asked <= (select value ->> 2 from json_each(?1)
+                                                         where value ->> 0 = waiting.product_id and value ->> 1 = waiting.device_id)
+                              then excluded.since else waiting.since end,
+                 last_asked = excluded.last_asked",
+        )
+        .bind(json(waiting)?)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !decided.served.is_empty() {
+        sqlx::query(
+            "delete from waiting where (product_id, device_id) in (select value ->> 0, value ->> 1 from json_each(?))",
+        )
+        .bind(json(decided.served.iter())?)
+        .execute(&mut *tx)
+        .await?;
+    }
     if !decided.renewed.is_empty() {
         let renewed = decided.renewed.iter().map(|seat| (seat.product_id, seat.device_id, seat.until.millis()));
         sqlx::query(

@@ -159,14 +159,23 @@ impl SqliteStore {
         self.last_seen.flush(|batch| write_last_seen(&self.writer, &self.product_keys, batch)).await
     }
 
-    /// See `Store::age_leases`. The memory of held seats, which keeps each
+    /// See `Store::pass_time`. The memory of held seats, which keeps each
     /// lease as written, starts afresh.
     #[cfg(feature = "testing")]
-    pub async fn age_leases(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
+    pub async fn pass_time(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
         let mut tx = self.write().await?;
         sqlx::query(
             "update assignments set lease_until = lease_until - ?
              where lease_until is not null and product_id = (select id from products where org_id = ? and code = ?)",
+        )
+        .bind(by.num_milliseconds())
+        .bind(org.0)
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update waiting set since = since - ?1, last_asked = last_asked - ?1
+             where product_id = (select id from products where org_id = ?2 and code = ?3)",
         )
         .bind(by.num_milliseconds())
         .bind(org.0)

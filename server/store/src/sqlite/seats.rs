@@ -41,6 +41,42 @@ impl Seats for SqliteStore {
         Ok(outcomes)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn waiting_line(&self, org: OrgId, code: &str) -> Result<Vec<Waiting>> {
+        let mut conn = self.readers.acquire().await?;
+        let product = org_product(&mut conn, org, code).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "select d.serial, w.since from waiting w join devices d on d.id = w.device_id
+             where w.product_id = ? and w.last_asked > ? order by w.since, w.device_id limit 1000",
+        )
+        .bind(product.id)
+        .bind(millis(group::line_cutoff(&product, now())))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().zip(1..).map(|((serial, since), position)| Waiting { position, serial, waiting_since: timestamp(since) }).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_from_line(&self, org: OrgId, code: &str, serial: &str, by: Actor) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let product = org_product(&mut tx, org, code).await?;
+        let removed = sqlx::query(
+            "delete from waiting where product_id = ? and device_id = (select id from devices where org_id = ? and serial = ?)",
+        )
+        .bind(product.id)
+        .bind(org.0)
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if removed {
+            record(&mut tx, org, now(), audit::removed_from_queue(by, code, serial)).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     /// In transactions of at most 500 seats, so that check-ins waiting for
     /// the writer are not held up long.
     #[tracing::instrument(skip_all)]
@@ -131,6 +167,8 @@ pub(super) async fn assign_in(tx: &mut SqliteConnection, org: OrgId, serial: &st
         .bind(product.id)
         .execute(&mut *tx)
         .await?;
+    // It holds a seat: it waits no more.
+    sqlx::query("delete from waiting where device_id = ? and product_id = ?").bind(device).bind(product.id).execute(&mut *tx).await?;
     Ok(outcome)
 }
 

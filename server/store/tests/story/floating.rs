@@ -52,7 +52,7 @@ pub(super) async fn a_floating_seat_is_held_while_its_device_checks_in_and_free_
 
     // Both devices stop checking in; once their leases have ended, the next
     // device that asks gets a seat at once.
-    store.age_leases(org, "editor", minutes(20) + chrono::Duration::seconds(1)).await.unwrap();
+    store.pass_time(org, "editor", minutes(20) + chrono::Duration::seconds(1)).await.unwrap();
     let product = store.product(org, "editor").await.unwrap();
     assert_eq!((product.assigned, product.available), (0, 2), "no lease is in use");
     assert!(store.holders(org, "editor", &PageRequest::first(10)).await.unwrap().items.is_empty());
@@ -80,11 +80,11 @@ pub(super) async fn a_lease_is_answered_as_written_until_half_of_it_is_left_then
         assert_eq!(answer.lease_expires_at, Some(first), "answered with the lease as written");
     }
     // Nine minutes on, more than half is left: still the same lease.
-    store.age_leases(org, "editor", minutes(9)).await.unwrap();
+    store.pass_time(org, "editor", minutes(9)).await.unwrap();
     let answer = check_in_as_a_device(&store, &key, "editor", "A").await;
     assert_eq!(answer.lease_expires_at, Some(first - minutes(9)));
     // Two more, and less than half is left: the check-in writes a new one.
-    store.age_leases(org, "editor", minutes(2)).await.unwrap();
+    store.pass_time(org, "editor", minutes(2)).await.unwrap();
     let renewed = check_in_as_a_device(&store, &key, "editor", "A").await;
     assert!(renewed.licensed && about_minutes_ahead(renewed.lease_expires_at, 20), "{renewed:?}");
     let holders = store.holders(org, "editor", &PageRequest::first(10)).await.unwrap().items;
@@ -145,7 +145,7 @@ pub(super) async fn changing_the_seat_model_turns_held_seats_into_leases_and_bac
 
     // B stops checking in; A does not. Back to assigned seats: B's ended
     // lease is freed, A keeps its seat, now with no end.
-    store.age_leases(org, "editor", minutes(31)).await.unwrap();
+    store.pass_time(org, "editor", minutes(31)).await.unwrap();
     assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed);
     let assigned = PolicyUpdate { seat_model: Some(SeatModel::Assigned), ..PolicyUpdate::default() };
     store.update_policy(org, "editor", &assigned, Actor::AdminApi).await.unwrap();
@@ -179,7 +179,7 @@ pub(super) async fn racing_for_ended_leases_never_holds_more_seats_than_exist(st
     for i in 0..SEATS {
         assert!(check_in_as_a_device(store, &key, "editor", &format!("OLD-{i}")).await.licensed);
     }
-    store.age_leases(org, "editor", minutes(21)).await.unwrap();
+    store.pass_time(org, "editor", minutes(21)).await.unwrap();
     let tasks: Vec<_> = (0..DEVICES * 2)
         .map(|i| {
             let (store, key) = (stores[i % 2].clone(), key.clone());
@@ -220,7 +220,7 @@ pub(super) async fn an_ended_lease_shows_as_no_seat_and_an_admin_assign_starts_i
     assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed);
     let device = store.device(org, "A").await.unwrap();
     assert_eq!(device.device.seats_assigned, 1);
-    store.age_leases(org, "editor", minutes(21)).await.unwrap();
+    store.pass_time(org, "editor", minutes(21)).await.unwrap();
     let device = store.device(org, "A").await.unwrap();
     assert_eq!(device.device.seats_assigned, 0, "an ended lease holds no seat");
     assert!(device.licenses.iter().all(|license| !license.assigned), "{device:?}");

@@ -12,6 +12,7 @@ mod devices;
 mod organizations;
 mod audit;
 mod floating;
+mod waiting;
 
 use checkins::*;
 use seats::*;
@@ -19,6 +20,7 @@ use devices::*;
 use organizations::*;
 use audit::*;
 use floating::*;
+use waiting::*;
 
 /// Runs each story on SQLite and on PostgreSQL.
 macro_rules! stories {
@@ -78,6 +80,9 @@ stories!(
     a_release_frees_a_floating_seat_at_once_and_nothing_else,
     changing_the_seat_model_turns_held_seats_into_leases_and_back,
     an_ended_lease_shows_as_no_seat_and_an_admin_assign_starts_it_again,
+    a_freed_seat_goes_to_the_longest_waiting_device_not_the_first_to_ask,
+    a_device_that_stops_asking_leaves_the_line_after_a_lease_or_an_hour,
+    seats_freed_one_by_one_go_down_the_line_in_order,
     first_check_in_records_the_device_and_auto_assigns_a_seat,
     a_known_device_keeps_first_seen_and_moves_last_seen,
     a_flush_writes_every_waiting_last_seen,
