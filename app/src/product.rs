@@ -24,6 +24,14 @@ pub struct HolderView {
     pub lease_ends: Option<Moment>,
 }
 
+/// A device waiting in the product's line for a seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingView {
+    pub position: i64,
+    pub serial: String,
+    pub since: Moment,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductScreen {
     pub product: ProductView,
@@ -37,6 +45,9 @@ pub struct ProductScreen {
     pub usage_days: i64,
     pub today: i64,
     pub holders: Vec<HolderView>,
+    /// The devices waiting for a seat, longest first.
+    #[serde(default)]
+    pub waiting: Vec<WaitingView>,
     /// The serial to continue after, for the next page.
     pub next: Option<String>,
 }
@@ -56,6 +67,12 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
         let today = store::day_of(now);
         let usage = usage_of(&store.usage(org.id, today - usage_days + 1).await?, &product, today);
         let page = store.holders(org.id, &code, &PageRequest { after, limit: HOLDERS_PER_PAGE }).await?;
+        let waiting = store
+            .waiting_line(org.id, &code)
+            .await?
+            .into_iter()
+            .map(|w| WaitingView { position: w.position, serial: w.serial, since: moment(w.waiting_since, now) })
+            .collect();
         Ok(ProductScreen {
             product: product.into(),
             license_days: policy.license_days,
@@ -75,6 +92,7 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
                     lease_ends: h.lease_expires_at.map(|at| moment_ahead(at, now)),
                 })
                 .collect(),
+            waiting,
             next: page.next,
         })
     }
@@ -92,6 +110,19 @@ pub async fn revoke_seat(code: String, serial: String) -> Result<(), UiError> {
     }
     .await;
     finish_form("revoke", result)
+}
+
+#[server]
+pub async fn remove_from_queue(code: String, serial: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::prelude::*;
+    let result = async {
+        let org = require_org().await?;
+        store()?.remove_from_line(org.id, &code, &serial, store::Actor::AdminSession).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("queue", result)
 }
 
 /// A number of days as typed in a number field, if `valid` takes it.
@@ -177,8 +208,10 @@ pub fn ProductPage() -> impl IntoView {
     view! {
         <Loaded data=screen back=("/", "Back to Licenses") page={move |screen: ProductScreen| {
             let ProductScreen {
-                product, license_days, reclaim_after_days, floating, lease_minutes, usage, usage_days, today, holders, next,
+                product, license_days, reclaim_after_days, floating, lease_minutes, usage, usage_days, today, holders, waiting,
+                next,
             } = screen;
+            let queue_code = product.code.clone();
             let code = product.code.clone();
             let (days_code, reclaim_code, model_code) = (code.clone(), code.clone(), code.clone());
             view! {
@@ -233,6 +266,44 @@ pub fn ProductPage() -> impl IntoView {
                     <button type="submit" class="small">"Save"</button>
                 </form>
                 <PostedError form="reclaim-days" />
+                {(!waiting.is_empty()).then(|| view! {
+                    <section class="waiting" aria-labelledby="waiting-heading">
+                        <h2 id="waiting-heading">"Waiting for a seat"</h2>
+                        <PostedError form="queue" />
+                        <div class="table-wrap">
+                            <table>
+                                <thead>
+                                    <tr>
+                                        <th scope="col" class="num">"Position"</th>
+                                        <th scope="col">"Serial number"</th>
+                                        <th scope="col">"Waiting since"</th>
+                                        <th scope="col"><span class="visually-hidden">"Remove"</span></th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {waiting.into_iter().map(|waiter| {
+                                        let label = format!("Remove {} from the line", waiter.serial);
+                                        let code = queue_code.clone();
+                                        view! {
+                                            <tr>
+                                                <td class="num">{waiter.position}</td>
+                                                <th scope="row">{waiter.serial.clone()}</th>
+                                                <td><When moment=waiter.since /></td>
+                                                <td class="actions">
+                                                    <form method="post" action=posting_to(RemoveFromQueue::url()) class="inline">
+                                                        <input type="hidden" name="code" value=code />
+                                                        <input type="hidden" name="serial" value=waiter.serial />
+                                                        <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
+                                                    </form>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    </section>
+                })}
                 <PostedError form="revoke" />
                 {if holders.is_empty() {
                     view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()

@@ -80,6 +80,8 @@ async fn the_description_has_the_documented_routes_and_no_others() {
         ("GET", "/api/v1/admin/products/{code}/policy"),
         ("PATCH", "/api/v1/admin/products/{code}/policy"),
         ("GET", "/api/v1/admin/products/{code}/devices"),
+        ("GET", "/api/v1/admin/products/{code}/queue"),
+        ("DELETE", "/api/v1/admin/products/{code}/queue/{serial}"),
         ("GET", "/api/v1/admin/devices"),
         ("GET", "/api/v1/admin/devices.csv"),
         ("GET", "/api/v1/admin/devices/{serial}"),
@@ -168,6 +170,15 @@ async fn every_operation_answers_as_described(app: TestApp) {
     api.call(M::POST, release, &[], "", product, Some(json!({"product": "nope", "serial": "SN-1"}))).await.assert_error(StatusCode::NOT_FOUND, "unknown_product");
     api.call(M::POST, release, &[], "", product, Some(json!({"product": "floating"}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     api.call(M::POST, release, &[], "", admin, Some(json!({"product": "floating", "serial": "SN-1"}))).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_api_key");
+    // The waiting line: a place on the refusal, the line, a removal.
+    api.call(M::POST, checkin, &[], "", product, Some(json!({"product": "floating", "serial": "SN-2"}))).await;
+    let waiting = api.call(M::POST, checkin, &[], "", product, Some(json!({"product": "floating", "serial": "SN-3", "queue": true}))).await.json();
+    assert_eq!(waiting["queue_position"], 1, "{waiting}");
+    let line = api.call(M::GET, &admin_api("/products/{code}/queue"), &["floating"], "", admin, None).await.json();
+    assert_eq!(line["items"][0]["serial"], "SN-3");
+    api.call(M::GET, &admin_api("/products/{code}/queue"), &["nope"], "", admin, None).await.assert_error(StatusCode::NOT_FOUND, "unknown_product");
+    let removed = api.call(M::DELETE, &admin_api("/products/{code}/queue/{serial}"), &["floating", "SN-3"], "", admin, None).await;
+    assert_eq!(removed.json(), json!({"removed": true}));
     api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", admin, Some(json!({"reclaim_after_days": null}))).await;
     api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", admin, Some(json!({"license_days": 0}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     api.call(M::GET, &admin_api("/products/{code}/devices"), &["editor"], "limit=1", admin, None).await;

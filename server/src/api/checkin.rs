@@ -37,6 +37,11 @@ pub struct CheckInRequest {
     /// 1 to 64 printable ASCII characters.
     #[serde(default)]
     nonce: Option<String>,
+    /// When no seat is free: wait in the product's line for one. The
+    /// refusal then says `queue_position` (1 is next), and a freed seat goes
+    /// to the device that has waited longest and still asks.
+    #[serde(default)]
+    queue: bool,
 }
 
 /// the answer docs/contract.md describes, and the signed license when it says `licensed: true`.
@@ -133,7 +138,7 @@ async fn decide(
     }
     let check_in = match held {
         Some(seat) => store.check_in_held(&request.product, &request.serial, seat).await?,
-        None => store.check_in(org, &request.product, &request.serial).await?,
+        None => store.check_in_or_wait(org, &request.product, &request.serial, request.queue).await?,
     };
     let license = match check_in.licensed {
         true => Some(licenser.issue(org, product_key, &check_in, request.nonce.as_deref()).await?),

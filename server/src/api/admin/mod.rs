@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use store::bulk::{BulkAction, BulkOutcome};
 use store::prelude::*;
-use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store};
+use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store, Waiting};
 
 use super::{BULK_BODY_LIMIT, JsonBody, Params, decode_cursor, encode_cursor};
 use crate::auth::AdminOrg;
@@ -126,6 +126,17 @@ pub struct Code {
 #[from_request(via(Path), rejection(ApiError))]
 pub struct Serial {
     /// The serial.
+    serial: String,
+}
+
+/// `{code}` and `{serial}` in a path: a product and a device.
+#[derive(Deserialize, IntoParams, FromRequestParts)]
+#[into_params(parameter_in = Path)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct CodeAndSerial {
+    /// The product's code.
+    code: String,
+    /// The device's serial.
     serial: String,
 }
 

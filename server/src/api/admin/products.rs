@@ -1,4 +1,5 @@
-//! The admin API's products: seats, auto-assign, policy and who holds the seats.
+//! The admin API's products: seats, auto-assign, policy, who holds the seats
+//! and who waits for one.
 
 use super::*;
 
@@ -8,6 +9,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(product, update_product))
         .routes(routes!(policy, update_policy))
         .routes(routes!(product_devices))
+        .routes(routes!(waiting_line))
+        .routes(routes!(remove_from_line))
 }
 
 /// The organization's products, with their seats.
@@ -138,4 +141,56 @@ async fn product_devices(
     Params(paging): Params<Paging>,
 ) -> Result<Json<List<Holder>>, ApiError> {
     Ok(Json(store.holders(org.id, &code, &paging.page()?).await?.into()))
+}
+
+/// The devices waiting in a product's line for a seat, longest first.
+///
+/// A device joins by checking in with `"queue": true` when no seat is free;
+/// a freed seat goes to the first in line that still asks. One that has not
+/// asked for a lease (floating seats) or an hour (assigned seats) is no
+/// longer listed. The whole line, at most 1,000.
+#[utoipa::path(
+    get,
+    path = "/products/{code}/queue",
+    params(Code),
+    responses(
+        (status = 200, description = "The line, `position` 1 first", body = List<Waiting>),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn waiting_line(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+) -> Result<Json<List<Waiting>>, ApiError> {
+    let items = store.waiting_line(org.id, &code).await?;
+    Ok(Json(List { items, next_cursor: None }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Removed {
+    /// Whether the device was in the line.
+    removed: bool,
+}
+
+/// Takes a device out of a product's waiting line.
+///
+/// Safe to repeat (`removed: false`). A device that asks to wait again
+/// joins at the back.
+#[utoipa::path(
+    delete,
+    path = "/products/{code}/queue/{serial}",
+    params(CodeAndSerial),
+    responses(
+        (status = 200, description = "Whether it was in the line", body = Removed),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn remove_from_line(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    CodeAndSerial { code, serial }: CodeAndSerial,
+) -> Result<Json<Removed>, ApiError> {
+    let removed = store.remove_from_line(org.id, &code, &serial, Actor::AdminApi).await?;
+    Ok(Json(Removed { removed }))
 }
