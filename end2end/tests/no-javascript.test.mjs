@@ -99,6 +99,24 @@ test('seats turn floating on the Product screen with its Save button, and a bad 
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned');
 });
 
+test('the waiting line is listed and trimmed with plain forms', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'lab', '--name', 'Lab', '--seats', '0', '--auto-assign']);
+  for (const serial of ['LAB-W1', 'LAB-W2']) {
+    await fetch(`${server.baseURL}/api/v1/checkin`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.productKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ product: 'lab', serial, queue: true }),
+    });
+  }
+  await page.goto(`${server.baseURL}/products/lab`);
+  const line = page.getByRole('region', { name: 'Waiting for a seat' });
+  assert.deepEqual(await line.getByRole('rowheader').allTextContents(), ['LAB-W1', 'LAB-W2']);
+  await line.getByRole('button', { name: 'Remove LAB-W2 from the line' }).click();
+  await page.getByRole('heading', { name: 'Lab' }).waitFor();
+  assert.deepEqual(await page.getByRole('region', { name: 'Waiting for a seat' }).getByRole('rowheader').allTextContents(), ['LAB-W1']);
+  await screenshot(page, 'no-js-product-waiting-line');
+});
+
 test('a bulk action works as a plain form and says what it did', async () => {
   for (const serial of ['BULK-1', 'BULK-2']) await checkIn(server.baseURL, keys.productKey, 'editor', serial);
   await page.goto(`${server.baseURL}/devices?q=BULK-`);

@@ -422,6 +422,29 @@ test('the Product screen makes seats floating, shows each lease, and Licenses co
   await screenshot(page, 'licenses-floating');
 });
 
+test('the Product screen lists the devices waiting for a seat and takes one out of the line', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'lab', '--name', 'Lab', '--seats', '1', '--auto-assign']);
+  await checkIn(server.baseURL, keys.productKey, 'lab', 'LAB-HOLDER');
+  for (const [serial, place] of [['LAB-W1', 1], ['LAB-W2', 2]]) {
+    const response = await fetch(`${server.baseURL}/api/v1/checkin`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.productKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ product: 'lab', serial, queue: true }),
+    });
+    assert.equal((await response.json()).queue_position, place);
+  }
+  await page.goto(`${server.baseURL}/products/lab`);
+  await hydrated(page);
+  const line = page.getByRole('region', { name: 'Waiting for a seat' });
+  assert.deepEqual(await line.getByRole('rowheader').allTextContents(), ['LAB-W1', 'LAB-W2']);
+  await screenshot(page, 'product-waiting-line');
+  await submit(page, line.getByRole('button', { name: 'Remove LAB-W1 from the line' }));
+  await page.getByRole('heading', { name: 'Lab' }).waitFor();
+  assert.deepEqual(await page.getByRole('region', { name: 'Waiting for a seat' }).getByRole('rowheader').allTextContents(), ['LAB-W2']);
+  const waiting = await admin(server.baseURL, keys.adminKey, '/products/lab/queue');
+  assert.deepEqual(waiting.items.map((w) => [w.position, w.serial]), [[1, 'LAB-W2']]);
+});
+
 test('rotating the administration key shows the new key once and keeps this browser signed in', async () => {
   await page.getByRole('button', { name: 'Rotate administration key' }).click();
   const fresh = page.getByRole('textbox', { name: 'New administration API key' });
