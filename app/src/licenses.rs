@@ -26,6 +26,13 @@ pub struct ProductView {
     /// leases in use now); `None` for assigned seats.
     #[serde(default)]
     pub lease_minutes: Option<i64>,
+    /// The subscription's end in words ("Subscription expires in 12 days",
+    /// "Subscription expired on 2026-11-30"), when it has one.
+    #[serde(default)]
+    pub term: Option<String>,
+    /// Whether the subscription has ended.
+    #[serde(default)]
+    pub expired: bool,
     /// Assigned seats against seats over the last [`TREND_DAYS`] days.
     #[serde(default)]
     pub trend: Vec<crate::usage::UsagePoint>,
@@ -39,8 +46,11 @@ pub const TREND_DAYS: i64 = 30;
 #[cfg(feature = "ssr")]
 impl From<store::Product> for ProductView {
     fn from(p: store::Product) -> Self {
+        let now = store::now();
         ProductView {
             over_allocated: p.over_allocated(),
+            term: p.valid_until.map(|last_day| term_words(last_day, now)),
+            expired: p.term_ended(now),
             code: p.code,
             name: p.name,
             seats: p.seats,
@@ -76,6 +86,18 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
         Ok(views.collect())
     }
     .await)
+}
+
+/// A subscription's end in words, as of `now`.
+#[cfg(feature = "ssr")]
+pub(crate) fn term_words(last_day: chrono::NaiveDate, now: store::Timestamp) -> String {
+    let days = (last_day - now.date_naive()).num_days();
+    match days {
+        ..0 => format!("Subscription expired on {last_day}"),
+        0 => "Subscription expires today".to_owned(),
+        1 => "Subscription expires tomorrow".to_owned(),
+        _ => format!("Subscription expires in {days} days"),
+    }
 }
 
 /// A floating product's lease in minutes; `None` for assigned seats.
@@ -144,6 +166,9 @@ fn ProductRow(product: ProductView) -> impl IntoView {
                 <meter class="seats" aria-hidden="true" min="0" max=product.seats.max(1) value=product.assigned.min(product.seats.max(1))></meter>
                 {product.over_allocated.then(|| view! {
                     <span class="badge danger">"Over-allocated"</span>
+                })}
+                {product.term.clone().map(|term| view! {
+                    <span class="note" class:expired=product.expired>{term}</span>
                 })}
                 {product.lease_minutes.map(|minutes| view! {
                     <span class="note">{format!("Floating seats: {minutes}-minute leases")}</span>

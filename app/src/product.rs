@@ -222,6 +222,7 @@ pub fn ProductPage() -> impl IntoView {
                     {if floating { " floating seats in use now, " } else { " seats assigned, " }}
                     {product.available}" available"
                     {product.over_allocated.then(|| view! { " " <span class="badge danger">"Over-allocated"</span> })}
+                    {product.term.clone().map(|term| view! { " " <span class="note" class:expired=product.expired>{term}</span> })}
                 </p>
                 <section class="usage" aria-label="Seat usage">
                     <p class="range">

@@ -177,6 +177,22 @@ pub enum ProductCommand {
         #[arg(long, allow_negative_numbers = true)]
         seats: i64,
     },
+    /// Set the last day (UTC) of an organization's subscription to a
+    /// product; from the day after, its check-ins are refused with
+    /// `subscription_expired`. Nothing is deleted: extending the term
+    /// restores every seat as it was. Running servers apply it within a second.
+    SetTerm {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        code: String,
+        /// The subscription's last day, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "clear", required_unless_present = "clear")]
+        valid_until: Option<chrono::NaiveDate>,
+        /// No end.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -327,6 +343,15 @@ fn product_summary(verb: &str, org: &str, product: &Product) -> Output {
         assigned = product.assigned,
         auto = if product.auto_assign { "on" } else { "off" },
     );
+    match product.valid_until {
+        Some(last_day) if product.term_ended(store::now()) => {
+            let _ = write!(human, "\nSubscription ended on {last_day}: check-ins are refused; every seat is kept.");
+        }
+        Some(last_day) => {
+            let _ = write!(human, "\nSubscription valid until {last_day} (UTC).");
+        }
+        None => {}
+    }
     if product.over_allocated() {
         let _ = write!(human, "\nOver-allocated: no seat is revoked; no new seat is given until assignments drop below {}.", product.seats);
     }
@@ -359,6 +384,11 @@ pub async fn run(store: &Store, command: Command, sealing: Option<&SealingKey>) 
         Command::Product(ProductCommand::SetSeats { org, code, seats }) => {
             let id = store.organization_by_name(&org).await?.id;
             let product = store.set_seats(id, &code, seats, Actor::Operator).await?;
+            Ok(product_summary("updated", &org, &product))
+        }
+        Command::Product(ProductCommand::SetTerm { org, code, valid_until, clear: _ }) => {
+            let id = store.organization_by_name(&org).await?.id;
+            let product = store.set_term(id, &code, valid_until, Actor::Operator).await?;
             Ok(product_summary("updated", &org, &product))
         }
         Command::SigningKey(SigningKeyCommand::List) => {

@@ -116,11 +116,16 @@ struct Header<'a> {
     kid: &'a str,
 }
 
-/// A license's `exp`: `license_days` after it is issued, and for a floating
-/// seat no later than its lease's end (a device holds no seat beyond it).
-fn expiry(iat: i64, license_days: i64, lease_expires_at: Option<store::Timestamp>) -> i64 {
-    let days = iat + license_days * 86_400;
-    lease_expires_at.map_or(days, |lease| days.min(lease.timestamp()))
+/// A license's `exp`: `license_days` after it is issued, and no later than
+/// a floating seat's lease or the end of the subscription's last day (a
+/// device holds no seat beyond either).
+fn expiry(iat: i64, terms: &store::LicenseTerms, lease_expires_at: Option<store::Timestamp>) -> i64 {
+    let term_end = terms.valid_until.map(|last_day| store::end_of_term(last_day).timestamp());
+    [Some(iat + terms.license_days * 86_400), lease_expires_at.map(|lease| lease.timestamp()), term_end]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(iat)
 }
 
 /// A product key's public fingerprint, a license's `aud`: the SHA-256 of the
@@ -211,6 +216,7 @@ impl Licenser {
         let terms = self.store.license_terms(org, &check_in.product).await?;
         let ring = self.ring().await?;
         let iat = chrono::Utc::now().timestamp();
+        let exp = expiry(iat, &terms, check_in.lease_expires_at);
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: audience(product_key),
@@ -218,7 +224,7 @@ impl Licenser {
             product: check_in.product.clone(),
             serial: check_in.serial.clone(),
             iat,
-            exp: expiry(iat, terms.license_days, check_in.lease_expires_at),
+            exp,
             nonce: nonce.map(str::to_owned),
         };
         Ok(ring.sign(&claims))

@@ -26,7 +26,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Check-in outcomes, in the order of [`Metrics::checkins`].
-const OUTCOMES: [&str; 5] = ["licensed", "auto_assign_disabled", "no_seats_available", "revoked_by_admin", "device_ignored"];
+const OUTCOMES: [&str; 6] =
+    ["licensed", "auto_assign_disabled", "no_seats_available", "revoked_by_admin", "device_ignored", "subscription_expired"];
 
 /// What one server process has counted since it started.
 pub struct Metrics {
@@ -87,6 +88,7 @@ impl Metrics {
             Some(Denial::NoSeatsAvailable) => 2,
             Some(Denial::RevokedByAdmin) => 3,
             Some(Denial::DeviceIgnored) => 4,
+            Some(Denial::SubscriptionExpired) => 5,
         };
         self.checkins[outcome].fetch_add(1, Relaxed);
     }

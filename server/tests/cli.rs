@@ -319,3 +319,69 @@ async fn signing_keys_are_sealed_with_a_secrets_key_file(db: TestDatabase) {
     assert_eq!(answer["licensed"], true, "signs with the sealed key");
     server.stop();
 }
+
+#[tokio::test]
+async fn sqlite_a_subscription_term_set_by_the_operator_reaches_a_running_server_within_a_second() {
+    a_subscription_term_set_by_the_operator_reaches_a_running_server_within_a_second(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_subscription_term_set_by_the_operator_reaches_a_running_server_within_a_second() {
+    if let Some(db) = TestDatabase::postgres().await {
+        a_subscription_term_set_by_the_operator_reaches_a_running_server_within_a_second(db).await;
+    }
+}
+
+/// Polls check-ins of `serial` until one answers `reason` (or none does
+/// within two seconds); says how long it took.
+async fn until_answered(base: &str, key: &str, serial: &str, reason: Value) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = check_in(base, key, "editor", serial).await;
+        assert_eq!(status, 200, "{body}");
+        if body["reason"] == reason {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "still {body} after 2 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_subscription_term_set_by_the_operator_reaches_a_running_server_within_a_second(db: TestDatabase) {
+    let server = Server::start(&db);
+    let acme = json_of(&db, &["org", "create", "acme"]);
+    let key = acme["product_key"].as_str().unwrap().to_owned();
+    json_of(&db, &["product", "add", "--org", "acme", "--code", "editor", "--name", "Editor", "--seats", "2", "--auto-assign"]);
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.1["licensed"], true);
+
+    let today = chrono::Utc::now().date_naive();
+    let term = json_of(&db, &["product", "set-term", "--org", "acme", "--code", "editor", "--valid-until", &today.to_string()]);
+    assert_eq!(term["valid_until"], today.to_string());
+    let human = stdout(&seatkeeper(&db, &["product", "set-term", "--org", "acme", "--code", "editor", "--valid-until", &today.to_string()]));
+    assert!(human.contains(&format!("valid until {today}")), "{human}");
+    let (_, body) = check_in(&server.base, &key, "editor", "SN-1").await;
+    assert_eq!(body["licensed"], true, "its last day is in the term: {body}");
+
+    let yesterday = today.pred_opt().unwrap().to_string();
+    json_of(&db, &["product", "set-term", "--org", "acme", "--code", "editor", "--valid-until", &yesterday]);
+    let took = until_answered(&server.base, &key, "SN-1", json!("subscription_expired")).await;
+    assert!(took < std::time::Duration::from_millis(1500), "applied within a second (polled every 50 ms): {took:?}");
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-NEW").await.1["reason"], "subscription_expired");
+    let cleared = json_of(&db, &["product", "set-term", "--org", "acme", "--code", "editor", "--clear"]);
+    assert!(cleared.get("valid_until").is_none(), "{cleared}");
+    until_answered(&server.base, &key, "SN-1", Value::Null).await;
+    assert_eq!(check_in(&server.base, &key, "editor", "SN-1").await.1["licensed"], true, "the seat as it was");
+
+    for usage in [
+        &["product", "set-term", "--org", "acme", "--code", "editor"][..],
+        &["product", "set-term", "--org", "acme", "--code", "editor", "--clear", "--valid-until", "2030-01-01"],
+        &["product", "set-term", "--org", "acme", "--code", "editor", "--valid-until", "2030-13-01"],
+        &["product", "set-term", "--org", "acme", "--code", "editor", "--valid-until", "next year"],
+    ] {
+        assert_eq!(seatkeeper(&db, usage).status.code(), Some(2), "{usage:?} is a usage error");
+    }
+    let missing = seatkeeper(&db, &["product", "set-term", "--org", "acme", "--code", "nope", "--clear"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no product"));
+    server.stop();
+}

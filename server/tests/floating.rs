@@ -4,6 +4,7 @@
 
 mod common;
 
+use app::licenses::ListProducts;
 use app::product::{LoadProduct, SetSeatModel};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -20,6 +21,7 @@ on_both_backends!(
     a_release_answers_for_its_key_and_body_first_and_changes_nothing_then,
     an_ended_lease_frees_its_seat_for_the_next_device_that_asks,
     the_product_screen_switches_seat_models_and_shows_each_lease,
+    a_subscription_term_shows_on_the_product_bounds_each_license_and_refuses_once_past,
 );
 
 const POLICY: &str = "/api/v1/admin/products/editor/policy";
@@ -221,4 +223,45 @@ async fn the_product_screen_switches_seat_models_and_shows_each_lease(app: TestA
     assert!(reply.status.is_success());
     let policy = app.call(Method::GET, POLICY, Some(&acme.admin_key), None).await.json();
     assert_eq!((policy["seat_model"].clone(), policy["lease_minutes"].clone()), (json!("assigned"), json!(30)));
+}
+
+async fn a_subscription_term_shows_on_the_product_bounds_each_license_and_refuses_once_past(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 2, true)]).await;
+    let admin = acme.admin_key.as_str();
+    let org = app.store.organization_by_name("acme").await.unwrap().id;
+    let product = app.admin(Method::GET, "/products/editor", admin).await.json();
+    assert!(product.get("valid_until").is_none(), "no term, no field: {product}");
+
+    let today = chrono::Utc::now().date_naive();
+    app.store.set_term(org, "editor", Some(today), store::Actor::Operator).await.unwrap();
+    let product = app.admin(Method::GET, "/products/editor", admin).await.json();
+    assert_eq!(product["valid_until"], today.to_string());
+    assert_eq!(app.admin(Method::GET, "/products", admin).await.json()["items"][0]["valid_until"], today.to_string());
+    let answer = app.check_in(&acme.product_key, "editor", "LAPTOP-1").await.json();
+    assert_eq!(answer["licensed"], true);
+    let end_of_today = today.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    assert_eq!(claims(&answer)["exp"].as_i64().unwrap(), end_of_today, "the license ends with the term's last day");
+
+    let change = app.call(Method::PATCH, "/api/v1/admin/products/editor", Some(admin), Some(json!({"valid_until": "2099-12-31"}))).await;
+    change.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    let policy = app.call(Method::PATCH, POLICY, Some(admin), Some(json!({"valid_until": "2099-12-31"}))).await;
+    policy.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(app.admin(Method::GET, "/products/editor", admin).await.json()["valid_until"], today.to_string(), "an admin cannot change it");
+
+    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
+    app.store.set_term(org, "editor", Some(today + chrono::Days::new(12)), store::Actor::Operator).await.unwrap();
+    let listed = post_form(&app, ListProducts::PATH, "", &session).await.json();
+    assert_eq!((listed[0]["term"].clone(), listed[0]["expired"].clone()), (json!("Subscription expires in 12 days"), json!(false)));
+
+    let yesterday = today.pred_opt().unwrap();
+    app.store.set_term(org, "editor", Some(yesterday), store::Actor::Operator).await.unwrap();
+    let refused = app.check_in(&acme.product_key, "editor", "LAPTOP-1").await.json();
+    assert_eq!((refused["licensed"].clone(), refused["reason"].clone()), (json!(false), json!("subscription_expired")));
+    assert!(refused.get("license").is_none());
+    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    assert_eq!(screen["product"]["term"], format!("Subscription expired on {yesterday}"));
+    assert_eq!(screen["product"]["expired"], true);
+    assert_eq!(screen["holders"].as_array().unwrap().len(), 1, "its seat is kept");
+    let log = app.admin(Method::GET, "/activity?kind=term_changed", admin).await.json();
+    assert_eq!(log["items"][0]["actor"], "operator");
 }

@@ -52,6 +52,12 @@ pub(crate) fn policy_changed<'a>(by: Actor, code: &'a str, before: &ProductPolic
     Change::new(by, ActivityKind::PolicyChanged).product(code).detail(before.changes_to(after))
 }
 
+/// The vendor set (or cleared) the last day of a product's subscription.
+pub(crate) fn term_changed(by: Actor, code: &str, before: Option<chrono::NaiveDate>, after: Option<chrono::NaiveDate>) -> Change<'_> {
+    let day = |day: Option<chrono::NaiveDate>| day.map_or_else(|| "no end".to_owned(), |day| day.to_string());
+    Change::new(by, ActivityKind::TermChanged).product(code).detail(format!("valid until {} → {}", day(before), day(after)))
+}
+
 pub(crate) fn key_rotated(by: Actor, kind: KeyKind) -> Change<'static> {
     let kind = if kind == KeyKind::Admin { ActivityKind::AdminKeyRotated } else { ActivityKind::ProductKeyRotated };
     Change::new(by, kind)

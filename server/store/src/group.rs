@@ -306,6 +306,10 @@ pub(crate) fn decide<'a>(
                 // Not recorded: its serial is on the ignore list.
                 return Ok(answer(Some(Denial::DeviceIgnored), None, None));
             };
+            if row.product.term_ended(now) {
+                // Its seats stay as they are for when the term is extended.
+                return Ok(answer(Some(Denial::SubscriptionExpired), Some(device), None));
+            }
             let standing = standings.get(&(row.id, device.id)).copied().unwrap_or_default();
             let earlier = taken.iter().find(|seat| seat.product_id == row.id && seat.device_id == device.id);
             let line = lines.entry(row.id).or_default();
@@ -403,6 +407,7 @@ mod tests {
                 available: (seats - assigned).max(0),
                 auto_assign,
                 seat_model: SeatModel::Assigned,
+                valid_until: None,
             },
             lease_minutes: 20,
         }

@@ -104,8 +104,14 @@ pub trait Products {
     /// Changes what the update names of the product's policy.
     async fn update_policy(&self, org: OrgId, code: &str, update: &PolicyUpdate, by: Actor) -> Result<ProductPolicy>;
 
-    /// The organization's name and the product's license validity: what a
-    /// signed license says.
+    /// Sets the last day (UTC) of the organization's subscription to the
+    /// product (`None`: no end); the vendor's, through the operator's command
+    /// line. Nothing is deleted when it passes, so extending it restores
+    /// every seat as it was.
+    async fn set_term(&self, org: OrgId, code: &str, valid_until: Option<chrono::NaiveDate>, by: Actor) -> Result<Product>;
+
+    /// The organization's name, the product's license validity and its
+    /// subscription's last day: what a signed license says.
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms>;
 
     /// The devices holding a seat of the product, by serial.

@@ -135,6 +135,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether the product's subscription has ended, as this process last
+    /// read its terms (at most a second ago: a term changed by the operator
+    /// or another process reaches every check-in within a second). A
+    /// product that cannot be read says no: the check-in then meets the
+    /// failure where it always does.
+    async fn term_ended(&self, org: OrgId, code: &str) -> bool {
+        matches!(self.license_terms(org, code).await, Ok(terms) if term_ended(terms.valid_until, now()))
+    }
+}
+
 impl Organizations for Store {
     async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
         self.to_completion(move |store| async move { dispatch!(store, bootstrap()) }).await
@@ -250,6 +261,17 @@ impl Products for Store {
 
     /// Read again when older than [`TERMS_REFRESH`] (another process may have
     /// changed them), or once this process changed them.
+    async fn set_term(&self, org: OrgId, code: &str, valid_until: Option<chrono::NaiveDate>, by: Actor) -> Result<Product> {
+        validate::lookup("product code", code)?;
+        let code = code.to_owned();
+        self.to_completion(move |store| async move {
+            let product = dispatch!(store, set_term(org, &code, valid_until, by))?;
+            store.terms.forget(org, &code);
+            Ok(product)
+        })
+        .await
+    }
+
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
         // Only a code the database knew is remembered, so a hit needs no check.
         if let Some(terms) = self.terms.get(org, code) {
@@ -356,11 +378,19 @@ impl CheckIns for Store {
         dispatch!(self, first_look(product_key, code, serial))
     }
 
+    /// A product whose subscription has ended (see [`Store::term_ended`])
+    /// takes the full decision, which refuses.
     async fn check_in_held(&self, code: &str, serial: &str, seat: HeldSeat) -> Result<CheckIn> {
+        if self.term_ended(seat.org, code).await {
+            return dispatch!(self, decide(seat.org, code, serial, false));
+        }
         dispatch!(self, check_in_held(code, serial, seat))
     }
 
     async fn check_in_or_wait(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
+        if self.term_ended(org, code).await {
+            return dispatch!(self, decide(org, code, serial, queue));
+        }
         dispatch!(self, check_in_or_wait(org, code, serial, queue))
     }
 

@@ -11,6 +11,9 @@ pub enum Denial {
     NoSeatsAvailable,
     RevokedByAdmin,
     DeviceIgnored,
+    /// The organization's subscription to the product has ended (its
+    /// `valid_until` has passed); its seats are kept for when it is extended.
+    SubscriptionExpired,
 }
 
 /// The answer to a device's check-in. An ignored device is not recorded, so

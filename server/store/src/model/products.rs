@@ -30,6 +30,12 @@ pub struct Product {
     /// JSON, whose fields docs/contract.md fixes: the policy says it.
     #[serde(skip)]
     pub seat_model: SeatModel,
+    /// The last day (UTC) of the organization's subscription to the
+    /// product, which its vendor sets; from the day after, check-ins are
+    /// refused with `subscription_expired`. Absent: no end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub valid_until: Option<chrono::NaiveDate>,
 }
 
 /// How a product's seats are held.
@@ -69,19 +75,19 @@ impl SeatModel {
 /// for what an admin sees: a floating product's ended leases left out).
 macro_rules! product_columns {
     () => {
-        "code, name, seats, assigned, auto_assign, seat_model"
+        "code, name, seats, assigned, auto_assign, seat_model, valid_until"
     };
     ($assigned:expr) => {
-        concat!("code, name, seats, ", $assigned, " as assigned, auto_assign, seat_model")
+        concat!("code, name, seats, ", $assigned, " as assigned, auto_assign, seat_model, valid_until")
     };
 }
 pub(crate) use product_columns;
 
 /// A row of [`product_columns!`].
-pub(crate) type ProductColumns = (String, String, i64, i64, bool, String);
+pub(crate) type ProductColumns = (String, String, i64, i64, bool, String, Option<chrono::NaiveDate>);
 
 impl From<ProductColumns> for Product {
-    fn from((code, name, seats, assigned, auto_assign, seat_model): ProductColumns) -> Self {
+    fn from((code, name, seats, assigned, auto_assign, seat_model, valid_until): ProductColumns) -> Self {
         Product {
             code,
             name,
@@ -90,11 +96,28 @@ impl From<ProductColumns> for Product {
             available: (seats - assigned).max(0),
             auto_assign,
             seat_model: SeatModel::parse(&seat_model).unwrap_or_default(),
+            valid_until,
         }
     }
 }
 
+/// Whether a subscription that ends on `valid_until` has ended at `now`:
+/// from the day after it (UTC).
+pub fn term_ended(valid_until: Option<chrono::NaiveDate>, now: Timestamp) -> bool {
+    valid_until.is_some_and(|last_day| now.date_naive() > last_day)
+}
+
+/// The end of a subscription's last day: the first moment it has ended.
+pub fn end_of_term(valid_until: chrono::NaiveDate) -> Timestamp {
+    let next = valid_until.succ_opt().unwrap_or(valid_until);
+    Timestamp::from(next.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
 impl Product {
+    /// Whether its subscription has ended at `now`.
+    pub fn term_ended(&self, now: Timestamp) -> bool {
+        term_ended(self.valid_until, now)
+    }
 
     /// More seats are assigned than the organization owns: the operator lowered
     /// the seat count and nothing is revoked automatically.
@@ -211,9 +234,11 @@ impl PolicyUpdate {
     }
 }
 
-/// What a signed license says beyond the device and the product.
+/// What a signed license says beyond the device and the product, and how
+/// long the product's subscription lasts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicenseTerms {
     pub organization: String,
     pub license_days: i64,
+    pub valid_until: Option<chrono::NaiveDate>,
 }

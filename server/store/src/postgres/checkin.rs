@@ -22,9 +22,7 @@ impl CheckIns for PgStore {
     }
 
     async fn check_in_or_wait(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
-        validate::serial(serial)?;
-        let asked = group::UndecidedCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), queue };
-        self.seat_decisions.ask(asked).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+        self.decide(org, code, serial, queue).await
     }
 
     /// The device's row is locked first, as every seat change does.
@@ -46,6 +44,15 @@ impl CheckIns for PgStore {
         record(&mut tx, org, now(), audit::seat_released(code, serial)).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl PgStore {
+    /// The check-in decided in the next group.
+    pub(crate) async fn decide(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
+        validate::serial(serial)?;
+        let asked = group::UndecidedCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), queue };
+        self.seat_decisions.ask(asked).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
     }
 }
 

@@ -264,7 +264,7 @@ async fn read_products<'a>(
     let (orgs, codes): (Vec<i64>, Vec<&str>) = wanted.iter().map(|(org, code)| (org.0, *code)).unzip();
     macro_rules! select {
         () => {
-            "select asked.i, p.id, p.lease_minutes, p.code, p.name, p.seats, p.assigned, p.auto_assign, p.seat_model
+            "select asked.i, p.id, p.lease_minutes, p.code, p.name, p.seats, p.assigned, p.auto_assign, p.seat_model, p.valid_until
              from unnest($1::bigint[], $2::text[]) with ordinality asked(org_id, code, i)
              join products p on p.org_id = asked.org_id and p.code = asked.code"
         };
@@ -273,13 +273,13 @@ async fn read_products<'a>(
         Lock::No => select!(),
         Lock::ForUpdate => concat!(select!(), " order by p.id for update of p"),
     };
-    let rows: Vec<(i64, i64, i64, String, String, i64, i64, bool, String)> =
+    let rows: Vec<(i64, i64, i64, String, String, i64, i64, bool, String, Option<chrono::NaiveDate>)> =
         sqlx::query_as(sql).bind(&orgs).bind(&codes).fetch_all(&mut *tx).await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(i, id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model)| {
+        .filter_map(|(i, id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model, valid_until)| {
             let key = *wanted.get(usize::try_from(i - 1).ok()?)?;
-            let product = Product::from((code, name, seats, assigned, auto_assign, seat_model));
+            let product = Product::from((code, name, seats, assigned, auto_assign, seat_model, valid_until));
             Some((key, ProductRow { id, lease_minutes, product }))
         })
         .collect())

@@ -191,7 +191,7 @@ use in_use;
 
 /// The product as an admin sees it (a floating product's seats in use now).
 async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
-    let row: Option<(i64, i64, String, String, i64, i64, bool, String)> = sqlx::query_as(concat!(
+    let row: Option<(i64, i64, String, String, i64, i64, bool, String, Option<chrono::NaiveDate>)> = sqlx::query_as(concat!(
         "select id, lease_minutes, ",
         product_columns!(in_use!()),
         " from products where org_id = $1 and code = $2"
@@ -200,10 +200,10 @@ async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Resul
     .bind(code)
     .fetch_optional(conn)
     .await?;
-    row.map(|(id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model)| ProductRow {
+    row.map(|(id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model, valid_until)| ProductRow {
         id,
         lease_minutes,
-        product: Product::from((code, name, seats, assigned, auto_assign, seat_model)),
+        product: Product::from((code, name, seats, assigned, auto_assign, seat_model, valid_until)),
     })
     .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
 }

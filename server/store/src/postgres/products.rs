@@ -122,17 +122,39 @@ impl Products for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_term(&self, org: OrgId, code: &str, valid_until: Option<chrono::NaiveDate>, by: Actor) -> Result<Product> {
+        let mut tx = self.begin().await?;
+        let before: Option<Option<chrono::NaiveDate>> =
+            sqlx::query_scalar("select valid_until from products where org_id = $1 and code = $2 for update")
+                .bind(org.0)
+                .bind(code)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let before = before.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        sqlx::query("update products set valid_until = $1 where org_id = $2 and code = $3")
+            .bind(valid_until)
+            .bind(org.0)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, org, now(), audit::term_changed(by, code, before, valid_until)).await?;
+        let product = fetch_product(&mut tx, org, code).await?.product;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn license_terms(&self, org: OrgId, code: &str) -> Result<LicenseTerms> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "select o.name, p.license_days from products p join organizations o on o.id = p.org_id
+        let row: Option<(String, i64, Option<chrono::NaiveDate>)> = sqlx::query_as(
+            "select o.name, p.license_days, p.valid_until from products p join organizations o on o.id = p.org_id
              where p.org_id = $1 and p.code = $2",
         )
         .bind(org.0)
         .bind(code)
         .fetch_optional(&self.pool)
         .await?;
-        let (organization, license_days) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
-        Ok(LicenseTerms { organization, license_days })
+        let (organization, license_days, valid_until) = row.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
+        Ok(LicenseTerms { organization, license_days, valid_until })
     }
 
     #[tracing::instrument(skip_all)]

@@ -60,7 +60,12 @@ impl CheckIns for SqliteStore {
 }
 
 impl SqliteStore {
-    /// The check-in decided in the next group commit.
+    /// The check-in decided in the next group commit, whatever memory holds.
+    pub(crate) async fn decide(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
+        validate::serial(serial)?;
+        self.decide_in_group(org, code, serial, queue).await
+    }
+
     async fn decide_in_group(&self, org: OrgId, code: &str, serial: &str, queue: bool) -> Result<CheckIn> {
         let (reply, answer) = oneshot::channel();
         let pending = PendingCheckIn { org, code: code.to_owned(), serial: serial.to_owned(), queue, reply };

@@ -247,7 +247,7 @@ use in_use;
 
 /// The product as an admin sees it (a floating product's seats in use now).
 async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
-    let row: Option<(i64, i64, String, String, i64, i64, bool, String)> = sqlx::query_as(concat!(
+    let row: Option<ProductRowColumns> = sqlx::query_as(concat!(
         "select id, lease_minutes, ",
         product_columns!(in_use!()),
         " from products where org_id = ? and code = ?"
@@ -262,7 +262,7 @@ async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> R
 /// The product as a seat decision counts it: `assigned` is its rows in
 /// `assignments`, ended leases included.
 async fn fetch_product_to_decide(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
-    let row: Option<(i64, i64, String, String, i64, i64, bool, String)> =
+    let row: Option<ProductRowColumns> =
         sqlx::query_as(concat!("select id, lease_minutes, ", product_columns!(), " from products where org_id = ? and code = ?"))
             .bind(org.0)
             .bind(code)
@@ -271,8 +271,11 @@ async fn fetch_product_to_decide(conn: &mut SqliteConnection, org: OrgId, code: 
     Ok(row.map(product_row))
 }
 
-fn product_row((id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model): (i64, i64, String, String, i64, i64, bool, String)) -> ProductRow {
-    ProductRow { id, lease_minutes, product: Product::from((code, name, seats, assigned, auto_assign, seat_model)) }
+/// `id, lease_minutes` and [`product_columns!`].
+type ProductRowColumns = (i64, i64, String, String, i64, i64, bool, String, Option<chrono::NaiveDate>);
+
+fn product_row((id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model, valid_until): ProductRowColumns) -> ProductRow {
+    ProductRow { id, lease_minutes, product: Product::from((code, name, seats, assigned, auto_assign, seat_model, valid_until)) }
 }
 
 async fn fetch_policy(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<ProductPolicy> {

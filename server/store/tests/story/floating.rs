@@ -236,3 +236,46 @@ pub(super) async fn an_ended_lease_shows_as_no_seat_and_an_admin_assign_starts_i
     assert_eq!(check_in_as_a_device(&store, &key, "editor", "B").await.reason, Some(Denial::NoSeatsAvailable));
     assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed);
 }
+
+pub(super) async fn an_ended_subscription_refuses_check_ins_and_extending_it_restores_every_seat(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 2, true).await;
+    let key = store.settings(org).await.unwrap().product_key;
+    for serial in ["A", "B"] {
+        assert!(check_in_as_a_device(&store, &key, "editor", serial).await.licensed);
+    }
+    let today = now().date_naive();
+    let product = store.set_term(org, "editor", Some(today + chrono::Days::new(12)), Actor::Operator).await.unwrap();
+    assert_eq!(product.valid_until, Some(today + chrono::Days::new(12)));
+    assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed, "the term runs");
+    let last_day = store.set_term(org, "editor", Some(today), Actor::Operator).await.unwrap();
+    assert!(!last_day.term_ended(now()), "its last day is still in the term");
+    assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed);
+
+    store.set_term(org, "editor", Some(today - chrono::Days::new(1)), Actor::Operator).await.unwrap();
+    for serial in ["A", "B", "C"] {
+        let answer = check_in_as_a_device(&store, &key, "editor", serial).await;
+        assert_eq!((answer.licensed, answer.reason), (false, Some(Denial::SubscriptionExpired)), "{answer:?}");
+        assert!(answer.last_seen.is_some(), "the check-in is still recorded");
+    }
+    assert_eq!(store.check_in_or_wait(org, "editor", "D", true).await.unwrap().queue_position, None, "no line for an ended term");
+    assert_eq!(holders_of(&store, org, "editor").await, ["A", "B"], "nothing is deleted");
+
+    store.set_term(org, "editor", None, Actor::Operator).await.unwrap();
+    assert!(check_in_as_a_device(&store, &key, "editor", "A").await.licensed, "every seat as it was");
+    assert!(check_in_as_a_device(&store, &key, "editor", "B").await.licensed);
+    assert_eq!(check_in_as_a_device(&store, &key, "editor", "C").await.reason, Some(Denial::NoSeatsAvailable));
+
+    let changes = store.activity(org, &ActivityFilter { kind: Some(ActivityKind::TermChanged), limit: 50, ..Default::default() }).await.unwrap();
+    let details: Vec<_> = changes.items.iter().rev().map(|a| (a.actor, a.detail.clone().unwrap())).collect();
+    let day = |d: chrono::NaiveDate| d.to_string();
+    assert_eq!(
+        details,
+        [
+            (Actor::Operator, format!("valid until no end → {}", day(today + chrono::Days::new(12)))),
+            (Actor::Operator, format!("valid until {} → {}", day(today + chrono::Days::new(12)), day(today))),
+            (Actor::Operator, format!("valid until {} → {}", day(today), day(today - chrono::Days::new(1)))),
+            (Actor::Operator, format!("valid until {} → no end", day(today - chrono::Days::new(1)))),
+        ]
+    );
+    assert!(matches!(store.set_term(org, "nope", None, Actor::Operator).await, Err(StoreError::UnknownProduct(_))));
+}

@@ -129,7 +129,7 @@ pub(super) async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
     assert_eq!(store.policy(org, "editor").await.unwrap(), ProductPolicy { license_days: 7, reclaim_after_days: None, seat_model: SeatModel::Assigned, lease_minutes: 20 });
     let terms = store.license_terms(org, "editor").await.unwrap();
-    assert_eq!(terms, LicenseTerms { organization: "acme".into(), license_days: 7 });
+    assert_eq!(terms, LicenseTerms { organization: "acme".into(), license_days: 7, valid_until: None });
 
     let changed = store.update_policy(org, "editor", &PolicyUpdate { license_days: Some(365), ..Default::default() }, Actor::Operator).await.unwrap();
     assert_eq!(changed.license_days, 365);

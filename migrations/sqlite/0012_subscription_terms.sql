@@ -1,0 +1,6 @@
+-- Subscription terms: the vendor may end a product's seats on a day
+-- (`YYYY-MM-DD`, UTC). From the day after, check-ins are refused with
+-- `subscription_expired`; nothing is deleted, so extending the term
+-- restores every seat as it was. Null: no end.
+alter table products add column valid_until text
+    check (valid_until is null or valid_until glob '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]');
