@@ -445,6 +445,27 @@ test('the Product screen lists the devices waiting for a seat and takes one out 
   assert.deepEqual(waiting.items.map((w) => [w.position, w.serial]), [[1, 'LAB-W2']]);
 });
 
+test('a subscription term shows on Licenses and Product as it nears, then plainly once it has ended', async () => {
+  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+  server.cli(['product', 'set-term', '--org', 'Acme Corp', '--code', 'viewer', '--valid-until', day(12)]);
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  await page.getByRole('row', { name: /Viewer/ }).getByText('Subscription expires in 12 days').waitFor();
+  await screenshot(page, 'licenses-term');
+
+  server.cli(['product', 'set-term', '--org', 'Acme Corp', '--code', 'viewer', '--valid-until', day(-1)]);
+  const answer = await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7');
+  assert.deepEqual([answer.licensed, answer.reason], [false, 'subscription_expired']);
+  await page.goto(`${server.baseURL}/products/viewer`);
+  await hydrated(page);
+  await page.getByText(`Subscription expired on ${day(-1)}`).waitFor();
+  await screenshot(page, 'product-term-expired');
+  server.cli(['product', 'set-term', '--org', 'Acme Corp', '--code', 'viewer', '--clear']);
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  assert.equal(await page.getByRole('row', { name: /Viewer/ }).getByText(/Subscription/).count(), 0);
+});
+
 test('rotating the administration key shows the new key once and keeps this browser signed in', async () => {
   await page.getByRole('button', { name: 'Rotate administration key' }).click();
   const fresh = page.getByRole('textbox', { name: 'New administration API key' });
