@@ -134,6 +134,9 @@ pub(crate) struct Decided<'a> {
     pub renewed: Vec<Renewed>,
     pub waiting: Vec<(i64, i64)>,
     pub served: Vec<(i64, i64)>,
+    /// Check-ins refused for want of a seat: (product id, device id) and how
+    /// many times in this group, in that order.
+    pub refused: Vec<((i64, i64), i64)>,
 }
 
 /// The devices waiting for a product's seats, longest first (device ids):
@@ -382,7 +385,17 @@ pub(crate) fn decide<'a>(
             decision.check_in.queue_position = place.map(|place| place as i64 + 1);
         }
     }
-    Decided { answers, taken, renewed, waiting, served }
+    // In (product, device) order: the order every group writes their counts
+    // in, so that two groups cannot deadlock on them.
+    let mut refused: std::collections::BTreeMap<(i64, i64), i64> = std::collections::BTreeMap::new();
+    for (asked, answer) in group.iter().zip(&answers) {
+        let Ok(Decision { check_in, device_id: Some(device), .. }) = answer else { continue };
+        let Some(row) = products.get(&(asked.org, asked.code)) else { continue };
+        if check_in.reason == Some(Denial::NoSeatsAvailable) {
+            *refused.entry((row.id, *device)).or_default() += 1;
+        }
+    }
+    Decided { answers, taken, renewed, waiting, served, refused: refused.into_iter().collect() }
 }
 
 /// The error of a group whose conditional count update found fewer free

@@ -225,6 +225,15 @@ pub trait Usage {
 
     /// Every product of every organization with its seats and assignments.
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>>;
+
+    /// The organization's products' refusals for want of a seat from
+    /// `since_day` on, by product code, oldest first (days with none left out).
+    async fn refusals(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, Refusals)>>;
+
+    /// How many distinct devices each of the organization's products refused
+    /// for want of a seat from `since_day` on, by product code (products with
+    /// none left out).
+    async fn refused_devices(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, i64)>>;
 }
 
 /// The server's keys that sign licenses.

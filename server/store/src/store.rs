@@ -146,6 +146,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A product's usage day by day over the last `days` days up to today
+    /// (live), oldest first: seats and assignments at each day's last
+    /// reading, and its refusals for want of a seat. A day without a reading
+    /// carries the one before it; the days before the product's first
+    /// reading are left out, so a new product's history starts today.
+    pub async fn product_usage(&self, org: OrgId, code: &str, days: i64) -> Result<Vec<UsageDay>> {
+        let product = self.product(org, code).await?;
+        let today = day_of(now());
+        let first = today - days.max(1) + 1;
+        let readings: Vec<UsagePoint> =
+            self.usage(org, first).await?.into_iter().filter(|(c, _)| c == code).map(|(_, point)| point).collect();
+        let refusals: HashMap<i64, Refusals> =
+            self.refusals(org, first).await?.into_iter().filter(|(c, _)| c == code).map(|(_, r)| (r.day, r)).collect();
+        let start = readings.first().map_or(today, |point| point.day).min(refusals.keys().copied().min().unwrap_or(today));
+        let mut carried: Option<(i64, i64)> = None;
+        let mut out = Vec::new();
+        for day in start.max(first)..=today {
+            let reading = if day == today {
+                Some((product.seats, product.assigned))
+            } else {
+                readings.iter().find(|point| point.day == day).map(|point| (point.seats, point.assigned)).or(carried)
+            };
+            carried = reading;
+            let (seats, assigned) = reading.unwrap_or((product.seats, 0));
+            let refused = refusals.get(&day).copied().unwrap_or(Refusals { day, refused: 0, devices: 0 });
+            out.push(UsageDay { date: date_of_day(day), seats, assigned, refused: refused.refused, refused_devices: refused.devices });
+        }
+        Ok(out)
+    }
+}
+
 impl Organizations for Store {
     async fn bootstrap(&self) -> Result<Option<NewOrganization>> {
         self.to_completion(move |store| async move { dispatch!(store, bootstrap()) }).await
@@ -424,6 +456,14 @@ impl Usage for Store {
 
     async fn seat_totals(&self) -> Result<Vec<SeatTotal>> {
         dispatch!(self, seat_totals())
+    }
+
+    async fn refusals(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, Refusals)>> {
+        dispatch!(self, refusals(org, since_day))
+    }
+
+    async fn refused_devices(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, i64)>> {
+        dispatch!(self, refused_devices(org, since_day))
     }
 }
 

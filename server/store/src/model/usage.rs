@@ -12,6 +12,44 @@ pub struct UsagePoint {
     pub assigned: i64,
 }
 
+/// A product's refusals for want of a seat on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    /// Check-ins refused.
+    pub refused: i64,
+    /// Distinct devices among them.
+    pub devices: i64,
+}
+
+/// One day of a product's usage, as the admin API answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD` (UTC).
+    #[schema(format = Date)]
+    pub date: String,
+    /// Seats owned, at the day's last reading (today: now).
+    pub seats: i64,
+    /// Seats held (for floating seats: leases in use), likewise.
+    pub assigned: i64,
+    /// Check-ins refused for want of a seat that day.
+    pub refused: i64,
+    /// Distinct devices among them.
+    pub refused_devices: i64,
+}
+
+/// A product's usage day by day, oldest first, today last and live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProductUsage {
+    pub days: Vec<UsageDay>,
+}
+
+/// `YYYY-MM-DD` of a day since the Unix epoch.
+pub fn date_of_day(day: i64) -> String {
+    chrono::DateTime::from_timestamp(day * 86_400, 0).map_or_else(String::new, |at| at.format("%Y-%m-%d").to_string())
+}
+
 /// The day (since the Unix epoch, UTC) a moment falls on.
 pub fn day_of(at: Timestamp) -> i64 {
     at.timestamp().div_euclid(86_400)

@@ -168,6 +168,20 @@ impl Statement for SeatDecisions {
             .execute(&mut *tx)
             .await?;
         }
+        if !decided.refused.is_empty() {
+            let ((ids, device_ids), counts): ((Vec<i64>, Vec<i64>), Vec<i64>) = decided.refused.iter().copied().unzip();
+            sqlx::query(
+                "insert into refusals (product_id, day, device_id, count)
+                 select product_id, $4, device_id, count from unnest($1::bigint[], $2::bigint[], $3::bigint[]) r(product_id, device_id, count)
+                 on conflict (product_id, day, device_id) do update set count = refusals.count + excluded.count",
+            )
+            .bind(&ids)
+            .bind(&device_ids)
+            .bind(&counts)
+            .bind(crate::day_of(at))
+            .execute(&mut *tx)
+            .await?;
+        }
         if !decided.served.is_empty() {
             let (ids, device_ids): (Vec<i64>, Vec<i64>) = decided.served.iter().copied().unzip();
             sqlx::query(

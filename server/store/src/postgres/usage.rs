@@ -15,6 +15,8 @@ impl Usage for PgStore {
         .bind(day_of(now))
         .execute(&self.pool)
         .await?;
+        // Refusals older than any chart or list shows are dropped.
+        sqlx::query("delete from refusals where day < $1").bind(day_of(now) - 400).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -44,5 +46,36 @@ impl Usage for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(seat_total).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn refusals(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, Refusals)>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "select p.code, r.day, sum(r.count)::bigint, count(*)
+             from products p join refusals r on r.product_id = p.id
+             where p.org_id = $1 and r.day >= $2
+             group by p.code, r.day
+             order by p.code, r.day",
+        )
+        .bind(org.0)
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(code, day, refused, devices)| (code, Refusals { day, refused, devices })).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn refused_devices(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "select p.code, count(distinct r.device_id)
+             from products p join refusals r on r.product_id = p.id
+             where p.org_id = $1 and r.day >= $2
+             group by p.code
+             order by p.code",
+        )
+        .bind(org.0)
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

@@ -276,6 +276,17 @@ pub(super) async fn decide_group(
         .execute(&mut *tx)
         .await?;
     }
+    if !decided.refused.is_empty() {
+        sqlx::query(
+            "insert into refusals (product_id, day, device_id, count)
+             select value ->> 0, ?2, value ->> 1, value ->> 2 from json_each(?1) where true
+             on conflict (product_id, day, device_id) do update set count = refusals.count + excluded.count",
+        )
+        .bind(json(decided.refused.iter().map(|((product, device), count)| (product, device, count)))?)
+        .bind(day_of(decided_at))
+        .execute(&mut *tx)
+        .await?;
+    }
     if !decided.served.is_empty() {
         sqlx::query(
             "delete from waiting where (product_id, device_id) in (select value ->> 0, value ->> 1 from json_each(?))",

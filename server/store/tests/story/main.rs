@@ -83,6 +83,7 @@ stories!(
     a_freed_seat_goes_to_the_longest_waiting_device_not_the_first_to_ask,
     a_device_that_stops_asking_leaves_the_line_after_a_lease_or_an_hour,
     seats_freed_one_by_one_go_down_the_line_in_order,
+    refusals_are_counted_per_product_day_and_device_without_a_row_per_check_in,
     an_ended_subscription_refuses_check_ins_and_extending_it_restores_every_seat,
     first_check_in_records_the_device_and_auto_assigns_a_seat,
     a_known_device_keeps_first_seen_and_moves_last_seen,

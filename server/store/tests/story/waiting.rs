@@ -118,3 +118,45 @@ pub(super) async fn seats_freed_one_by_one_go_down_the_line_in_order(store: Stor
     assert_eq!(served, ["W-00", "W-01", "W-02", "W-03"], "down the line, in order");
     assert_eq!(line(&store, org, "editor").await.first(), Some(&(1, "W-04".to_owned())));
 }
+
+pub(super) async fn refusals_are_counted_per_product_day_and_device_without_a_row_per_check_in(store: Store) {
+    let org = org_with_product(&store, "acme", "editor", 1, true).await;
+    let viewer = NewProduct { code: "viewer".into(), name: "Viewer".into(), seats: 5, auto_assign: false };
+    store.add_product(org, &viewer, Actor::Operator).await.unwrap();
+    assert!(store.check_in(org, "editor", "A").await.unwrap().licensed);
+    for _ in 0..3 {
+        assert_eq!(store.check_in(org, "editor", "B").await.unwrap().reason, Some(Denial::NoSeatsAvailable));
+    }
+    for _ in 0..2 {
+        assert_eq!(wait(&store, org, "editor", "C").await.reason, Some(Denial::NoSeatsAvailable));
+    }
+    // Refused for another reason: not a refusal for want of a seat.
+    assert_eq!(store.check_in(org, "viewer", "B").await.unwrap().reason, Some(Denial::AutoAssignDisabled));
+    // Refusals at once, in one group or several.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.check_in(org, "editor", &format!("RUSH-{}", i % 4)).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().reason, Some(Denial::NoSeatsAvailable));
+    }
+
+    let today = day_of(now());
+    let counted = store.refusals(org, today).await.unwrap();
+    assert_eq!(counted, [("editor".to_owned(), Refusals { day: today, refused: 25, devices: 6 })]);
+    assert_eq!(store.refused_devices(org, today - 6).await.unwrap(), [("editor".to_owned(), 6)]);
+    store.delete_device(org, "B", Actor::AdminApi).await.unwrap();
+    assert_eq!(store.refused_devices(org, today - 6).await.unwrap(), [("editor".to_owned(), 6)], "history stays");
+
+    let days = store.product_usage(org, "editor", 30).await.unwrap();
+    assert_eq!(
+        days,
+        [UsageDay { date: now().date_naive().to_string(), seats: 1, assigned: 1, refused: 25, refused_devices: 6 }],
+        "a new product's history starts today"
+    );
+    let globex = org_with_product(&store, "globex", "editor", 1, true).await;
+    assert!(store.refusals(globex, today).await.unwrap().is_empty(), "another organization's are its own");
+    assert!(matches!(store.product_usage(org, "nope", 30).await, Err(StoreError::UnknownProduct(_))));
+}
