@@ -33,6 +33,9 @@ pub struct ProductView {
     /// Whether the subscription has ended.
     #[serde(default)]
     pub expired: bool,
+    /// Devices refused for want of a seat in the last seven days.
+    #[serde(default)]
+    pub refused_this_week: i64,
     /// Assigned seats against seats over the last [`TREND_DAYS`] days.
     #[serde(default)]
     pub trend: Vec<crate::usage::UsagePoint>,
@@ -59,6 +62,7 @@ impl From<store::Product> for ProductView {
             auto_assign: p.auto_assign,
             reclaim_after_days: None,
             lease_minutes: None,
+            refused_this_week: 0,
             trend: Vec::new(),
             today: 0,
         }
@@ -76,12 +80,14 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
         let usage = store.usage(org.id, today - TREND_DAYS + 1).await?;
         let policies: std::collections::HashMap<String, store::ProductPolicy> =
             store.policies(org.id).await?.into_iter().collect();
+        let refused: std::collections::HashMap<String, i64> = store.refused_devices(org.id, today - 6).await?.into_iter().collect();
         let views = store.products(org.id).await?.into_iter().map(|product| {
             let policy = policies.get(&product.code);
             let reclaim_after_days = policy.and_then(|policy| policy.reclaim_after_days);
             let lease_minutes = policy.and_then(floating_lease);
             let trend = usage_of(&usage, &product, today);
-            ProductView { reclaim_after_days, lease_minutes, trend, today, ..ProductView::from(product) }
+            let refused_this_week = refused.get(&product.code).copied().unwrap_or(0);
+            ProductView { reclaim_after_days, lease_minutes, refused_this_week, trend, today, ..ProductView::from(product) }
         });
         Ok(views.collect())
     }
@@ -172,6 +178,12 @@ fn ProductRow(product: ProductView) -> impl IntoView {
                 })}
                 {product.lease_minutes.map(|minutes| view! {
                     <span class="note">{format!("Floating seats: {minutes}-minute leases")}</span>
+                })}
+                {(product.refused_this_week > 0).then(|| view! {
+                    <span class="note refused">{match product.refused_this_week {
+                        1 => "1 device refused this week".to_owned(),
+                        n => format!("{n} devices refused this week"),
+                    }}</span>
                 })}
                 {product.reclaim_after_days.map(|days| view! {
                     <span class="note">{format!("Idle seats reclaimed after {days} days")}</span>

@@ -65,7 +65,12 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
         let usage_days = if days.as_deref() == Some("90") { 90 } else { 30 };
         let now = store::now();
         let today = store::day_of(now);
-        let usage = usage_of(&store.usage(org.id, today - usage_days + 1).await?, &product, today);
+        let usage = store
+            .product_usage(org.id, &code, usage_days)
+            .await?
+            .into_iter()
+            .map(|d| crate::usage::UsagePoint { day: d.day, seats: d.seats, assigned: d.assigned, refused: d.refused_devices })
+            .collect();
         let page = store.holders(org.id, &code, &PageRequest { after, limit: HOLDERS_PER_PAGE }).await?;
         let waiting = store
             .waiting_line(org.id, &code)

@@ -227,9 +227,9 @@ pub fn usage_of(rows: &[(String, store::UsagePoint)], product: &store::Product, 
     let mut points: Vec<crate::usage::UsagePoint> = rows
         .iter()
         .filter(|(code, point)| *code == product.code && point.day < today)
-        .map(|(_, p)| crate::usage::UsagePoint { day: p.day, seats: p.seats, assigned: p.assigned })
+        .map(|(_, p)| crate::usage::UsagePoint { day: p.day, seats: p.seats, assigned: p.assigned, refused: 0 })
         .collect();
-    points.push(crate::usage::UsagePoint { day: today, seats: product.seats, assigned: product.assigned });
+    points.push(crate::usage::UsagePoint { day: today, seats: product.seats, assigned: product.assigned, refused: 0 });
     points
 }
 

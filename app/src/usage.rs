@@ -1,7 +1,8 @@
 //! Seat usage over time, drawn on the server as SVG (no chart library): the
-//! Product screen's chart of assigned seats against the seat count, and the
-//! Licenses screen's sparklines. The points come from the daily snapshots
-//! (`seat_snapshots`), with today's live figures as the last one.
+//! Product screen's chart of assigned seats and refused devices against the
+//! seat count, and the Licenses screen's sparklines. The points come from
+//! the daily snapshots (`seat_snapshots`) and refusal counts, with today's
+//! live figures as the last one.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,9 @@ pub struct UsagePoint {
     pub day: i64,
     pub seats: i64,
     pub assigned: i64,
+    /// Devices refused for want of a seat that day.
+    #[serde(default)]
+    pub refused: i64,
 }
 
 /// `YYYY-MM-DD` of a day since the epoch, without a date library in the
@@ -79,20 +83,35 @@ struct Lines {
     top: i64,
     seats: String,
     assigned: String,
+    refused: String,
     /// Where the latest reading of assigned seats is.
     latest: Option<(f64, f64)>,
 }
 
 impl Lines {
+    /// With fewer than two readings there is no history to draw: the seat
+    /// count is a line across the whole range, and no lone dot is drawn.
     fn draw(points: &[UsagePoint], days: i64, today: i64, frame: Frame) -> Self {
         let first_day = today - days + 1;
-        let top = points.iter().map(|p| p.seats.max(p.assigned)).max().unwrap_or(0).max(1);
+        let top = points.iter().map(|p| p.seats.max(p.assigned).max(p.refused)).max().unwrap_or(0).max(1);
+        let seats = match points {
+            [only] => {
+                let across = [UsagePoint { day: first_day, ..*only }, UsagePoint { day: today, ..*only }];
+                line(&across, first_day, today, top, frame, |p| p.seats)
+            }
+            _ => line(points, first_day, today, top, frame, |p| p.seats),
+        };
         Lines {
             first_day,
             top,
-            seats: line(points, first_day, today, top, frame, |p| p.seats),
+            seats,
             assigned: line(points, first_day, today, top, frame, |p| p.assigned),
-            latest: points.last().map(|now| frame.place(now.day, now.assigned, first_day, today, top)),
+            refused: if points.iter().any(|p| p.refused > 0) {
+                line(points, first_day, today, top, frame, |p| p.refused)
+            } else {
+                String::new()
+            },
+            latest: (points.len() > 1).then(|| points.last().map(|now| frame.place(now.day, now.assigned, first_day, today, top))).flatten(),
         }
     }
 }
@@ -102,15 +121,21 @@ impl Lines {
 #[component]
 pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoView {
     let frame = Frame { left: 36.0, top: 10.0, width: 590.0, height: 150.0 };
-    let Lines { first_day, top, seats, assigned, latest } = Lines::draw(&points, days, today, frame);
+    let Lines { first_day, top, seats, assigned, refused, latest } = Lines::draw(&points, days, today, frame);
     let peak = points.iter().map(|p| p.assigned).max().unwrap_or(0);
+    let refusals = points.iter().map(|p| p.refused).max().unwrap_or(0);
+    let starts_today = points.len() < 2;
     let label = match points.last() {
+        Some(now) if starts_today => format!("History starts today: {} of {} seats assigned.", now.assigned, now.seats),
         Some(now) => format!(
-            "Assigned seats over the last {days} days: now {} of {} seats, at most {peak}.",
-            now.assigned, now.seats
+            "Assigned seats over the last {days} days: now {} of {} seats, at most {peak}{}.",
+            now.assigned,
+            now.seats,
+            if refusals > 0 { format!("; up to {refusals} devices refused a day") } else { String::new() }
         ),
         None => format!("No usage recorded in the last {days} days."),
     };
+    let has_refusals = !refused.is_empty();
     let title = label.clone();
     view! {
         <figure class="usage">
@@ -124,11 +149,14 @@ pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoVi
                 <text class="tick" x="626" y="178" text-anchor="end">{date_of(today)}</text>
                 <polyline class="seats" points=seats />
                 <polyline class="assigned" points=assigned />
+                {has_refusals.then(|| view! { <polyline class="refused" points=refused /> })}
                 {latest_dot(latest)}
             </svg>
             <figcaption>
                 <span class="key assigned">"Assigned"</span>
                 <span class="key seats">"Seats"</span>
+                {has_refusals.then(|| view! { <span class="key refused">"Devices refused"</span> })}
+                {starts_today.then(|| view! { <span class="history">"History starts today"</span> })}
             </figcaption>
         </figure>
     }
@@ -169,17 +197,23 @@ mod tests {
     #[test]
     fn a_line_spans_its_frame() {
         let frame = Frame { left: 0.0, top: 0.0, width: 100.0, height: 10.0 };
-        let points = [UsagePoint { day: 10, seats: 4, assigned: 0 }, UsagePoint { day: 20, seats: 4, assigned: 4 }];
+        let points = [UsagePoint { day: 10, seats: 4, assigned: 0, refused: 0 }, UsagePoint { day: 20, seats: 4, assigned: 4, refused: 0 }];
         assert_eq!(line(&points, 10, 20, 4, frame, |p| p.assigned), "0.0,10.0 100.0,0.0");
     }
 
     #[test]
-    fn the_latest_reading_is_marked_even_when_it_is_the_only_one() {
+    fn a_single_reading_draws_the_seats_across_the_range_and_no_lone_dot() {
         let frame = Frame { left: 0.0, top: 0.0, width: 100.0, height: 10.0 };
-        let today = [UsagePoint { day: 20, seats: 4, assigned: 1 }];
+        let today = [UsagePoint { day: 20, seats: 4, assigned: 1, refused: 0 }];
         let lines = Lines::draw(&today, 11, 20, frame);
-        assert_eq!(lines.assigned, "100.0,7.5", "a line of one point, which draws nothing");
+        assert_eq!(lines.seats, "0.0,0.0 100.0,0.0", "the seat count across the whole range");
+        assert_eq!(lines.latest, None);
+        assert_eq!(lines.refused, "", "no refusals, no line");
+        let two = [UsagePoint { day: 19, seats: 4, assigned: 1, refused: 8 }, UsagePoint { day: 20, seats: 4, assigned: 2, refused: 0 }];
+        let lines = Lines::draw(&two, 11, 20, frame);
+        assert_eq!(lines.top, 8, "the scale takes the refusals in");
         assert_eq!(lines.latest, Some((100.0, 7.5)));
+        assert_eq!(lines.refused, "90.0,0.0 100.0,10.0");
         assert_eq!(Lines::draw(&[], 11, 20, frame).latest, None, "nothing recorded, nothing marked");
     }
 }

@@ -80,6 +80,7 @@ async fn the_description_has_the_documented_routes_and_no_others() {
         ("GET", "/api/v1/admin/products/{code}/policy"),
         ("PATCH", "/api/v1/admin/products/{code}/policy"),
         ("GET", "/api/v1/admin/products/{code}/devices"),
+        ("GET", "/api/v1/admin/products/{code}/usage"),
         ("GET", "/api/v1/admin/products/{code}/queue"),
         ("DELETE", "/api/v1/admin/products/{code}/queue/{serial}"),
         ("GET", "/api/v1/admin/devices"),
@@ -174,6 +175,9 @@ async fn every_operation_answers_as_described(app: TestApp) {
     api.call(M::POST, checkin, &[], "", product, Some(json!({"product": "floating", "serial": "SN-2"}))).await;
     let waiting = api.call(M::POST, checkin, &[], "", product, Some(json!({"product": "floating", "serial": "SN-3", "queue": true}))).await.json();
     assert_eq!(waiting["queue_position"], 1, "{waiting}");
+    let usage = api.call(M::GET, &admin_api("/products/{code}/usage"), &["floating"], "days=7", admin, None).await.json();
+    assert_eq!(usage["days"][0]["refused"], 1, "{usage}");
+    api.call(M::GET, &admin_api("/products/{code}/usage"), &["floating"], "days=0", admin, None).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     let line = api.call(M::GET, &admin_api("/products/{code}/queue"), &["floating"], "", admin, None).await.json();
     assert_eq!(line["items"][0]["serial"], "SN-3");
     api.call(M::GET, &admin_api("/products/{code}/queue"), &["nope"], "", admin, None).await.assert_error(StatusCode::NOT_FOUND, "unknown_product");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use app::licenses::ListProducts;
 use app::product::{LoadProduct, RemoveFromQueue};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -16,6 +17,7 @@ on_both_backends!(
     a_check_in_that_asks_to_wait_is_told_its_place_and_served_in_turn,
     the_line_is_listed_and_trimmed_through_the_admin_api,
     the_product_screen_lists_the_line_and_removes_from_it,
+    refusals_are_counted_in_the_product_usage_and_on_the_screens,
 );
 
 async fn check_in(app: &TestApp, key: &str, serial: &str, queue: Option<Value>) -> Value {
@@ -125,4 +127,35 @@ async fn the_product_screen_lists_the_line_and_removes_from_it(app: TestApp) {
     assert_eq!(screen["waiting"][0]["serial"], "C");
     let log = app.admin(Method::GET, "/activity?kind=removed_from_queue", &acme.admin_key).await.json();
     assert_eq!(log["items"][0]["actor"], "admin_session");
+}
+
+async fn refusals_are_counted_in_the_product_usage_and_on_the_screens(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 1, true)]).await;
+    let (key, admin) = (acme.product_key.as_str(), acme.admin_key.as_str());
+    assert_eq!(check_in(&app, key, "A", None).await["licensed"], true);
+    for serial in ["B", "B", "C", "B"] {
+        assert_eq!(check_in(&app, key, serial, None).await["reason"], "no_seats_available");
+    }
+    let usage = app.admin(Method::GET, "/products/editor/usage?days=30", admin).await;
+    assert_eq!(usage.status, StatusCode::OK);
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert_eq!(
+        usage.json(),
+        json!({"days": [{"date": today, "seats": 1, "assigned": 1, "refused": 4, "refused_devices": 2}]}),
+        "a new product's history is today, live"
+    );
+    assert_eq!(app.admin(Method::GET, "/products/editor/usage", admin).await.json()["days"].as_array().unwrap().len(), 1);
+    for bad in ["days=0", "days=367", "days=ten", "days=-1"] {
+        app.admin(Method::GET, &format!("/products/editor/usage?{bad}"), admin).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    app.admin(Method::GET, "/products/nope/usage", admin).await.assert_error(StatusCode::NOT_FOUND, "unknown_product");
+
+    let org = app.store.organization_by_name("acme").await.unwrap().id;
+    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
+    let listed = post_form(&app, ListProducts::PATH, "", &session).await.json();
+    assert_eq!(listed[0]["refused_this_week"], 2);
+    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let points = screen["usage"].as_array().unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!((points[0]["refused"].clone(), points[0]["assigned"].clone()), (json!(2), json!(1)));
 }

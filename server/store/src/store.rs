@@ -172,7 +172,7 @@ impl Store {
             carried = reading;
             let (seats, assigned) = reading.unwrap_or((product.seats, 0));
             let refused = refusals.get(&day).copied().unwrap_or(Refusals { day, refused: 0, devices: 0 });
-            out.push(UsageDay { date: date_of_day(day), seats, assigned, refused: refused.refused, refused_devices: refused.devices });
+            out.push(UsageDay { day, date: date_of_day(day), seats, assigned, refused: refused.refused, refused_devices: refused.devices });
         }
         Ok(out)
     }

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use store::bulk::{BulkAction, BulkOutcome};
 use store::prelude::*;
-use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, Store, Waiting};
+use store::{Activity, ActivityQuery, Actor, Device, DeviceDetail, Holder, IgnoredSerial, Page, PageRequest, PolicyUpdate, Product, ProductPolicy, ProductUsage, Store, Waiting};
 
 use super::{BULK_BODY_LIMIT, JsonBody, Params, decode_cursor, encode_cursor};
 use crate::auth::AdminOrg;
@@ -100,6 +100,29 @@ impl Paging {
                 }
             },
         })
+    }
+}
+
+/// `?days=`: how many days of a product's usage, up to today.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageDays {
+    /// Days up to today; 30 when not given.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
+    days: Option<String>,
+}
+
+impl UsageDays {
+    pub const MAX: i64 = 366;
+
+    fn days(&self) -> Result<i64, ApiError> {
+        match self.days.as_deref() {
+            None | Some("") => Ok(30),
+            Some(text) => match text.parse::<i64>() {
+                Ok(days @ 1..=Self::MAX) => Ok(days),
+                _ => Err(ApiError::invalid_request(format!("days must be a whole number from 1 to {}", Self::MAX))),
+            },
+        }
     }
 }
 

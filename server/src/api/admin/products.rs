@@ -9,6 +9,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(product, update_product))
         .routes(routes!(policy, update_policy))
         .routes(routes!(product_devices))
+        .routes(routes!(usage))
         .routes(routes!(waiting_line))
         .routes(routes!(remove_from_line))
 }
@@ -193,4 +194,29 @@ async fn remove_from_line(
 ) -> Result<Json<Removed>, ApiError> {
     let removed = store.remove_from_line(org.id, &code, &serial, Actor::AdminApi).await?;
     Ok(Json(Removed { removed }))
+}
+
+/// A product's usage day by day: its seats, the seats held (for floating
+/// seats, the leases in use) and the check-ins refused for want of a seat
+/// (and how many devices), oldest first; today is live. A day without a
+/// reading carries the one before it, and a product's history starts with
+/// its first reading, so a new product has one day.
+#[utoipa::path(
+    get,
+    path = "/products/{code}/usage",
+    params(Code, UsageDays),
+    responses(
+        (status = 200, description = "The product's days, oldest first", body = ProductUsage),
+        (status = 400, description = "`invalid_request`: a bad number of days", body = ErrorBody),
+        (status = 404, description = "`unknown_product`", body = ErrorBody),
+    ),
+)]
+async fn usage(
+    AdminOrg(org): AdminOrg,
+    State(store): State<Store>,
+    Code { code }: Code,
+    Params(days): Params<UsageDays>,
+) -> Result<Json<ProductUsage>, ApiError> {
+    let days = days.days()?;
+    Ok(Json(ProductUsage { days: store.product_usage(org.id, &code, days).await? }))
 }

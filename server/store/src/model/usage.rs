@@ -26,6 +26,9 @@ pub struct Refusals {
 /// One day of a product's usage, as the admin API answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageDay {
+    /// Days since the Unix epoch (UTC), for drawing; not in the JSON.
+    #[serde(skip)]
+    pub day: i64,
     /// `YYYY-MM-DD` (UTC).
     #[schema(format = Date)]
     pub date: String,

@@ -153,7 +153,7 @@ pub(super) async fn refusals_are_counted_per_product_day_and_device_without_a_ro
     let days = store.product_usage(org, "editor", 30).await.unwrap();
     assert_eq!(
         days,
-        [UsageDay { date: now().date_naive().to_string(), seats: 1, assigned: 1, refused: 25, refused_devices: 6 }],
+        [UsageDay { day: today, date: now().date_naive().to_string(), seats: 1, assigned: 1, refused: 25, refused_devices: 6 }],
         "a new product's history starts today"
     );
     let globex = org_with_product(&store, "globex", "editor", 1, true).await;
