@@ -466,6 +466,21 @@ test('a subscription term shows on Licenses and Product as it nears, then plainl
   assert.equal(await page.getByRole('row', { name: /Viewer/ }).getByText(/Subscription/).count(), 0);
 });
 
+test('refusals show on Licenses and in the Product chart, whose history starts today', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'full', '--name', 'Full House', '--seats', '1', '--auto-assign']);
+  for (const serial of ['FULL-1', 'FULL-2', 'FULL-3', 'FULL-2']) await checkIn(server.baseURL, keys.productKey, 'full', serial);
+  await page.goto(server.baseURL);
+  await hydrated(page);
+  await page.getByRole('row', { name: /Full House/ }).getByText('2 devices refused this week').waitFor();
+  await page.goto(`${server.baseURL}/products/full`);
+  await hydrated(page);
+  const chart = page.locator('figure.usage');
+  await chart.getByText('History starts today').waitFor();
+  await chart.getByText('Devices refused').waitFor();
+  assert.equal(await chart.locator('line.latest').count(), 0, 'no lone dot');
+  await screenshot(page, 'product-new-history-refusals');
+});
+
 test('rotating the administration key shows the new key once and keeps this browser signed in', async () => {
   await page.getByRole('button', { name: 'Rotate administration key' }).click();
   const fresh = page.getByRole('textbox', { name: 'New administration API key' });
