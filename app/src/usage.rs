@@ -90,7 +90,7 @@ struct Lines {
 
 impl Lines {
     /// With fewer than two readings there is no history to draw: the seat
-    /// count is a line across the whole range, and no lone dot is drawn.
+    /// count is a line across the whole range.
     fn draw(points: &[UsagePoint], days: i64, today: i64, frame: Frame) -> Self {
         let first_day = today - days + 1;
         let top = points.iter().map(|p| p.seats.max(p.assigned).max(p.refused)).max().unwrap_or(0).max(1);
@@ -111,7 +111,7 @@ impl Lines {
             } else {
                 String::new()
             },
-            latest: (points.len() > 1).then(|| points.last().map(|now| frame.place(now.day, now.assigned, first_day, today, top))).flatten(),
+            latest: points.last().map(|now| frame.place(now.day, now.assigned, first_day, today, top)),
         }
     }
 }
@@ -150,7 +150,7 @@ pub fn UsageChart(points: Vec<UsagePoint>, days: i64, today: i64) -> impl IntoVi
                 <polyline class="seats" points=seats />
                 <polyline class="assigned" points=assigned />
                 {has_refusals.then(|| view! { <polyline class="refused" points=refused /> })}
-                {latest_dot(latest)}
+                {latest_dot(latest.filter(|_| !starts_today))}
             </svg>
             <figcaption>
                 <span class="key assigned">"Assigned"</span>
@@ -202,12 +202,12 @@ mod tests {
     }
 
     #[test]
-    fn a_single_reading_draws_the_seats_across_the_range_and_no_lone_dot() {
+    fn a_single_reading_draws_the_seats_across_the_range() {
         let frame = Frame { left: 0.0, top: 0.0, width: 100.0, height: 10.0 };
         let today = [UsagePoint { day: 20, seats: 4, assigned: 1, refused: 0 }];
         let lines = Lines::draw(&today, 11, 20, frame);
         assert_eq!(lines.seats, "0.0,0.0 100.0,0.0", "the seat count across the whole range");
-        assert_eq!(lines.latest, None);
+        assert_eq!(lines.latest, Some((100.0, 7.5)), "where it stands (the sparkline's dot; the chart says its history starts today)");
         assert_eq!(lines.refused, "", "no refusals, no line");
         let two = [UsagePoint { day: 19, seats: 4, assigned: 1, refused: 8 }, UsagePoint { day: 20, seats: 4, assigned: 2, refused: 0 }];
         let lines = Lines::draw(&two, 11, 20, frame);
