@@ -36,6 +36,14 @@ pub struct ProductView {
     /// Devices refused for want of a seat in the last seven days.
     #[serde(default)]
     pub refused_this_week: i64,
+    /// The share of seats in use that raises an alert, if any.
+    #[serde(default)]
+    pub alert_at_percent: Option<i64>,
+    /// What calls for the admin's attention: seats in use at the alert's
+    /// share, refusals this week, a subscription ending within 14 days or
+    /// ended.
+    #[serde(default)]
+    pub alerts: Vec<String>,
     /// Assigned seats against seats over the last [`TREND_DAYS`] days.
     #[serde(default)]
     pub trend: Vec<crate::usage::UsagePoint>,
@@ -63,6 +71,8 @@ impl From<store::Product> for ProductView {
             reclaim_after_days: None,
             lease_minutes: None,
             refused_this_week: 0,
+            alert_at_percent: None,
+            alerts: Vec::new(),
             trend: Vec::new(),
             today: 0,
         }
@@ -87,7 +97,18 @@ pub async fn list_products() -> Result<Vec<ProductView>, UiError> {
             let lease_minutes = policy.and_then(floating_lease);
             let trend = usage_of(&usage, &product, today);
             let refused_this_week = refused.get(&product.code).copied().unwrap_or(0);
-            ProductView { reclaim_after_days, lease_minutes, refused_this_week, trend, today, ..ProductView::from(product) }
+            let alerts = alerts_of(&product, policy, refused_this_week);
+            let alert_at_percent = policy.and_then(|policy| policy.alert_at_percent);
+            ProductView {
+                reclaim_after_days,
+                lease_minutes,
+                refused_this_week,
+                alert_at_percent,
+                alerts,
+                trend,
+                today,
+                ..ProductView::from(product)
+            }
         });
         Ok(views.collect())
     }
@@ -104,6 +125,28 @@ pub(crate) fn term_words(last_day: chrono::NaiveDate, now: store::Timestamp) -> 
         1 => "Subscription expires tomorrow".to_owned(),
         _ => format!("Subscription expires in {days} days"),
     }
+}
+
+/// What about a product calls for its admin's attention now.
+#[cfg(feature = "ssr")]
+pub(crate) fn alerts_of(product: &store::Product, policy: Option<&store::ProductPolicy>, refused_this_week: i64) -> Vec<String> {
+    let now = store::now();
+    let mut alerts = Vec::new();
+    if let Some(percent) = policy.filter(|policy| policy.alerts_for(product)).and_then(|policy| policy.alert_at_percent) {
+        alerts.push(format!(
+            "{}: {} of {} seats in use, at or above the alert at {percent}%",
+            product.name, product.assigned, product.seats
+        ));
+    }
+    match refused_this_week {
+        0 => {}
+        1 => alerts.push(format!("{}: 1 device refused this week for want of a seat", product.name)),
+        n => alerts.push(format!("{}: {n} devices refused this week for want of a seat", product.name)),
+    }
+    if let Some(last_day) = product.valid_until.filter(|last_day| (*last_day - now.date_naive()).num_days() < 14) {
+        alerts.push(format!("{}: {}", product.name, term_words(last_day, now)));
+    }
+    alerts
 }
 
 /// A floating product's lease in minutes; `None` for assigned seats.
@@ -138,6 +181,15 @@ pub fn LicensesPage() -> impl IntoView {
             }.into_any(),
             list => view! {
                 <h1>"Licenses"</h1>
+                {
+                    let alerts: Vec<String> = list.iter().flat_map(|product| product.alerts.clone()).collect();
+                    (!alerts.is_empty()).then(|| view! {
+                        <section class="alerts" aria-labelledby="alerts-heading">
+                            <h2 id="alerts-heading">"Alerts"</h2>
+                            <ul>{alerts.into_iter().map(|alert| view! { <li>{alert}</li> }).collect_view()}</ul>
+                        </section>
+                    })
+                }
                 <div class="table-wrap">
                     <table>
                         <thead>

@@ -40,6 +40,9 @@ pub struct ProductScreen {
     pub floating: bool,
     /// A floating seat's lease (kept while seats are assigned).
     pub lease_minutes: i64,
+    /// The share of seats in use that raises an alert, if any.
+    #[serde(default)]
+    pub alert_at_percent: Option<i64>,
     /// Seat usage over `usage_days` days up to `today`.
     pub usage: Vec<crate::usage::UsagePoint>,
     pub usage_days: i64,
@@ -84,6 +87,7 @@ pub async fn load_product(code: String, after: Option<String>, days: Option<Stri
             reclaim_after_days: policy.reclaim_after_days,
             floating: policy.seat_model == store::SeatModel::Floating,
             lease_minutes: policy.lease_minutes,
+            alert_at_percent: policy.alert_at_percent,
             usage,
             usage_days,
             today,
@@ -176,6 +180,29 @@ pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError>
     finish_form("reclaim-days", result)
 }
 
+/// `percent` as typed: empty turns the alert off.
+#[server]
+pub async fn set_alert_percent(code: String, percent: String) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::prelude::*;
+    use store::{PolicyUpdate, validate};
+    let result = async {
+        let org = require_org().await?;
+        let percent = match percent.trim() {
+            "" => None,
+            text => match typed_days(text, validate::alert_at_percent) {
+                Some(percent) => Some(percent),
+                None => return Err(UiError::new("invalid_alert_percent")),
+            },
+        };
+        let update = PolicyUpdate { alert_at_percent: Some(percent), ..PolicyUpdate::default() };
+        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
+        Ok(())
+    }
+    .await;
+    finish_form("alert-percent", result)
+}
+
 /// `model` from the seat-model choice, `minutes` as typed (the lease of
 /// floating seats; kept as it is when empty).
 #[server]
@@ -213,9 +240,10 @@ pub fn ProductPage() -> impl IntoView {
     view! {
         <Loaded data=screen back=("/", "Back to Licenses") page={move |screen: ProductScreen| {
             let ProductScreen {
-                product, license_days, reclaim_after_days, floating, lease_minutes, usage, usage_days, today, holders, waiting,
-                next,
+                product, license_days, reclaim_after_days, floating, lease_minutes, alert_at_percent, usage, usage_days, today,
+                holders, waiting, next,
             } = screen;
+            let alert_code = product.code.clone();
             let queue_code = product.code.clone();
             let code = product.code.clone();
             let (days_code, reclaim_code, model_code) = (code.clone(), code.clone(), code.clone());
@@ -272,6 +300,15 @@ pub fn ProductPage() -> impl IntoView {
                     <button type="submit" class="small">"Save"</button>
                 </form>
                 <PostedError form="reclaim-days" />
+                <form method="post" action=posting_to(SetAlertPercent::url()) class="inline setting">
+                    <input type="hidden" name="code" value=alert_code />
+                    <label for="alert-percent">"Alert when the seats in use reach"</label>
+                    <input id="alert-percent" type="number" name="percent" min="1" max="100" placeholder="never"
+                        value=alert_at_percent.map(|percent| percent.to_string()).unwrap_or_default() />
+                    <span>"% of the seats (empty: no alert)"</span>
+                    <button type="submit" class="small">"Save"</button>
+                </form>
+                <PostedError form="alert-percent" />
                 {(!waiting.is_empty()).then(|| view! {
                     <section class="waiting" aria-labelledby="waiting-heading">
                         <h2 id="waiting-heading">"Waiting for a seat"</h2>

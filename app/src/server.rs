@@ -194,7 +194,7 @@ fn status_of(error: &UiError) -> http::StatusCode {
     use http::StatusCode;
     match error.code.as_str() {
         "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
-        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "invalid_seat_model" | "bad_request" => {
+        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "invalid_seat_model" | "invalid_alert_percent" | "bad_request" => {
             StatusCode::BAD_REQUEST
         }
         store_code => ErrorCode::parse(store_code)

@@ -65,6 +65,7 @@ pub fn message_for(code: &str) -> &'static str {
         "nothing_selected" => "Select at least one device, or every device matching the search.",
         "invalid_license_days" => "License validity must be a whole number of days from 1 to 365.",
         "invalid_reclaim_days" => "Reclaiming needs a whole number of days from 1 to 3650, or empty for never.",
+        "invalid_alert_percent" => "An alert needs a whole number of percent from 1 to 100, or empty for none.",
         "invalid_seat_model" => "Seats are either assigned or floating, with a lease of 5 to 1440 minutes.",
         "unreachable" => "The server could not be reached. Check your connection and try again.",
         "bad_request" => "The request was not understood. Reload the page and try again.",

@@ -117,6 +117,24 @@ test('the waiting line is listed and trimmed with plain forms', async () => {
   await screenshot(page, 'no-js-product-waiting-line');
 });
 
+test('an alert share is set on the Product screen, and the Licenses screen opens with the alerts', async () => {
+  await page.goto(`${server.baseURL}/products/editor`);
+  const percent = page.getByLabel('Alert when the seats in use reach');
+  await percent.fill('10');
+  await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).alert_at_percent, 10);
+  await page.goto(server.baseURL);
+  const alerts = page.getByRole('region', { name: 'Alerts' });
+  await alerts.getByText(/Editor Pro: \d+ of \d+ seats in use, at or above the alert at 10%/).waitFor();
+  await screenshot(page, 'no-js-licenses-alerts');
+  await page.goto(`${server.baseURL}/products/editor`);
+  await percent.fill('');
+  await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).alert_at_percent, null);
+});
+
 test('a bulk action works as a plain form and says what it did', async () => {
   for (const serial of ['BULK-1', 'BULK-2']) await checkIn(server.baseURL, keys.productKey, 'editor', serial);
   await page.goto(`${server.baseURL}/devices?q=BULK-`);

@@ -5,7 +5,7 @@
 mod common;
 
 use app::licenses::ListProducts;
-use app::product::{LoadProduct, SetSeatModel};
+use app::product::{LoadProduct, SetAlertPercent, SetSeatModel};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
@@ -22,6 +22,7 @@ on_both_backends!(
     an_ended_lease_frees_its_seat_for_the_next_device_that_asks,
     the_product_screen_switches_seat_models_and_shows_each_lease,
     a_subscription_term_shows_on_the_product_bounds_each_license_and_refuses_once_past,
+    alerts_for_seats_refusals_and_terms_show_on_the_licenses_screen,
 );
 
 const POLICY: &str = "/api/v1/admin/products/editor/policy";
@@ -61,10 +62,10 @@ async fn the_policy_names_the_seat_model_and_refuses_what_it_cannot_be(app: Test
     let policy = app.call(Method::GET, POLICY, Some(admin), None).await;
     assert_eq!(
         (policy.status, policy.json()),
-        (StatusCode::OK, json!({"license_days": 7, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20}))
+        (StatusCode::OK, json!({"license_days": 7, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null}))
     );
     let changed = patch_policy(&app, admin, json!({"seat_model": "floating"})).await;
-    assert_eq!(changed.json(), json!({"license_days": 7, "reclaim_after_days": null, "seat_model": "floating", "lease_minutes": 20}));
+    assert_eq!(changed.json(), json!({"license_days": 7, "reclaim_after_days": null, "seat_model": "floating", "lease_minutes": 20, "alert_at_percent": null}));
     let changed = patch_policy(&app, admin, json!({"lease_minutes": 45.0})).await;
     assert_eq!(changed.json()["lease_minutes"], 45, "a whole number may be written 45.0");
     for bad in [
@@ -264,4 +265,52 @@ async fn a_subscription_term_shows_on_the_product_bounds_each_license_and_refuse
     assert_eq!(screen["holders"].as_array().unwrap().len(), 1, "its seat is kept");
     let log = app.admin(Method::GET, "/activity?kind=term_changed", admin).await.json();
     assert_eq!(log["items"][0]["actor"], "operator");
+}
+
+async fn alerts_for_seats_refusals_and_terms_show_on_the_licenses_screen(app: TestApp) {
+    let acme = app.org("acme", &[("editor", 4, true), ("viewer", 1, true)]).await;
+    let (key, admin) = (acme.product_key.as_str(), acme.admin_key.as_str());
+    let changed = patch_policy(&app, admin, json!({"alert_at_percent": 50})).await;
+    assert_eq!(changed.json()["alert_at_percent"], 50);
+    for bad in [json!({"alert_at_percent": 0}), json!({"alert_at_percent": 101}), json!({"alert_at_percent": "50"}), json!({"alert_at_percent": 50.5})] {
+        patch_policy(&app, admin, bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let org = app.store.organization_by_name("acme").await.unwrap().id;
+    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
+    let alerts = |listed: &Value| -> Vec<String> {
+        listed.as_array().unwrap().iter().flat_map(|p| p["alerts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned())).collect()
+    };
+    assert_eq!(app.check_in(key, "editor", "A").await.json()["licensed"], true);
+    assert!(alerts(&post_form(&app, ListProducts::PATH, "", &session).await.json()).is_empty(), "1 of 4 is below 50%");
+    assert_eq!(app.check_in(key, "editor", "B").await.json()["licensed"], true);
+    assert_eq!(
+        alerts(&post_form(&app, ListProducts::PATH, "", &session).await.json()),
+        ["editor app: 2 of 4 seats in use, at or above the alert at 50%"]
+    );
+
+    assert_eq!(app.check_in(key, "viewer", "A").await.json()["licensed"], true);
+    assert_eq!(app.check_in(key, "viewer", "B").await.json()["reason"], "no_seats_available");
+    let today = chrono::Utc::now().date_naive();
+    app.store.set_term(org, "viewer", Some(today + chrono::Days::new(5)), store::Actor::Operator).await.unwrap();
+    let listed = post_form(&app, ListProducts::PATH, "", &session).await.json();
+    assert_eq!(
+        alerts(&listed),
+        [
+            "editor app: 2 of 4 seats in use, at or above the alert at 50%",
+            "viewer app: 1 device refused this week for want of a seat",
+            "viewer app: Subscription expires in 5 days",
+        ]
+    );
+
+    // The Product screen sets the alert's share, and empties it.
+    let reply = post_form(&app, SetAlertPercent::PATH, "code=editor&percent=75", &session).await;
+    assert!(reply.status.is_success());
+    assert_eq!(post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json()["alert_at_percent"], 75);
+    let reply = post_form(&app, SetAlertPercent::PATH, "code=editor&percent=0", &session).await;
+    assert_eq!((reply.status, reply.json()["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_alert_percent")));
+    post_form(&app, SetAlertPercent::PATH, "code=editor&percent=", &session).await;
+    let policy = app.call(Method::GET, POLICY, Some(admin), None).await.json();
+    assert_eq!(policy["alert_at_percent"], Value::Null);
+    let log = app.admin(Method::GET, "/activity?kind=policy_changed", admin).await.json();
+    assert_eq!(log["items"][0]["detail"], "alert_at_percent 75% → none");
 }

@@ -204,10 +204,10 @@ async fn the_product_policy_sets_how_long_a_license_lasts(app: TestApp) {
     let acme = app.org("acme", &[("editor", 2, true)]).await;
     let admin = Some(acme.admin_key.as_str());
     let policy = app.call(Method::GET, "/api/v1/admin/products/editor/policy", admin, None).await;
-    assert_eq!((policy.status, policy.json()), (StatusCode::OK, json!({"license_days": 7, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20})));
+    assert_eq!((policy.status, policy.json()), (StatusCode::OK, json!({"license_days": 7, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null})));
 
-    let changed = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20}))).await;
-    assert_eq!((changed.status, changed.json()), (StatusCode::OK, json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20})));
+    let changed = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(json!({"license_days": 30, "reclaim_after_days": null}))).await;
+    assert_eq!((changed.status, changed.json()), (StatusCode::OK, json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null})));
     let answer = app.check_in(&acme.product_key, "editor", "SN-1").await.json();
     let (_, claims) = verify(answer["license"].as_str().unwrap(), &public_keys(&app).await).unwrap();
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 30 * DAY, "applies at once");
@@ -217,16 +217,16 @@ async fn the_product_policy_sets_how_long_a_license_lasts(app: TestApp) {
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     }
     let policy = app.call(Method::GET, "/api/v1/admin/products/editor/policy", admin, None).await.json();
-    assert_eq!(policy, json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20}), "refused changes change nothing");
+    assert_eq!(policy, json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null}), "refused changes change nothing");
 
-    let reclaim = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(json!({"reclaim_after_days": 90, "seat_model": "assigned", "lease_minutes": 20}))).await;
-    assert_eq!(reclaim.json(), json!({"license_days": 30, "reclaim_after_days": 90, "seat_model": "assigned", "lease_minutes": 20}), "one field changes, the other stays");
+    let reclaim = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(json!({"reclaim_after_days": 90}))).await;
+    assert_eq!(reclaim.json(), json!({"license_days": 30, "reclaim_after_days": 90, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null}), "one field changes, the other stays");
     for bad in [json!({"reclaim_after_days": 0}), json!({"reclaim_after_days": 3651}), json!({"reclaim_after_days": "90"})] {
         let reply = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(bad)).await;
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let never = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(json!({"reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20}))).await;
-    assert_eq!(never.json(), json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20}), "null turns reclaiming off");
+    let never = app.call(Method::PATCH, "/api/v1/admin/products/editor/policy", admin, Some(json!({"reclaim_after_days": null}))).await;
+    assert_eq!(never.json(), json!({"license_days": 30, "reclaim_after_days": null, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null}), "null turns reclaiming off");
 
     let missing = app.call(Method::PATCH, "/api/v1/admin/products/nope/policy", admin, Some(json!({"license_days": 3}))).await;
     missing.assert_error(StatusCode::NOT_FOUND, "unknown_product");

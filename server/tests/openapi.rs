@@ -159,7 +159,7 @@ async fn every_operation_answers_as_described(app: TestApp) {
     api.call(M::PATCH, &admin_api("/products/{code}"), &["manual"], "", admin, Some(json!({"auto_assign": "yes"}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     api.call(M::GET, &admin_api("/products/{code}/policy"), &["editor"], "", admin, None).await;
     let policy = api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["editor"], "", admin, Some(json!({"license_days": 3, "reclaim_after_days": 30}))).await;
-    assert_eq!(policy.json(), json!({"license_days": 3, "reclaim_after_days": 30, "seat_model": "assigned", "lease_minutes": 20}));
+    assert_eq!(policy.json(), json!({"license_days": 3, "reclaim_after_days": 30, "seat_model": "assigned", "lease_minutes": 20, "alert_at_percent": null}));
     // A floating product: a lease on the answer, a seat given back.
     api.call(M::PATCH, &admin_api("/products/{code}/policy"), &["floating"], "", admin, Some(json!({"seat_model": "floating", "lease_minutes": 5}))).await;
     let leased = api.call(M::POST, checkin, &[], "", product, Some(json!({"product": "floating", "serial": "SN-1"}))).await.json();
@@ -236,7 +236,7 @@ async fn every_operation_answers_as_described(app: TestApp) {
     }
 
     let policy = &doc.0["components"]["schemas"]["PolicyUpdate"]["properties"];
-    for field in ["license_days", "reclaim_after_days", "lease_minutes"] {
+    for field in ["license_days", "reclaim_after_days", "lease_minutes", "alert_at_percent"] {
         let (min, max) = (policy[field]["minimum"].as_i64().unwrap(), policy[field]["maximum"].as_i64().unwrap());
         for (value, fits) in [(min, true), (max, true), (min - 1, false), (max + 1, false)] {
             let body = json!({ field: value });

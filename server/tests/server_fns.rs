@@ -9,7 +9,7 @@ use app::device::{LoadDevice, SetLicense};
 use app::devices::{BulkDevices, DeleteDevice, IgnoreDevice, ListDevices};
 use app::licenses::{ListProducts, SetAutoAssign};
 use app::activity::LoadActivity;
-use app::product::{LoadProduct, RemoveFromQueue, RevokeSeat, SetLicenseDays, SetSeatModel};
+use app::product::{LoadProduct, RemoveFromQueue, RevokeSeat, SetAlertPercent, SetLicenseDays, SetSeatModel};
 use app::settings::{LoadSettings, RotateAdminKey, RotateProductKey, Unignore};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -39,6 +39,7 @@ fn protected_calls() -> Vec<(&'static str, &'static str)> {
         (SetLicenseDays::PATH, "code=editor&days=3"),
         (SetSeatModel::PATH, "code=editor&model=floating&minutes=30"),
         (RemoveFromQueue::PATH, "code=editor&serial=ACME-1"),
+        (SetAlertPercent::PATH, "code=editor&percent=80"),
         (ListDevices::PATH, ""),
         (DeleteDevice::PATH, "serial=ACME-1"),
         (LoadDevice::PATH, "serial=ACME-1"),

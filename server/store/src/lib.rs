@@ -310,19 +310,20 @@ pub(crate) fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Po
 /// A policy's columns, as both backends select them ([`PolicyColumns`]).
 macro_rules! policy_columns {
     () => {
-        "license_days, reclaim_after_days, seat_model, lease_minutes"
+        "license_days, reclaim_after_days, seat_model, lease_minutes, alert_at_percent"
     };
 }
 pub(crate) use policy_columns;
 
-pub(crate) type PolicyColumns = (i64, Option<i64>, String, i64);
+pub(crate) type PolicyColumns = (i64, Option<i64>, String, i64, Option<i64>);
 
-pub(crate) fn policy_from((license_days, reclaim_after_days, seat_model, lease_minutes): PolicyColumns) -> ProductPolicy {
+pub(crate) fn policy_from((license_days, reclaim_after_days, seat_model, lease_minutes, alert_at_percent): PolicyColumns) -> ProductPolicy {
     ProductPolicy {
         license_days,
         reclaim_after_days,
         seat_model: SeatModel::parse(&seat_model).unwrap_or_default(),
         lease_minutes,
+        alert_at_percent,
     }
 }
 

@@ -122,6 +122,15 @@ pub fn lease_minutes(minutes: i64) -> Result<(), StoreError> {
     }
 }
 
+/// The share of seats in use that raises an alert: 1 to 100 percent.
+pub fn alert_at_percent(percent: i64) -> Result<(), StoreError> {
+    if (1..=100).contains(&percent) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid("alert_at_percent must be a whole number from 1 to 100, or null for no alert"))
+    }
+}
+
 /// A LIKE pattern matching serials that contain `query`, with LIKE's own
 /// wildcards escaped by `\`.
 pub(crate) fn contains_pattern(query: &str) -> String {

@@ -143,6 +143,17 @@ pub struct ProductPolicy {
     /// it; kept, unused, while the product's seats are assigned.
     #[schema(minimum = 5, maximum = 1440)]
     pub lease_minutes: i64,
+    /// An alert when the seats in use reach this share of the seats (`null`:
+    /// none).
+    #[schema(required = true, minimum = 1, maximum = 100)]
+    pub alert_at_percent: Option<i64>,
+}
+
+impl ProductPolicy {
+    /// Whether `product`'s seats in use have reached the alert's share.
+    pub fn alerts_for(&self, product: &Product) -> bool {
+        self.alert_at_percent.is_some_and(|percent| product.seats > 0 && product.assigned * 100 >= percent * product.seats)
+    }
 }
 
 impl ProductPolicy {
@@ -161,6 +172,10 @@ impl ProductPolicy {
         }
         if self.lease_minutes != after.lease_minutes {
             changes.push(format!("lease_minutes {} → {}", self.lease_minutes, after.lease_minutes));
+        }
+        if self.alert_at_percent != after.alert_at_percent {
+            let percent = |p: Option<i64>| p.map_or_else(|| "none".to_owned(), |p| format!("{p}%"));
+            changes.push(format!("alert_at_percent {} → {}", percent(self.alert_at_percent), percent(after.alert_at_percent)));
         }
         if changes.is_empty() { "unchanged".to_owned() } else { changes.join(", ") }
     }
@@ -188,6 +203,11 @@ pub struct PolicyUpdate {
     #[serde(default, deserialize_with = "whole_days")]
     #[schema(minimum = 5, maximum = 1440)]
     pub lease_minutes: Option<i64>,
+    /// The alert's share of seats in use, 1 to 100 percent; `null` turns the
+    /// alert off, left out it stays as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub alert_at_percent: Option<Option<i64>>,
 }
 
 /// A field that is present, even as `null`.
@@ -218,6 +238,7 @@ impl PolicyUpdate {
             && self.reclaim_after_days.is_none()
             && self.seat_model.is_none()
             && self.lease_minutes.is_none()
+            && self.alert_at_percent.is_none()
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::StoreError> {
@@ -229,6 +250,9 @@ impl PolicyUpdate {
         }
         if let Some(minutes) = self.lease_minutes {
             crate::validate::lease_minutes(minutes)?;
+        }
+        if let Some(Some(percent)) = self.alert_at_percent {
+            crate::validate::alert_at_percent(percent)?;
         }
         Ok(())
     }

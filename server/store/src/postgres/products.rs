@@ -79,12 +79,12 @@ impl Products for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
-        let rows: Vec<(String, i64, Option<i64>, String, i64)> =
+        let rows: Vec<(String, i64, Option<i64>, String, i64, Option<i64>)> =
             sqlx::query_as(concat!("select code, ", policy_columns!(), " from products where org_id = $1 order by code"))
                 .bind(org.0)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(|(code, a, b, c, d)| (code, policy_from((a, b, c, d)))).collect())
+        Ok(rows.into_iter().map(|(code, a, b, c, d, e)| (code, policy_from((a, b, c, d, e)))).collect())
     }
 
     #[tracing::instrument(skip_all)]
@@ -97,7 +97,8 @@ impl Products for PgStore {
             "update products set license_days = coalesce($1, license_days),
                     reclaim_after_days = case when $2 then $3 else reclaim_after_days end,
                     seat_model = coalesce($4, seat_model),
-                    lease_minutes = coalesce($5, lease_minutes)
+                    lease_minutes = coalesce($5, lease_minutes),
+                    alert_at_percent = case when $8 then $9 else alert_at_percent end
              where org_id = $6 and code = $7
              returning ",
             policy_columns!()
@@ -109,6 +110,8 @@ impl Products for PgStore {
         .bind(update.lease_minutes)
         .bind(org.0)
         .bind(code)
+        .bind(update.alert_at_percent.is_some())
+        .bind(update.alert_at_percent.flatten())
         .fetch_one(&mut *tx)
         .await?;
         let after = policy_from(after);

@@ -69,12 +69,12 @@ impl Products for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn policies(&self, org: OrgId) -> Result<Vec<(String, ProductPolicy)>> {
-        let rows: Vec<(String, i64, Option<i64>, String, i64)> =
+        let rows: Vec<(String, i64, Option<i64>, String, i64, Option<i64>)> =
             sqlx::query_as(concat!("select code, ", policy_columns!(), " from products where org_id = ? order by code"))
                 .bind(org.0)
                 .fetch_all(&self.readers)
                 .await?;
-        Ok(rows.into_iter().map(|(code, a, b, c, d)| (code, policy_from((a, b, c, d)))).collect())
+        Ok(rows.into_iter().map(|(code, a, b, c, d, e)| (code, policy_from((a, b, c, d, e)))).collect())
     }
 
     #[tracing::instrument(skip_all)]
@@ -87,7 +87,8 @@ impl Products for SqliteStore {
             "update products set license_days = coalesce(?, license_days),
                     reclaim_after_days = case when ? then ? else reclaim_after_days end,
                     seat_model = coalesce(?, seat_model),
-                    lease_minutes = coalesce(?, lease_minutes)
+                    lease_minutes = coalesce(?, lease_minutes),
+                    alert_at_percent = case when ? then ? else alert_at_percent end
              where org_id = ? and code = ?",
         )
         .bind(update.license_days)
@@ -95,6 +96,8 @@ impl Products for SqliteStore {
         .bind(update.reclaim_after_days.flatten())
         .bind(update.seat_model.map(SeatModel::as_str))
         .bind(update.lease_minutes)
+        .bind(update.alert_at_percent.is_some())
+        .bind(update.alert_at_percent.flatten())
         .bind(org.0)
         .bind(code)
         .execute(&mut *tx)

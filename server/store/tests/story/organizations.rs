@@ -127,7 +127,7 @@ pub(super) async fn servers_racing_to_make_the_first_signing_key_store_one_and_r
 
 pub(super) async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_values(store: Store) {
     let org = org_with_product(&store, "acme", "editor", 2, true).await;
-    assert_eq!(store.policy(org, "editor").await.unwrap(), ProductPolicy { license_days: 7, reclaim_after_days: None, seat_model: SeatModel::Assigned, lease_minutes: 20 });
+    assert_eq!(store.policy(org, "editor").await.unwrap(), ProductPolicy { license_days: 7, reclaim_after_days: None, seat_model: SeatModel::Assigned, lease_minutes: 20, alert_at_percent: None });
     let terms = store.license_terms(org, "editor").await.unwrap();
     assert_eq!(terms, LicenseTerms { organization: "acme".into(), license_days: 7, valid_until: None });
 
@@ -140,7 +140,7 @@ pub(super) async fn a_product_policy_changes_only_what_is_named_and_refuses_bad_
     }
     assert_eq!(store.license_terms(org, "editor").await.unwrap().license_days, 365);
     let every = store.policies(org).await.unwrap();
-    assert_eq!(every, vec![("editor".to_owned(), ProductPolicy { license_days: 365, reclaim_after_days: None, seat_model: SeatModel::Assigned, lease_minutes: 20 })]);
+    assert_eq!(every, vec![("editor".to_owned(), ProductPolicy { license_days: 365, reclaim_after_days: None, seat_model: SeatModel::Assigned, lease_minutes: 20, alert_at_percent: None })]);
     let product = store.product(org, "editor").await.unwrap();
     assert_eq!((product.seats, product.auto_assign), (2, true), "the policy leaves the seats alone");
 
