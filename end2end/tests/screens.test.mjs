@@ -356,32 +356,6 @@ test('the Device screen asks before deleting a device, then goes back to the lis
   assert.equal((await admin(server.baseURL, keys.adminKey, '/devices/FLEET-050')).error?.code, 'unknown_device');
 });
 
-test('the Settings screen copies and rotates the product key and un-ignores devices', async () => {
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.baseURL });
-  await page.getByRole('link', { name: 'Settings' }).click();
-  await page.getByRole('heading', { name: 'Settings' }).waitFor();
-  await hydrated(page);
-  const key = page.getByRole('textbox', { name: 'Product API key' });
-  assert.equal(await key.inputValue(), keys.productKey);
-  await page.getByRole('button', { name: 'Copy' }).click();
-  await page.getByRole('button', { name: 'Copied' }).waitFor();
-  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), keys.productKey);
-  await screenshot(page, 'settings');
-
-  await submit(page, page.getByRole('button', { name: 'Rotate product key' }));
-  await page.waitForFunction((old) => document.getElementById('product-key')?.value !== old, keys.productKey);
-  const rotated = await key.inputValue();
-  assert.match(rotated, /^sk_prod_/);
-  assert.notEqual(rotated, keys.productKey);
-  assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-001')).error?.code, 'invalid_api_key');
-  keys.productKey = rotated;
-
-  await page.getByRole('button', { name: 'Un-ignore DESK-7' }).click();
-  await page.getByRole('button', { name: 'Un-ignore DESK-7' }).waitFor({ state: 'detached' });
-  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7')).reason, 'no_seats_available',
-    'known again, and the one Viewer seat is taken');
-});
-
 test('the Product screen makes seats floating, shows each lease, and Licenses counts the seats in use', async () => {
   server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'studio', '--name', 'Studio', '--seats', '2', '--auto-assign']);
   await page.goto(`${server.baseURL}/products/studio`);
@@ -481,6 +455,32 @@ test('refusals show on Licenses and in the Product chart, whose history starts t
   await chart.getByText('Devices refused').waitFor();
   assert.equal(await chart.locator('line.latest').count(), 0, 'no lone dot');
   await screenshot(page, 'product-new-history-refusals');
+});
+
+test('the Settings screen copies and rotates the product key and un-ignores devices', async () => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.baseURL });
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  await hydrated(page);
+  const key = page.getByRole('textbox', { name: 'Product API key' });
+  assert.equal(await key.inputValue(), keys.productKey);
+  await page.getByRole('button', { name: 'Copy' }).click();
+  await page.getByRole('button', { name: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), keys.productKey);
+  await screenshot(page, 'settings');
+
+  await submit(page, page.getByRole('button', { name: 'Rotate product key' }));
+  await page.waitForFunction((old) => document.getElementById('product-key')?.value !== old, keys.productKey);
+  const rotated = await key.inputValue();
+  assert.match(rotated, /^sk_prod_/);
+  assert.notEqual(rotated, keys.productKey);
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'editor', 'LAPTOP-001')).error?.code, 'invalid_api_key');
+  keys.productKey = rotated;
+
+  await page.getByRole('button', { name: 'Un-ignore DESK-7' }).click();
+  await page.getByRole('button', { name: 'Un-ignore DESK-7' }).waitFor({ state: 'detached' });
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7')).reason, 'no_seats_available',
+    'known again, and the one Viewer seat is taken');
 });
 
 test('rotating the administration key shows the new key once and keeps this browser signed in', async () => {
