@@ -70,71 +70,6 @@ test('license validity and reclaiming are set on the Product screen with their S
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).reclaim_after_days, null);
 });
 
-test('seats turn floating on the Product screen with its Save button, and a bad lease says why', async () => {
-  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'studio', '--name', 'Studio', '--seats', '2', '--auto-assign']);
-  assert.equal((await checkIn(server.baseURL, keys.productKey, 'studio', 'DESK-7')).licensed, true);
-  await page.goto(`${server.baseURL}/products/studio`);
-  const model = page.getByLabel('Seats are');
-  const minutes = page.getByLabel('Leases last');
-  const save = page.locator('form').filter({ has: model }).getByRole('button', { name: 'Save' });
-  await model.selectOption('floating');
-  await minutes.evaluate((input) => { input.removeAttribute('min'); input.value = '2'; });
-  await save.click();
-  assert.match(await page.getByRole('alert').textContent(), /5 to 1440 minutes/);
-  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned', 'nothing changed');
-
-  await model.selectOption('floating');
-  await minutes.fill('15');
-  await save.click();
-  await page.getByRole('heading', { name: 'Studio' }).waitFor();
-  const policy = await admin(server.baseURL, keys.adminKey, '/products/studio/policy');
-  assert.deepEqual([policy.seat_model, policy.lease_minutes], ['floating', 15]);
-  assert.equal(await model.inputValue(), 'floating');
-  await page.getByRole('columnheader', { name: 'Lease ends' }).waitFor();
-  await screenshot(page, 'no-js-product-floating');
-
-  await model.selectOption('assigned');
-  await save.click();
-  await page.getByRole('heading', { name: 'Studio' }).waitFor();
-  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned');
-});
-
-test('the waiting line is listed and trimmed with plain forms', async () => {
-  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'lab', '--name', 'Lab', '--seats', '0', '--auto-assign']);
-  for (const serial of ['LAB-W1', 'LAB-W2']) {
-    await fetch(`${server.baseURL}/api/v1/checkin`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${keys.productKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ product: 'lab', serial, queue: true }),
-    });
-  }
-  await page.goto(`${server.baseURL}/products/lab`);
-  const line = page.getByRole('region', { name: 'Waiting for a seat' });
-  assert.deepEqual(await line.getByRole('rowheader').allTextContents(), ['LAB-W1', 'LAB-W2']);
-  await line.getByRole('button', { name: 'Remove LAB-W2 from the line' }).click();
-  await page.getByRole('heading', { name: 'Lab' }).waitFor();
-  assert.deepEqual(await page.getByRole('region', { name: 'Waiting for a seat' }).getByRole('rowheader').allTextContents(), ['LAB-W1']);
-  await screenshot(page, 'no-js-product-waiting-line');
-});
-
-test('an alert share is set on the Product screen, and the Licenses screen opens with the alerts', async () => {
-  await page.goto(`${server.baseURL}/products/editor`);
-  const percent = page.getByLabel('Alert when the seats in use reach');
-  await percent.fill('10');
-  await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
-  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
-  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).alert_at_percent, 10);
-  await page.goto(server.baseURL);
-  const alerts = page.getByRole('region', { name: 'Alerts' });
-  await alerts.getByText(/Editor Pro: \d+ of \d+ seats in use, at or above the alert at 10%/).waitFor();
-  await screenshot(page, 'no-js-licenses-alerts');
-  await page.goto(`${server.baseURL}/products/editor`);
-  await percent.fill('');
-  await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
-  await page.getByRole('heading', { name: 'Editor Pro' }).waitFor();
-  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/editor/policy')).alert_at_percent, null);
-});
-
 test('a bulk action works as a plain form and says what it did', async () => {
   for (const serial of ['BULK-1', 'BULK-2']) await checkIn(server.baseURL, keys.productKey, 'editor', serial);
   await page.goto(`${server.baseURL}/devices?q=BULK-`);
@@ -186,6 +121,71 @@ test('revoking, deleting and ignoring work as plain forms', async () => {
   assert.equal(new URL(page.url()).pathname, '/devices', 'the device is gone: back to the list');
   const serials = (await admin(server.baseURL, keys.adminKey, '/devices')).items.map((d) => d.serial);
   assert.deepEqual(serials, ['FILLER', 'LAPTOP-001']);
+});
+
+test('seats turn floating on the Product screen with its Save button, and a bad lease says why', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'studio', '--name', 'Studio', '--seats', '2', '--auto-assign']);
+  assert.equal((await checkIn(server.baseURL, keys.productKey, 'studio', 'STUDIO-1')).licensed, true);
+  await page.goto(`${server.baseURL}/products/studio`);
+  const model = page.getByLabel('Seats are');
+  const minutes = page.getByLabel('Leases last');
+  const save = page.locator('form').filter({ has: model }).getByRole('button', { name: 'Save' });
+  await model.selectOption('floating');
+  await minutes.evaluate((input) => { input.removeAttribute('min'); input.value = '2'; });
+  await save.click();
+  assert.match(await page.getByRole('alert').textContent(), /5 to 1440 minutes/);
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned', 'nothing changed');
+
+  await model.selectOption('floating');
+  await minutes.fill('15');
+  await save.click();
+  await page.getByRole('heading', { name: 'Studio' }).waitFor();
+  const policy = await admin(server.baseURL, keys.adminKey, '/products/studio/policy');
+  assert.deepEqual([policy.seat_model, policy.lease_minutes], ['floating', 15]);
+  assert.equal(await model.inputValue(), 'floating');
+  await page.getByRole('columnheader', { name: 'Lease ends' }).waitFor();
+  await screenshot(page, 'no-js-product-floating');
+
+  await model.selectOption('assigned');
+  await save.click();
+  await page.getByRole('heading', { name: 'Studio' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).seat_model, 'assigned');
+});
+
+test('the waiting line is listed and trimmed with plain forms', async () => {
+  server.cli(['product', 'add', '--org', 'Acme Corp', '--code', 'lab', '--name', 'Lab', '--seats', '0', '--auto-assign']);
+  for (const serial of ['LAB-W1', 'LAB-W2']) {
+    await fetch(`${server.baseURL}/api/v1/checkin`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.productKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ product: 'lab', serial, queue: true }),
+    });
+  }
+  await page.goto(`${server.baseURL}/products/lab`);
+  const line = page.getByRole('region', { name: 'Waiting for a seat' });
+  assert.deepEqual(await line.getByRole('rowheader').allTextContents(), ['LAB-W1', 'LAB-W2']);
+  await line.getByRole('button', { name: 'Remove LAB-W2 from the line' }).click();
+  await page.getByRole('heading', { name: 'Lab' }).waitFor();
+  assert.deepEqual(await page.getByRole('region', { name: 'Waiting for a seat' }).getByRole('rowheader').allTextContents(), ['LAB-W1']);
+  await screenshot(page, 'no-js-product-waiting-line');
+});
+
+test('an alert share is set on the Product screen, and the Licenses screen opens with the alerts', async () => {
+  await page.goto(`${server.baseURL}/products/studio`);
+  const percent = page.getByLabel('Alert when the seats in use reach');
+  await percent.fill('10');
+  await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Studio' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).alert_at_percent, 10);
+  await page.goto(server.baseURL);
+  const alerts = page.getByRole('region', { name: 'Alerts' });
+  await alerts.getByText(/Studio: \d+ of \d+ seats in use, at or above the alert at 10%/).waitFor();
+  await screenshot(page, 'no-js-licenses-alerts');
+  await page.goto(`${server.baseURL}/products/studio`);
+  await percent.fill('');
+  await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Studio' }).waitFor();
+  assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).alert_at_percent, null);
 });
 
 test('the admin key rotates and is shown once, and signing out works', async () => {

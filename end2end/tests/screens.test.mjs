@@ -127,7 +127,7 @@ test('the Product screen charts seat usage over 30 or 90 days, and Licenses show
   await chart.waitFor();
   assert.equal(await chart.locator('polyline').count(), 2, 'assigned and seats');
   assert.equal(await chart.locator('line.latest').count(), 0, 'no lone dot');
-  await page.locator('figure.usage').getByText('History starts today').waitFor();
+  await page.locator('figure.usage figcaption').getByText('History starts today').waitFor();
   await page.getByRole('link', { name: '90 days' }).click();
   await page.getByRole('img', { name: /^History starts today/ }).waitFor();
   await screenshot(page, 'product-usage');
@@ -430,7 +430,7 @@ test('a subscription term shows on Licenses and Product as it nears, then plainl
   await screenshot(page, 'licenses-term');
 
   server.cli(['product', 'set-term', '--org', 'Acme Corp', '--code', 'viewer', '--valid-until', day(-1)]);
-  const answer = await checkIn(server.baseURL, keys.productKey, 'viewer', 'DESK-7');
+  const answer = await checkIn(server.baseURL, keys.productKey, 'viewer', 'TERM-1');
   assert.deepEqual([answer.licensed, answer.reason], [false, 'subscription_expired']);
   await page.goto(`${server.baseURL}/products/viewer`);
   await hydrated(page);
@@ -451,8 +451,8 @@ test('refusals show on Licenses and in the Product chart, whose history starts t
   await page.goto(`${server.baseURL}/products/full`);
   await hydrated(page);
   const chart = page.locator('figure.usage');
-  await chart.getByText('History starts today').waitFor();
-  await chart.getByText('Devices refused').waitFor();
+  await chart.locator('figcaption').getByText('History starts today').waitFor();
+  await chart.locator('figcaption').getByText('Devices refused').waitFor();
   assert.equal(await chart.locator('line.latest').count(), 0, 'no lone dot');
   await screenshot(page, 'product-new-history-refusals');
 });
