@@ -309,44 +309,6 @@ pub fn ProductPage() -> impl IntoView {
                     <button type="submit" class="small">"Save"</button>
                 </form>
                 <PostedError form="alert-percent" />
-                {(!waiting.is_empty()).then(|| view! {
-                    <section class="waiting" aria-labelledby="waiting-heading">
-                        <h2 id="waiting-heading">"Waiting for a seat"</h2>
-                        <PostedError form="queue" />
-                        <div class="table-wrap">
-                            <table>
-                                <thead>
-                                    <tr>
-                                        <th scope="col" class="num">"Position"</th>
-                                        <th scope="col">"Serial number"</th>
-                                        <th scope="col">"Waiting since"</th>
-                                        <th scope="col"><span class="visually-hidden">"Remove"</span></th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {waiting.into_iter().map(|waiter| {
-                                        let label = format!("Remove {} from the line", waiter.serial);
-                                        let code = queue_code.clone();
-                                        view! {
-                                            <tr>
-                                                <td class="num">{waiter.position}</td>
-                                                <th scope="row">{waiter.serial.clone()}</th>
-                                                <td><When moment=waiter.since /></td>
-                                                <td class="actions">
-                                                    <form method="post" action=posting_to(RemoveFromQueue::url()) class="inline">
-                                                        <input type="hidden" name="code" value=code />
-                                                        <input type="hidden" name="serial" value=waiter.serial />
-                                                        <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
-                                                    </form>
-                                                </td>
-                                            </tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                    </section>
-                })}
                 <PostedError form="revoke" />
                 {if holders.is_empty() {
                     view! { <p class="muted">"No device holds a seat of this product."</p> }.into_any()
@@ -397,6 +359,44 @@ pub fn ProductPage() -> impl IntoView {
                         })}
                     }.into_any()
                 }}
+                {(!waiting.is_empty()).then(|| view! {
+                    <section class="waiting" aria-labelledby="waiting-heading">
+                        <h2 id="waiting-heading">"Waiting for a seat"</h2>
+                        <PostedError form="queue" />
+                        <div class="table-wrap">
+                            <table>
+                                <thead>
+                                    <tr>
+                                        <th scope="col" class="num">"Position"</th>
+                                        <th scope="col">"Serial number"</th>
+                                        <th scope="col">"Waiting since"</th>
+                                        <th scope="col"><span class="visually-hidden">"Remove"</span></th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {waiting.into_iter().map(|waiter| {
+                                        let label = format!("Remove {} from the line", waiter.serial);
+                                        let code = queue_code.clone();
+                                        view! {
+                                            <tr>
+                                                <td class="num">{waiter.position}</td>
+                                                <th scope="row">{waiter.serial.clone()}</th>
+                                                <td><When moment=waiter.since /></td>
+                                                <td class="actions">
+                                                    <form method="post" action=posting_to(RemoveFromQueue::url()) class="inline">
+                                                        <input type="hidden" name="code" value=code />
+                                                        <input type="hidden" name="serial" value=waiter.serial />
+                                                        <button type="submit" class="icon danger" aria-label=label.clone() title=label>"×"</button>
+                                                    </form>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    </section>
+                })}
             }.into_any()
         }}/>
     }
