@@ -134,98 +134,87 @@ pub async fn remove_from_queue(code: String, serial: String) -> Result<(), UiErr
     finish_form("queue", result)
 }
 
-/// A number of days as typed in a number field, if `valid` takes it.
+/// A whole number as typed in a number field, if `valid` takes it; the
+/// error `code` otherwise.
 #[cfg(feature = "ssr")]
-fn typed_days(text: &str, valid: fn(i64) -> Result<(), store::StoreError>) -> Option<i64> {
-    text.trim().parse::<i64>().ok().filter(|days| valid(*days).is_ok())
+fn typed(text: &str, valid: fn(i64) -> Result<(), store::StoreError>, code: &str) -> Result<i64, UiError> {
+    text.trim().parse::<i64>().ok().filter(|number| valid(*number).is_ok()).ok_or_else(|| UiError::new(code))
+}
+
+/// The same, or `None` for an empty field.
+#[cfg(feature = "ssr")]
+fn typed_or_empty(text: &str, valid: fn(i64) -> Result<(), store::StoreError>, code: &str) -> Result<Option<i64>, UiError> {
+    match text.trim() {
+        "" => Ok(None),
+        text => typed(text, valid, code).map(Some),
+    }
+}
+
+/// Changes the product's policy as the screen's form `form` asks: the
+/// session first, then the form's fields (`update`), then the store's one
+/// operation, which the admin API's PATCH calls too.
+#[cfg(feature = "ssr")]
+async fn change_policy(
+    form: &str,
+    code: &str,
+    update: impl FnOnce() -> Result<store::PolicyUpdate, UiError>,
+) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::prelude::*;
+    let result = async {
+        let org = require_org().await?;
+        let update = update()?;
+        store()?.update_policy(org.id, code, &update, store::Actor::AdminSession).await?;
+        Ok(())
+    }
+    .await;
+    finish_form(form, result)
 }
 
 /// `days` as typed in the number field.
 #[server]
 pub async fn set_license_days(code: String, days: String) -> Result<(), UiError> {
-    use crate::server::*;
-    use store::prelude::*;
     use store::{PolicyUpdate, validate};
-    let result = async {
-        let org = require_org().await?;
-        let Some(days) = typed_days(&days, validate::license_days) else { return Err(UiError::new("invalid_license_days")) };
-        let update = PolicyUpdate { license_days: Some(days), ..PolicyUpdate::default() };
-        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
-        Ok(())
-    }
-    .await;
-    finish_form("license-days", result)
+    change_policy("license-days", &code, || {
+        let days = typed(&days, validate::license_days, "invalid_license_days")?;
+        Ok(PolicyUpdate { license_days: Some(days), ..PolicyUpdate::default() })
+    })
+    .await
 }
 
 /// `days` as typed: empty turns reclaiming off.
 #[server]
 pub async fn set_reclaim_days(code: String, days: String) -> Result<(), UiError> {
-    use crate::server::*;
-    use store::prelude::*;
     use store::{PolicyUpdate, validate};
-    let result = async {
-        let org = require_org().await?;
-        let days = match days.trim() {
-            "" => None,
-            text => match typed_days(text, validate::reclaim_after_days) {
-                Some(days) => Some(days),
-                None => return Err(UiError::new("invalid_reclaim_days")),
-            },
-        };
-        let update = PolicyUpdate { reclaim_after_days: Some(days), ..PolicyUpdate::default() };
-        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
-        Ok(())
-    }
-    .await;
-    finish_form("reclaim-days", result)
+    change_policy("reclaim-days", &code, || {
+        let days = typed_or_empty(&days, validate::reclaim_after_days, "invalid_reclaim_days")?;
+        Ok(PolicyUpdate { reclaim_after_days: Some(days), ..PolicyUpdate::default() })
+    })
+    .await
 }
 
 /// `percent` as typed: empty turns the alert off.
 #[server]
 pub async fn set_alert_percent(code: String, percent: String) -> Result<(), UiError> {
-    use crate::server::*;
-    use store::prelude::*;
     use store::{PolicyUpdate, validate};
-    let result = async {
-        let org = require_org().await?;
-        let percent = match percent.trim() {
-            "" => None,
-            text => match typed_days(text, validate::alert_at_percent) {
-                Some(percent) => Some(percent),
-                None => return Err(UiError::new("invalid_alert_percent")),
-            },
-        };
-        let update = PolicyUpdate { alert_at_percent: Some(percent), ..PolicyUpdate::default() };
-        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
-        Ok(())
-    }
-    .await;
-    finish_form("alert-percent", result)
+    change_policy("alert-percent", &code, || {
+        let percent = typed_or_empty(&percent, validate::alert_at_percent, "invalid_alert_percent")?;
+        Ok(PolicyUpdate { alert_at_percent: Some(percent), ..PolicyUpdate::default() })
+    })
+    .await
 }
 
 /// `model` from the seat-model choice, `minutes` as typed (the lease of
 /// floating seats; kept as it is when empty).
 #[server]
 pub async fn set_seat_model(code: String, model: String, minutes: String) -> Result<(), UiError> {
-    use crate::server::*;
-    use store::prelude::*;
     use store::{PolicyUpdate, SeatModel, validate};
-    let result = async {
-        let org = require_org().await?;
-        let Some(seat_model) = SeatModel::parse(&model) else { return Err(UiError::new("invalid_seat_model")) };
-        let lease_minutes = match minutes.trim() {
-            "" => None,
-            text => match typed_days(text, validate::lease_minutes) {
-                Some(minutes) => Some(minutes),
-                None => return Err(UiError::new("invalid_seat_model")),
-            },
-        };
-        let update = PolicyUpdate { seat_model: Some(seat_model), lease_minutes, ..PolicyUpdate::default() };
-        store()?.update_policy(org.id, &code, &update, store::Actor::AdminSession).await?;
-        Ok(())
-    }
-    .await;
-    finish_form("seat-model", result)
+    change_policy("seat-model", &code, || {
+        let seat_model = SeatModel::parse(&model).ok_or_else(|| UiError::new("invalid_seat_model"))?;
+        let lease_minutes = typed_or_empty(&minutes, validate::lease_minutes, "invalid_seat_model")?;
+        Ok(PolicyUpdate { seat_model: Some(seat_model), lease_minutes, ..PolicyUpdate::default() })
+    })
+    .await
 }
 
 #[component]

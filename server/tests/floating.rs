@@ -183,44 +183,29 @@ async fn an_ended_lease_frees_its_seat_for_the_next_device_that_asks(app: TestAp
     assert_eq!((reclaimed["items"][0]["serial"].clone(), reclaimed["items"][0]["detail"].clone()), (json!("LAPTOP-1"), json!("lease ended")));
 }
 
-/// Posts a form to a server function as a page of this site does.
-async fn post_form(app: &TestApp, path: &str, form: &str, session: &str) -> Reply {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, "127.0.0.1:3000")
-        .header(header::ORIGIN, "http://127.0.0.1:3000")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, format!("seatkeeper_session={session}"))
-        .body(Body::from(form.to_owned()))
-        .unwrap();
-    app.send(request).await
-}
 
 async fn the_product_screen_switches_seat_models_and_shows_each_lease(app: TestApp) {
     let acme = app.org("acme", &[("editor", 2, true)]).await;
     assert_eq!(app.check_in(&acme.product_key, "editor", "LAPTOP-1").await.json()["licensed"], true);
-    let org = app.store.organization_by_name("acme").await.unwrap().id;
-    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
+    let session = app.session("acme").await;
 
-    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let screen = app.post_form(LoadProduct::PATH, "code=editor", &session).await.json();
     assert_eq!((screen["floating"].clone(), screen["holders"][0]["lease_ends"].clone()), (json!(false), Value::Null));
-    let reply = post_form(&app, SetSeatModel::PATH, "code=editor&model=floating&minutes=30", &session).await;
+    let reply = app.post_form(SetSeatModel::PATH, "code=editor&model=floating&minutes=30", &session).await;
     assert!(reply.status.is_success(), "{:?} {}", reply.status, String::from_utf8_lossy(&reply.body));
     let policy = app.call(Method::GET, POLICY, Some(&acme.admin_key), None).await.json();
     assert_eq!((policy["seat_model"].clone(), policy["lease_minutes"].clone()), (json!("floating"), json!(30)));
-    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let screen = app.post_form(LoadProduct::PATH, "code=editor", &session).await.json();
     assert_eq!(screen["floating"], true);
     assert_eq!(screen["holders"][0]["lease_ends"]["ago"], "in 30 min", "{screen}");
 
     for bad in ["model=concurrent&minutes=30", "model=floating&minutes=4", "model=floating&minutes=soon"] {
-        let reply = post_form(&app, SetSeatModel::PATH, &format!("code=editor&{bad}"), &session).await;
+        let reply = app.post_form(SetSeatModel::PATH, &format!("code=editor&{bad}"), &session).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(reply.json()["code"], "invalid_seat_model", "{bad}");
     }
     // Empty minutes keep the lease as it is.
-    let reply = post_form(&app, SetSeatModel::PATH, "code=editor&model=assigned&minutes=", &session).await;
+    let reply = app.post_form(SetSeatModel::PATH, "code=editor&model=assigned&minutes=", &session).await;
     assert!(reply.status.is_success());
     let policy = app.call(Method::GET, POLICY, Some(&acme.admin_key), None).await.json();
     assert_eq!((policy["seat_model"].clone(), policy["lease_minutes"].clone()), (json!("assigned"), json!(30)));
@@ -249,9 +234,9 @@ async fn a_subscription_term_shows_on_the_product_bounds_each_license_and_refuse
     policy.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     assert_eq!(app.admin(Method::GET, "/products/editor", admin).await.json()["valid_until"], today.to_string(), "an admin cannot change it");
 
-    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
+    let session = app.session("acme").await;
     app.store.set_term(org, "editor", Some(today + chrono::Days::new(12)), store::Actor::Operator).await.unwrap();
-    let listed = post_form(&app, ListProducts::PATH, "", &session).await.json();
+    let listed = app.post_form(ListProducts::PATH, "", &session).await.json();
     assert_eq!((listed[0]["term"].clone(), listed[0]["expired"].clone()), (json!("Subscription expires in 12 days"), json!(false)));
 
     let yesterday = today.pred_opt().unwrap();
@@ -259,7 +244,7 @@ async fn a_subscription_term_shows_on_the_product_bounds_each_license_and_refuse
     let refused = app.check_in(&acme.product_key, "editor", "LAPTOP-1").await.json();
     assert_eq!((refused["licensed"].clone(), refused["reason"].clone()), (json!(false), json!("subscription_expired")));
     assert!(refused.get("license").is_none());
-    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let screen = app.post_form(LoadProduct::PATH, "code=editor", &session).await.json();
     assert_eq!(screen["product"]["term"], format!("Subscription expired on {yesterday}"));
     assert_eq!(screen["product"]["expired"], true);
     assert_eq!(screen["holders"].as_array().unwrap().len(), 1, "its seat is kept");
@@ -275,24 +260,24 @@ async fn alerts_for_seats_refusals_and_terms_show_on_the_licenses_screen(app: Te
     for bad in [json!({"alert_at_percent": 0}), json!({"alert_at_percent": 101}), json!({"alert_at_percent": "50"}), json!({"alert_at_percent": 50.5})] {
         patch_policy(&app, admin, bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let org = app.store.organization_by_name("acme").await.unwrap().id;
-    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
+    let session = app.session("acme").await;
     let alerts = |listed: &Value| -> Vec<String> {
         listed.as_array().unwrap().iter().flat_map(|p| p["alerts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned())).collect()
     };
     assert_eq!(app.check_in(key, "editor", "A").await.json()["licensed"], true);
-    assert!(alerts(&post_form(&app, ListProducts::PATH, "", &session).await.json()).is_empty(), "1 of 4 is below 50%");
+    assert!(alerts(&app.post_form(ListProducts::PATH, "", &session).await.json()).is_empty(), "1 of 4 is below 50%");
     assert_eq!(app.check_in(key, "editor", "B").await.json()["licensed"], true);
     assert_eq!(
-        alerts(&post_form(&app, ListProducts::PATH, "", &session).await.json()),
+        alerts(&app.post_form(ListProducts::PATH, "", &session).await.json()),
         ["editor app: 2 of 4 seats in use, at or above the alert at 50%"]
     );
 
     assert_eq!(app.check_in(key, "viewer", "A").await.json()["licensed"], true);
     assert_eq!(app.check_in(key, "viewer", "B").await.json()["reason"], "no_seats_available");
     let today = chrono::Utc::now().date_naive();
+    let org = app.store.organization_by_name("acme").await.unwrap().id;
     app.store.set_term(org, "viewer", Some(today + chrono::Days::new(5)), store::Actor::Operator).await.unwrap();
-    let listed = post_form(&app, ListProducts::PATH, "", &session).await.json();
+    let listed = app.post_form(ListProducts::PATH, "", &session).await.json();
     assert_eq!(
         alerts(&listed),
         [
@@ -303,12 +288,12 @@ async fn alerts_for_seats_refusals_and_terms_show_on_the_licenses_screen(app: Te
     );
 
     // The Product screen sets the alert's share, and empties it.
-    let reply = post_form(&app, SetAlertPercent::PATH, "code=editor&percent=75", &session).await;
+    let reply = app.post_form(SetAlertPercent::PATH, "code=editor&percent=75", &session).await;
     assert!(reply.status.is_success());
-    assert_eq!(post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json()["alert_at_percent"], 75);
-    let reply = post_form(&app, SetAlertPercent::PATH, "code=editor&percent=0", &session).await;
+    assert_eq!(app.post_form(LoadProduct::PATH, "code=editor", &session).await.json()["alert_at_percent"], 75);
+    let reply = app.post_form(SetAlertPercent::PATH, "code=editor&percent=0", &session).await;
     assert_eq!((reply.status, reply.json()["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_alert_percent")));
-    post_form(&app, SetAlertPercent::PATH, "code=editor&percent=", &session).await;
+    app.post_form(SetAlertPercent::PATH, "code=editor&percent=", &session).await;
     let policy = app.call(Method::GET, POLICY, Some(admin), None).await.json();
     assert_eq!(policy["alert_at_percent"], Value::Null);
     let log = app.admin(Method::GET, "/activity?kind=policy_changed", admin).await.json();

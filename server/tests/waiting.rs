@@ -6,12 +6,10 @@ mod common;
 
 use app::licenses::ListProducts;
 use app::product::{LoadProduct, RemoveFromQueue};
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use common::{Reply, TestApp};
+use axum::http::{Method, StatusCode};
+use common::TestApp;
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
-use store::prelude::*;
 
 on_both_backends!(
     a_check_in_that_asks_to_wait_is_told_its_place_and_served_in_turn,
@@ -91,28 +89,14 @@ async fn the_line_is_listed_and_trimmed_through_the_admin_api(app: TestApp) {
     assert_eq!(app.admin(Method::GET, "/products/editor/queue", admin).await.json()["items"].as_array().unwrap().len(), 1);
 }
 
-async fn post_form(app: &TestApp, path: &str, form: &str, session: &str) -> Reply {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, "127.0.0.1:3000")
-        .header(header::ORIGIN, "http://127.0.0.1:3000")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, format!("seatkeeper_session={session}"))
-        .body(Body::from(form.to_owned()))
-        .unwrap();
-    app.send(request).await
-}
 
 async fn the_product_screen_lists_the_line_and_removes_from_it(app: TestApp) {
     let acme = app.org("acme", &[("editor", 0, true)]).await;
     for serial in ["B", "C"] {
         check_in(&app, &acme.product_key, serial, Some(json!(true))).await;
     }
-    let org = app.store.organization_by_name("acme").await.unwrap().id;
-    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
-    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let session = app.session("acme").await;
+    let screen = app.post_form(LoadProduct::PATH, "code=editor", &session).await.json();
     let waiting: Vec<(Value, Value, Value)> = screen["waiting"]
         .as_array()
         .unwrap()
@@ -120,9 +104,9 @@ async fn the_product_screen_lists_the_line_and_removes_from_it(app: TestApp) {
         .map(|w| (w["position"].clone(), w["serial"].clone(), w["since"]["ago"].clone()))
         .collect();
     assert_eq!(waiting, [(json!(1), json!("B"), json!("just now")), (json!(2), json!("C"), json!("just now"))]);
-    let reply = post_form(&app, RemoveFromQueue::PATH, "code=editor&serial=B", &session).await;
+    let reply = app.post_form(RemoveFromQueue::PATH, "code=editor&serial=B", &session).await;
     assert!(reply.status.is_success(), "{:?}", reply.status);
-    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let screen = app.post_form(LoadProduct::PATH, "code=editor", &session).await.json();
     assert_eq!(screen["waiting"].as_array().unwrap().len(), 1);
     assert_eq!(screen["waiting"][0]["serial"], "C");
     let log = app.admin(Method::GET, "/activity?kind=removed_from_queue", &acme.admin_key).await.json();
@@ -150,11 +134,10 @@ async fn refusals_are_counted_in_the_product_usage_and_on_the_screens(app: TestA
     }
     app.admin(Method::GET, "/products/nope/usage", admin).await.assert_error(StatusCode::NOT_FOUND, "unknown_product");
 
-    let org = app.store.organization_by_name("acme").await.unwrap().id;
-    let session = app.store.create_session(org, std::time::Duration::from_secs(600)).await.unwrap();
-    let listed = post_form(&app, ListProducts::PATH, "", &session).await.json();
+    let session = app.session("acme").await;
+    let listed = app.post_form(ListProducts::PATH, "", &session).await.json();
     assert_eq!(listed[0]["refused_this_week"], 2);
-    let screen = post_form(&app, LoadProduct::PATH, "code=editor", &session).await.json();
+    let screen = app.post_form(LoadProduct::PATH, "code=editor", &session).await.json();
     let points = screen["usage"].as_array().unwrap();
     assert_eq!(points.len(), 1);
     assert_eq!((points[0]["refused"].clone(), points[0]["assigned"].clone()), (json!(2), json!(1)));

@@ -130,6 +130,28 @@ impl TestApp {
         self.call(Method::POST, "/api/v1/checkin", Some(key), Some(body)).await
     }
 
+    /// Posts a form to a server function as a page of this site does, in
+    /// the browser session `session`, asking for JSON.
+    pub async fn post_form(&self, path: &str, form: &str, session: &str) -> Reply {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::HOST, "127.0.0.1:3000")
+            .header(header::ORIGIN, "http://127.0.0.1:3000")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, format!("seatkeeper_session={session}"))
+            .body(Body::from(form.to_owned()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// A browser session of the organization named `org`.
+    pub async fn session(&self, org: &str) -> String {
+        let id = self.store.organization_by_name(org).await.unwrap().id;
+        self.store.create_session(id, std::time::Duration::from_secs(600)).await.unwrap()
+    }
+
     pub async fn admin(&self, method: Method, uri: &str, key: &str) -> Reply {
         self.call(method, &format!("/api/v1/admin{uri}"), Some(key), None).await
     }
