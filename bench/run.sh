@@ -60,7 +60,12 @@ start_server() { # url addr [extra env...]
     until_serving "$at"
     echo "$pid $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')"
 }
-stop_server() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# The server is not this shell's child (start_server runs in a subshell), so
+# `wait` cannot wait for it: poll until it has exited and let go of its files.
+stop_server() {
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+}
 
 # wrk; echoes "requests/s p99-in-ms non-2xx"
 load() { # connections url [wrk args...]
