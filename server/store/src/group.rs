@@ -225,39 +225,40 @@ pub(crate) fn pairs_to_look_up(
     pairs
 }
 
-/// The floating products of the group that it may need more seats of than
-/// their counts leave free: the backend frees their ended leases (other than
-/// the group's own devices') before [`decide`].
+/// The floating products of the group that a check-in may take a seat of:
+/// the backend frees their ended leases (other than the group's own
+/// devices') before [`decide`]. Whenever one may be taken, not only when the
+/// count leaves none free: devices waiting in line come before a seat that
+/// looks free, so the ended ones must be counted free too. A product whose
+/// subscription has ended keeps every seat as it was.
 pub(crate) fn short_of_seats(
     group: &[Asked<'_>],
     products: &HashMap<(OrgId, &str), ProductRow>,
     devices: &HashMap<(OrgId, &str), Recorded>,
     standings: &HashMap<(i64, i64), Standing>,
+    now: Timestamp,
 ) -> Vec<i64> {
-    let mut wanting: Vec<(i64, i64)> = group
+    let mut short: Vec<i64> = group
         .iter()
         .filter_map(|asked| {
             let row = products.get(&(asked.org, asked.code))?;
             let device = devices.get(&(asked.org, asked.serial))?;
             let standing = standings.get(&(row.id, device.id)).copied().unwrap_or_default();
             let may_take = row.product.seat_model == SeatModel::Floating
+                && !row.product.term_ended(now)
                 && SeatRule::for_device(standing.held, standing.revoked, row.product.auto_assign) == SeatRule::TakeFreeSeat;
-            may_take.then_some((row.id, device.id))
+            may_take.then_some(row.id)
         })
-        .collect();
-    wanting.sort_unstable();
-    wanting.dedup();
-    let mut short: Vec<i64> = products
-        .values()
-        .filter(|row| {
-            let wanted = wanting.iter().filter(|(product, _)| *product == row.id).count() as i64;
-            wanted > (row.product.seats - row.product.assigned).max(0)
-        })
-        .map(|row| row.id)
         .collect();
     short.sort_unstable();
+    short.dedup();
     short
 }
+
+/// How long after a lease's end its seat is freed: an allowance for the
+/// clocks of several server processes, each of which writes the leases it
+/// grants by its own clock.
+pub(crate) const LEASE_GRACE: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Decides the group's check-ins one after another: each sees the seats
 /// taken by the ones before it, so a device asking twice in one group is
@@ -514,9 +515,9 @@ mod tests {
             .iter()
             .map(|(code, serial)| Asked { org, code, serial, queue: false })
             .collect();
-        // Two devices may take a seat where one is free; the assigned product
-        // short of seats is not named (it has no leases to end).
-        assert_eq!(short_of_seats(&group, &products, &devices, &standings), [1]);
+        // Devices may take a seat of the floating product; the assigned
+        // product is not named (it has no leases to end).
+        assert_eq!(short_of_seats(&group, &products, &devices, &standings, at), [1]);
 
         let until = at + chrono::Duration::minutes(20);
         let decided = decide(&group, &products, &devices, &standings, &Lines::new(), at);

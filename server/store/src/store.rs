@@ -302,6 +302,9 @@ impl Products for Store {
     /// changed them), or once this process changed them.
     async fn set_term(&self, org: OrgId, code: &str, valid_until: Option<chrono::NaiveDate>, by: Actor) -> Result<Product> {
         validate::lookup("product code", code)?;
+        if let Some(last_day) = valid_until {
+            validate::term(last_day)?;
+        }
         let code = code.to_owned();
         self.to_completion(move |store| async move {
             let product = dispatch!(store, set_term(org, &code, valid_until, by))?;

@@ -122,6 +122,17 @@ pub fn lease_minutes(minutes: i64) -> Result<(), StoreError> {
     }
 }
 
+/// A subscription's last day: a date of the years 2000 to 9999, which both
+/// databases store alike.
+pub fn term(last_day: chrono::NaiveDate) -> Result<(), StoreError> {
+    use chrono::Datelike;
+    if (2000..=9999).contains(&last_day.year()) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid("a subscription's last day must be a date from 2000-01-01 to 9999-12-31"))
+    }
+}
+
 /// The share of seats in use that raises an alert: 1 to 100 percent.
 pub fn alert_at_percent(percent: i64) -> Result<(), StoreError> {
     if (1..=100).contains(&percent) {

@@ -177,8 +177,9 @@ pub(super) struct FirstLook {
 pub(super) struct FirstLooks;
 
 /// A seat found held: the device's id, first seen and last seen, and for a
-/// floating seat its lease's end and minutes.
-pub(super) type Held = (i64, Timestamp, Timestamp, Option<(Timestamp, i64)>);
+/// floating product the seat's lease end (none yet: see `answerable`) and
+/// the product's lease minutes.
+pub(super) type Held = (i64, Timestamp, Timestamp, Option<(Option<Timestamp>, i64)>);
 
 /// A request's number, its key's organization, and the held device's id,
 /// first seen, last seen (all null when it holds no seat), its seat's lease
@@ -198,7 +199,8 @@ impl Statement for FirstLooks {
              from unnest($1::bytea[], $2::text[], $3::text[]) with ordinality as asked(digest, code, serial, i)
              join organizations o on o.product_key_hash = asked.digest
              left join lateral (
-                 select d.id, d.first_seen, d.last_seen, a.lease_until, p.lease_minutes
+                 select d.id, d.first_seen, d.last_seen, a.lease_until,
+                        case when p.seat_model = 'floating' then p.lease_minutes end as lease_minutes
                  from products p
                  join devices d on d.org_id = p.org_id and d.serial = asked.serial
                  join assignments a on a.product_id = p.id and a.device_id = d.id
@@ -213,7 +215,7 @@ impl Statement for FirstLooks {
         Ok(in_order(
             batch.len(),
             rows.into_iter().map(|(i, org, device, first_seen, last_seen, lease_until, lease_minutes)| {
-                let lease = lease_until.zip(lease_minutes);
+                let lease = lease_minutes.map(|minutes| (lease_until, minutes));
                 let held = match (device, first_seen, last_seen) {
                     (Some(device), Some(first_seen), Some(last_seen)) => Some((device, first_seen, last_seen, lease)),
                     _ => None,

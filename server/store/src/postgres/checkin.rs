@@ -62,8 +62,14 @@ impl PgStore {
 /// which writes before answering: the `last seen` that a reclaim of idle
 /// seats in any process must see (instead of a time waiting in this
 /// process's memory), or the new lease.
-fn answerable(org: OrgId, (device_id, first_seen, last_seen, lease): batch::Held, now: Timestamp) -> Option<HeldSeat> {
-    let lease = lease.map(|(until, minutes)| Lease::ending(until, minutes));
+fn answerable(org: OrgId, (device_id, first_seen, last_seen, floating): batch::Held, now: Timestamp) -> Option<HeldSeat> {
+    let lease = match floating {
+        // A floating product's seat with no lease yet (it became floating
+        // while the seat's device was busy elsewhere): the decision gives it one.
+        Some((None, _)) => return None,
+        Some((Some(until), minutes)) => Some(Lease::ending(until, minutes)),
+        None => None,
+    };
     if now - last_seen >= chrono::Duration::hours(1) || lease.is_some_and(|lease| !lease.holds_at(now)) {
         return None;
     }

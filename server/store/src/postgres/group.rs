@@ -109,7 +109,7 @@ impl Statement for SeatDecisions {
         .collect();
 
         // A floating product short of seats first frees its ended leases.
-        let short = group::short_of_seats(&group, &products, &devices, &standings);
+        let short = group::short_of_seats(&group, &products, &devices, &standings, at);
         if !short.is_empty() {
             let keep: Vec<i64> = devices.values().map(|device| device.id).collect();
             for ((org, _), row) in products.iter_mut().filter(|(_, row)| short.contains(&row.id)) {

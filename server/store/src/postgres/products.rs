@@ -92,6 +92,26 @@ impl Products for PgStore {
         update.validate()?;
         let now = now();
         let mut tx = self.begin().await?;
+        // A change of seat model rewrites the holders' seats: their device
+        // rows are locked first, in the order every seat change takes them,
+        // then the product's.
+        let holders: Vec<i64> = match update.seat_model {
+            Some(_) => {
+                sqlx::query_scalar(
+                    "select d.id from products p
+                     join assignments a on a.product_id = p.id
+                     join devices d on d.id = a.device_id
+                     where p.org_id = $1 and p.code = $2
+                     order by d.org_id, d.serial
+                     for update of d",
+                )
+                .bind(org.0)
+                .bind(code)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => Vec::new(),
+        };
         let before = fetch_policy(&mut tx, org, code, true).await?;
         let after: PolicyColumns = sqlx::query_as(concat!(
             "update products set license_days = coalesce($1, license_days),
@@ -118,7 +138,7 @@ impl Products for PgStore {
         record(&mut tx, org, now, audit::policy_changed(by, code, &before, &after)).await?;
         if after.seat_model != before.seat_model {
             let product = fetch_product(&mut tx, org, code).await?;
-            change_seat_model(&mut tx, org, &product, now).await?;
+            change_seat_model(&mut tx, org, &product, &holders, now).await?;
         }
         tx.commit().await?;
         Ok(after)
@@ -197,20 +217,24 @@ impl Products for PgStore {
 /// Turns the product's held seats into the seat model it now has: leases
 /// from `now` for floating seats; for assigned seats, ended leases freed
 /// (their devices had stopped checking in) and the rest kept with no end.
-/// The caller holds the product's row lock.
-async fn change_seat_model(conn: &mut PgConnection, org: OrgId, product: &ProductRow, now: Timestamp) -> Result<()> {
+/// The caller holds the `holders`' device rows and then the product's row;
+/// a seat taken between the two keeps what it has (a floating one with no
+/// lease gets one at its device's next check-in).
+async fn change_seat_model(conn: &mut PgConnection, org: OrgId, product: &ProductRow, holders: &[i64], now: Timestamp) -> Result<()> {
     match product.lease(now) {
         Some(lease) => {
-            sqlx::query("update assignments set lease_until = $1 where product_id = $2")
+            sqlx::query("update assignments set lease_until = $1 where product_id = $2 and device_id = any($3)")
                 .bind(lease.until)
                 .bind(product.id)
+                .bind(holders)
                 .execute(&mut *conn)
                 .await?;
         }
         None => {
             free_ended_leases(conn, org, product, now, &[]).await?;
-            sqlx::query("update assignments set lease_until = null where product_id = $1")
+            sqlx::query("update assignments set lease_until = null where product_id = $1 and device_id = any($2)")
                 .bind(product.id)
+                .bind(holders)
                 .execute(&mut *conn)
                 .await?;
         }

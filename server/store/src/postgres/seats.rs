@@ -229,7 +229,8 @@ pub(super) async fn take_seat(conn: &mut PgConnection, org: OrgId, product: &Pro
     Ok(taken)
 }
 
-/// Frees the product's floating seats whose lease ended by `now`, but for
+/// Frees the product's floating seats whose lease ended by `now` (and
+/// [`crate::group::LEASE_GRACE`] more), but for
 /// those of the devices in `keep` (a group's own, which renew theirs), each
 /// recorded as reclaimed; says how many. No seat that anyone was told is
 /// theirs goes: an answer never promises more of a lease than is written.
@@ -251,7 +252,7 @@ pub(super) async fn free_ended_leases(conn: &mut PgConnection, org: OrgId, produ
          returning ended.serial",
     )
     .bind(product.id)
-    .bind(now)
+    .bind(now - crate::group::LEASE_GRACE)
     .bind(keep)
     .fetch_all(&mut *conn)
     .await?;

@@ -219,7 +219,8 @@ pub(super) async fn take_seat(conn: &mut SqliteConnection, org: OrgId, product: 
     Ok(taken)
 }
 
-/// Frees the product's floating seats whose lease ended by `now`, but for
+/// Frees the product's floating seats whose lease ended by `now` (and
+/// [`group::LEASE_GRACE`] more), but for
 /// those of the devices in `keep` (a group's own, which renew theirs), each
 /// recorded as reclaimed; says how many. No seat that anyone was told is
 /// theirs goes: an answer never promises more of a lease than is written.
@@ -230,7 +231,7 @@ pub(super) async fn free_ended_leases(conn: &mut SqliteConnection, org: OrgId, p
          where a.product_id = ?1 and a.lease_until <= ?2 and a.device_id not in (select value from json_each(?3))",
     )
     .bind(product.id)
-    .bind(millis(now))
+    .bind(millis(now - group::LEASE_GRACE))
     .bind(&keep)
     .fetch_all(&mut *conn)
     .await?;

@@ -52,7 +52,7 @@ pub(super) async fn a_floating_seat_is_held_while_its_device_checks_in_and_free_
 
     // Both devices stop checking in; once their leases have ended, the next
     // device that asks gets a seat at once.
-    store.pass_time(org, "editor", minutes(20) + chrono::Duration::seconds(1)).await.unwrap();
+    store.pass_time(org, "editor", minutes(20) + chrono::Duration::seconds(10)).await.unwrap();
     let product = store.product(org, "editor").await.unwrap();
     assert_eq!((product.assigned, product.available), (0, 2), "no lease is in use");
     assert!(store.holders(org, "editor", &PageRequest::first(10)).await.unwrap().items.is_empty());
@@ -278,4 +278,8 @@ pub(super) async fn an_ended_subscription_refuses_check_ins_and_extending_it_res
         ]
     );
     assert!(matches!(store.set_term(org, "nope", None, Actor::Operator).await, Err(StoreError::UnknownProduct(_))));
+    for far in [chrono::NaiveDate::from_ymd_opt(1999, 12, 31), chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)] {
+        assert!(matches!(store.set_term(org, "editor", far, Actor::Operator).await, Err(StoreError::Invalid(_))), "{far:?}");
+    }
+    assert_eq!(store.product(org, "editor").await.unwrap().valid_until, None, "refused, nothing changed");
 }
