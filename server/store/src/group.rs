@@ -22,9 +22,9 @@
 //! the group would roll back rather than over-assign.
 //!
 //! Floating seats: a floating product's count includes leases that have
-//! ended but were not yet freed. Before deciding, a group that needs more of
-//! such a product's seats than its count leaves free first frees its ended
-//! leases ([`short_of_seats`]; the backend deletes them under the product's
+//! ended but were not yet freed. Before deciding, a group in which a device
+//! may take such a product's seat first frees its ended leases
+//! ([`freeing_ended_leases`]; the backend deletes them under the product's
 //! lock), so a seat is free the moment its lease ends without any task
 //! running first. Each floating seat the group holds or takes gets a new
 //! lease ([`Decided::renewed`], [`Taken`]), written before anyone hears it.
@@ -125,13 +125,14 @@ pub(crate) struct Renewed {
 
 /// What the group decided: an answer per check-in, in order, the seats to
 /// write, in the order they were taken, the held floating seats whose lease
-/// starts again, each once, and the waiting lines' changes: the devices
-/// (product id, device id) that wait and still ask, and those that leave
-/// the line with a seat.
+/// starts again, each once, and the waiting lines' changes, each a (product
+/// id, device id): the devices that join the back of a line now, those that
+/// stay in it and still ask, and those that leave it with a seat.
 pub(crate) struct Decided<'a> {
     pub answers: Vec<Answer>,
     pub taken: Vec<Taken<'a>>,
     pub renewed: Vec<Renewed>,
+    pub joined: Vec<(i64, i64)>,
     pub waiting: Vec<(i64, i64)>,
     pub served: Vec<(i64, i64)>,
     /// Check-ins refused for want of a seat: (product id, device id) and how
@@ -154,12 +155,18 @@ pub(crate) fn line_cutoff(row: &ProductRow, now: Timestamp) -> Timestamp {
 /// free (which goes to the line first) and those a check-in asks to wait
 /// for. A product that is full, with no one asking to wait, needs none:
 /// everyone is refused alike.
-pub(crate) fn lines_needed(group: &[Asked<'_>], products: &HashMap<(OrgId, &str), ProductRow>) -> Vec<i64> {
-    let mut needed: Vec<i64> = group
+/// Each with the cutoff of its line at `now` ([`line_cutoff`]), in product
+/// id order.
+pub(crate) fn lines_needed(
+    group: &[Asked<'_>],
+    products: &HashMap<(OrgId, &str), ProductRow>,
+    now: Timestamp,
+) -> Vec<(i64, Timestamp)> {
+    let mut needed: Vec<(i64, Timestamp)> = group
         .iter()
         .filter_map(|asked| {
             let row = products.get(&(asked.org, asked.code))?;
-            (asked.queue || row.product.seats > row.product.assigned).then_some(row.id)
+            (asked.queue || row.product.seats > row.product.assigned).then(|| (row.id, line_cutoff(row, now)))
         })
         .collect();
     needed.sort_unstable();
@@ -231,7 +238,7 @@ pub(crate) fn pairs_to_look_up(
 /// count leaves none free: devices waiting in line come before a seat that
 /// looks free, so the ended ones must be counted free too. A product whose
 /// subscription has ended keeps every seat as it was.
-pub(crate) fn short_of_seats(
+pub(crate) fn freeing_ended_leases(
     group: &[Asked<'_>],
     products: &HashMap<(OrgId, &str), ProductRow>,
     devices: &HashMap<(OrgId, &str), Recorded>,
@@ -284,6 +291,7 @@ pub(crate) fn decide<'a>(
     let mut lines = lines.clone();
     let mut taken: Vec<Taken<'a>> = Vec::new();
     let mut renewed: Vec<Renewed> = Vec::new();
+    let mut joined: Vec<(i64, i64)> = Vec::new();
     let mut waiting: Vec<(i64, i64)> = Vec::new();
     let mut served: Vec<(i64, i64)> = Vec::new();
     let mut answers: Vec<Answer> = group
@@ -364,11 +372,14 @@ pub(crate) fn decide<'a>(
                         answer(None, Some(device), lease)
                     }
                     _ => {
+                        let pair = (row.id, device.id);
                         if place.is_none() && asked.queue {
+                            // Not in the line as read (or no longer asking):
+                            // the back of it, from now.
                             line.push(device.id);
-                        }
-                        if (place.is_some() || asked.queue) && !waiting.contains(&(row.id, device.id)) {
-                            waiting.push((row.id, device.id));
+                            joined.push(pair);
+                        } else if place.is_some() && !waiting.contains(&pair) && !joined.contains(&pair) {
+                            waiting.push(pair);
                         }
                         answer(Some(Denial::NoSeatsAvailable), Some(device), None)
                     }
@@ -396,7 +407,7 @@ pub(crate) fn decide<'a>(
             *refused.entry((row.id, *device)).or_default() += 1;
         }
     }
-    Decided { answers, taken, renewed, waiting, served, refused: refused.into_iter().collect() }
+    Decided { answers, taken, renewed, joined, waiting, served, refused: refused.into_iter().collect() }
 }
 
 /// The error of a group whose conditional count update found fewer free
@@ -497,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn floating_seats_held_or_taken_get_a_lease_and_a_product_short_of_seats_is_named() {
+    fn floating_seats_held_or_taken_get_a_lease_and_a_product_whose_leases_may_be_freed_is_named() {
         let org = OrgId(1);
         let at = now();
         let mut floating = product(1, 3, 2, true);
@@ -517,7 +528,7 @@ mod tests {
             .collect();
         // Devices may take a seat of the floating product; the assigned
         // product is not named (it has no leases to end).
-        assert_eq!(short_of_seats(&group, &products, &devices, &standings, at), [1]);
+        assert_eq!(freeing_ended_leases(&group, &products, &devices, &standings, at), [1]);
 
         let until = at + chrono::Duration::minutes(20);
         let decided = decide(&group, &products, &devices, &standings, &Lines::new(), at);

@@ -29,7 +29,7 @@ impl CheckIns for PgStore {
     #[tracing::instrument(skip_all)]
     async fn release(&self, org: OrgId, code: &str, serial: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let product = fetch_product(&mut tx, org, code).await?;
+        let product = fetch_product_to_decide(&mut tx, org, code).await?;
         let Some(device) = lock_device(&mut tx, org, serial).await? else { return Ok(false) };
         let freed = sqlx::query("delete from assignments where product_id = $1 and device_id = $2 and lease_until is not null")
             .bind(product.id)

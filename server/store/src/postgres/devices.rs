@@ -21,28 +21,23 @@ impl Devices for PgStore {
         // (the bound in the statement itself: one that may be null leaves the
         // planner without it), and its pattern in a form the trigram index
         // cannot take (with one or two characters it would read all of it).
+        // The device list's columns, its seats held now counted, for `where`.
+        macro_rules! devices_where {
+            ($where:literal) => {
+                concat!(
+                    "select d.id, d.serial, d.first_seen, d.last_seen,
+                            (select count(*) from assignments a where a.device_id = d.id and ",
+                    held_now!(),
+                    ") from devices d where ",
+                    $where,
+                    " order by d.serial limit $4"
+                )
+            };
+        }
         let sql = match (walk_end.is_some(), is_short_search(query)) {
-            (true, _) => {
-                "select d.id, d.serial, d.first_seen, d.last_seen,
-                        (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > now()))
-                 from devices d
-                 where d.org_id = $1 and d.serial > $2 and d.serial <= $5 and (d.serial || '') ilike $3
-                 order by d.serial limit $4"
-            }
-            (false, true) => {
-                "select d.id, d.serial, d.first_seen, d.last_seen,
-                        (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > now()))
-                 from devices d
-                 where d.org_id = $1 and d.serial > $2 and (d.serial || '') ilike $3
-                 order by d.serial limit $4"
-            }
-            (false, false) => {
-                "select d.id, d.serial, d.first_seen, d.last_seen,
-                        (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > now()))
-                 from devices d
-                 where d.org_id = $1 and d.serial > $2 and d.serial ilike $3
-                 order by d.serial limit $4"
-            }
+            (true, _) => devices_where!("d.org_id = $1 and d.serial > $2 and d.serial <= $5 and (d.serial || '') ilike $3"),
+            (false, true) => devices_where!("d.org_id = $1 and d.serial > $2 and (d.serial || '') ilike $3"),
+            (false, false) => devices_where!("d.org_id = $1 and d.serial > $2 and d.serial ilike $3"),
         };
         let mut select = sqlx::query_as(sql)
             .bind(org.0)
@@ -74,11 +69,12 @@ impl Devices for PgStore {
         let Some((id, serial, first_seen, last_seen)) = row else {
             return Err(StoreError::UnknownDevice(serial.to_owned()));
         };
-        let licenses: Vec<(String, String, bool)> = sqlx::query_as(
+        let licenses: Vec<(String, String, bool)> = sqlx::query_as(concat!(
             "select p.code, p.name,
-                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = $1 and (a.lease_until is null or a.lease_until > now()))
-             from products p where p.org_id = $2 order by p.name, p.code",
-        )
+                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = $1 and ",
+            held_now!(),
+            ") from products p where p.org_id = $2 order by p.name, p.code"
+        ))
         .bind(id)
         .bind(org.0)
         .fetch_all(&mut *conn)

@@ -108,23 +108,19 @@ impl Statement for SeatDecisions {
         .map(|(product, device, held, lease_until, revoked)| ((product, device), Standing { held, revoked, lease_until }))
         .collect();
 
-        // A floating product short of seats first frees its ended leases.
-        let short = group::short_of_seats(&group, &products, &devices, &standings, at);
-        if !short.is_empty() {
+        // A floating product a device may take a seat of first frees its ended leases.
+        let freeing = group::freeing_ended_leases(&group, &products, &devices, &standings, at);
+        if !freeing.is_empty() {
             let keep: Vec<i64> = devices.values().map(|device| device.id).collect();
-            for ((org, _), row) in products.iter_mut().filter(|(_, row)| short.contains(&row.id)) {
+            for ((org, _), row) in products.iter_mut().filter(|(_, row)| freeing.contains(&row.id)) {
                 row.product.assigned -= free_ended_leases(&mut tx, *org, row, at, &keep).await?;
             }
         }
 
         // The waiting lines the decisions need, read under the products' locks.
-        let needed = group::lines_needed(&group, &products);
+        let (needed, cutoffs): (Vec<i64>, Vec<Timestamp>) = group::lines_needed(&group, &products, at).into_iter().unzip();
         let mut lines = group::Lines::new();
         if !needed.is_empty() {
-            let cutoffs: Vec<Timestamp> = needed
-                .iter()
-                .map(|id| products.values().find(|row| row.id == *id).map_or(at, |row| group::line_cutoff(row, at)))
-                .collect();
             let waiters: Vec<(i64, i64)> = sqlx::query_as(
                 "select w.product_id, w.device_id
                  from unnest($1::bigint[], $2::timestamptz[]) needed(product_id, cutoff)
@@ -141,29 +137,30 @@ impl Statement for SeatDecisions {
         }
 
         let decided = group::decide(&group, &products, &devices, &standings, &lines, at);
-        if !decided.waiting.is_empty() {
-            // A device that had stopped asking starts again at the back.
-            let (mut ids, mut device_ids, mut cutoffs) = (Vec::new(), Vec::new(), Vec::<Timestamp>::new());
-            for &(product, device) in &decided.waiting {
-                if let Some(row) = products.values().find(|row| row.id == product) {
-                    ids.push(product);
-                    device_ids.push(device);
-                    cutoffs.push(group::line_cutoff(row, at));
-                }
-            }
+        if !decided.joined.is_empty() {
+            // The back of the line, from now (a row left by a device that
+            // had stopped asking is replaced).
+            let (ids, device_ids): (Vec<i64>, Vec<i64>) = decided.joined.iter().copied().unzip();
             sqlx::query(
                 "insert into waiting (product_id, device_id, since, last_asked)
-                 select product_id, device_id, $4, $4 from unnest($1::bigint[], $2::bigint[]) asked(product_id, device_id)
-                 on conflict (product_id, device_id) do update
-                 set since = case when waiting.last_asked <= (
-                                 select cutoff from unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) c(product_id, device_id, cutoff)
-                                 where c.product_id = waiting.product_id and c.device_id = waiting.device_id)
-                             then excluded.since else waiting.since end,
-                     last_asked = excluded.last_asked",
+                 select product_id, device_id, $3, $3 from unnest($1::bigint[], $2::bigint[]) joined(product_id, device_id)
+                 on conflict (product_id, device_id) do update set since = excluded.since, last_asked = excluded.last_asked",
             )
             .bind(&ids)
             .bind(&device_ids)
-            .bind(&cutoffs)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !decided.waiting.is_empty() {
+            let (ids, device_ids): (Vec<i64>, Vec<i64>) = decided.waiting.iter().copied().unzip();
+            sqlx::query(
+                "update waiting w set last_asked = $3
+                 from unnest($1::bigint[], $2::bigint[]) asking(product_id, device_id)
+                 where w.product_id = asking.product_id and w.device_id = asking.device_id",
+            )
+            .bind(&ids)
+            .bind(&device_ids)
             .bind(at)
             .execute(&mut *tx)
             .await?;

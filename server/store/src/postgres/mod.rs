@@ -182,16 +182,28 @@ impl PgStore {
 /// leases in use now (see [`product_columns!`]), on the table `products`.
 macro_rules! in_use {
     () => {
-        "case when products.seat_model = 'floating'
-              then (select count(*) from assignments a where a.product_id = products.id and a.lease_until > now())
-              else products.assigned end"
+        concat!(
+            "case when products.seat_model = 'floating'
+                  then (select count(*) from assignments a where a.product_id = products.id and ",
+            held_now!(),
+            ") else products.assigned end"
+        )
     };
 }
 use in_use;
 
+/// Whether the seat `a` (a row of `assignments`) is held now: an assigned
+/// seat, or a floating one whose lease has not ended.
+macro_rules! held_now {
+    () => {
+        "(a.lease_until is null or a.lease_until > now())"
+    };
+}
+use held_now;
+
 /// The product as an admin sees it (a floating product's seats in use now).
 async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
-    let row: Option<(i64, i64, String, String, i64, i64, bool, String, Option<chrono::NaiveDate>)> = sqlx::query_as(concat!(
+    let row: Option<ProductRowColumns> = sqlx::query_as(concat!(
         "select id, lease_minutes, ",
         product_columns!(in_use!()),
         " from products where org_id = $1 and code = $2"
@@ -200,12 +212,26 @@ async fn fetch_product(conn: &mut PgConnection, org: OrgId, code: &str) -> Resul
     .bind(code)
     .fetch_optional(conn)
     .await?;
-    row.map(|(id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model, valid_until)| ProductRow {
-        id,
-        lease_minutes,
-        product: Product::from((code, name, seats, assigned, auto_assign, seat_model, valid_until)),
-    })
-    .ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+    row.map(product_row).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+}
+
+/// The product as a seat decision counts it: `assigned` is its rows in
+/// `assignments`, ended leases included (no count of the leases in use).
+async fn fetch_product_to_decide(conn: &mut PgConnection, org: OrgId, code: &str) -> Result<ProductRow> {
+    let row: Option<ProductRowColumns> =
+        sqlx::query_as(concat!("select id, lease_minutes, ", product_columns!(), " from products where org_id = $1 and code = $2"))
+            .bind(org.0)
+            .bind(code)
+            .fetch_optional(conn)
+            .await?;
+    row.map(product_row).ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))
+}
+
+/// `id, lease_minutes` and [`product_columns!`].
+type ProductRowColumns = (i64, i64, String, String, i64, i64, bool, String, Option<chrono::NaiveDate>);
+
+fn product_row((id, lease_minutes, code, name, seats, assigned, auto_assign, seat_model, valid_until): ProductRowColumns) -> ProductRow {
+    ProductRow { id, lease_minutes, product: Product::from((code, name, seats, assigned, auto_assign, seat_model, valid_until)) }
 }
 
 async fn fetch_policy(conn: &mut PgConnection, org: OrgId, code: &str, lock: bool) -> Result<ProductPolicy> {

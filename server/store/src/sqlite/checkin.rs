@@ -35,7 +35,7 @@ impl CheckIns for SqliteStore {
         validate::serial(serial)?;
         let now = now();
         let mut tx = self.write().await?;
-        let product = org_product(&mut tx, org, code).await?;
+        let product = fetch_product_to_decide(&mut tx, org, code).await?.ok_or_else(|| StoreError::UnknownProduct(code.to_owned()))?;
         let freed: Option<i64> = sqlx::query_scalar(
             "delete from assignments
              where product_id = ? and lease_until is not null
@@ -233,45 +233,47 @@ pub(super) async fn decide_group(
         })
         .collect();
 
-    // A floating product short of seats first frees its ended leases.
-    let short = group::short_of_seats(&group, &products, &devices, &standings, decided_at);
-    if !short.is_empty() {
+    // A floating product a device may take a seat of first frees its ended leases.
+    let freeing = group::freeing_ended_leases(&group, &products, &devices, &standings, decided_at);
+    if !freeing.is_empty() {
         let keep: Vec<i64> = devices.values().map(|device| device.id).collect();
-        for ((org, _), row) in products.iter_mut().filter(|(_, row)| short.contains(&row.id)) {
+        for ((org, _), row) in products.iter_mut().filter(|(_, row)| freeing.contains(&row.id)) {
             row.product.assigned -= free_ended_leases(&mut tx, *org, row, decided_at, &keep).await?;
         }
     }
 
     let mut lines = group::Lines::new();
-    for id in group::lines_needed(&group, &products) {
-        let Some(row) = products.values().find(|row| row.id == id) else { continue };
+    for (id, cutoff) in group::lines_needed(&group, &products, decided_at) {
         let line: Vec<i64> = sqlx::query_scalar(
             "select device_id from waiting where product_id = ? and last_asked > ? order by since, device_id",
         )
         .bind(id)
-        .bind(millis(group::line_cutoff(row, decided_at)))
+        .bind(millis(cutoff))
         .fetch_all(&mut *tx)
         .await?;
         lines.insert(id, line);
     }
 
     let decided = group::decide(&group, &products, &devices, &standings, &lines, decided_at);
-    if !decided.waiting.is_empty() {
-        // A device that had stopped asking starts again at the back.
-        let waiting = decided.waiting.iter().filter_map(|&(product, device)| {
-            let row = products.values().find(|row| row.id == product)?;
-            Some((product, device, millis(group::line_cutoff(row, decided_at))))
-        });
+    if !decided.joined.is_empty() {
+        // The back of the line, from now (a row left by a device that had
+        // stopped asking is replaced).
         sqlx::query(
             "insert into waiting (product_id, device_id, since, last_asked)
              select value ->> 0, value ->> 1, ?2, ?2 from json_each(?1) where true
-             on conflict (product_id, device_id) do update
-             set since = case when waiting.last_asked <= (select value ->> 2 from json_each(?1)
-                                                         where value ->> 0 = waiting.product_id and value ->> 1 = waiting.device_id)
-                              then excluded.since else waiting.since end,
-                 last_asked = excluded.last_asked",
+             on conflict (product_id, device_id) do update set since = excluded.since, last_asked = excluded.last_asked",
         )
-        .bind(json(waiting)?)
+        .bind(json(decided.joined.iter())?)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !decided.waiting.is_empty() {
+        sqlx::query(
+            "update waiting set last_asked = ?2
+             where (product_id, device_id) in (select value ->> 0, value ->> 1 from json_each(?1))",
+        )
+        .bind(json(decided.waiting.iter())?)
         .bind(at)
         .execute(&mut *tx)
         .await?;

@@ -49,11 +49,12 @@ impl Devices for SqliteStore {
         let walk = if walk_end.is_some() { "and d.serial <= ?5" } else { "" };
         let sql = format!(
             "select d.id, d.serial, d.first_seen, coalesce(ds.last_seen, d.first_seen),
-                    (select count(*) from assignments a where a.device_id = d.id and (a.lease_until is null or a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer)))
+                    (select count(*) from assignments a where a.device_id = d.id and {held})
              from {from} left join device_seen ds on ds.device_id = d.id
              where d.org_id = ?1 and d.serial > ?2 {walk}
                and d.serial like ?3 escape '\\' {narrowed}
-             order by d.serial limit ?4"
+             order by d.serial limit ?4",
+            held = held_now!(),
         );
         let mut select = sqlx::query_as::<_, (i64, String, i64, i64, i64)>(&sql)
             .bind(org.0)
@@ -92,11 +93,12 @@ impl Devices for SqliteStore {
         let Some((id, serial, first_seen, last_seen)) = row else {
             return Err(StoreError::UnknownDevice(serial.to_owned()));
         };
-        let licenses: Vec<(String, String, bool)> = sqlx::query_as(
+        let licenses: Vec<(String, String, bool)> = sqlx::query_as(concat!(
             "select p.code, p.name,
-                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = ? and (a.lease_until is null or a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer)))
-             from products p where p.org_id = ? order by p.name, p.code",
-        )
+                    exists (select 1 from assignments a where a.product_id = p.id and a.device_id = ? and ",
+            held_now!(),
+            ") from products p where p.org_id = ? order by p.name, p.code"
+        ))
         .bind(id)
         .bind(org.0)
         .fetch_all(&mut *conn)

@@ -236,14 +236,25 @@ async fn org_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Res
 /// in use now (see [`product_columns!`]), on the table `products`.
 macro_rules! in_use {
     () => {
-        "case when products.seat_model = 'floating'
-              then (select count(*) from assignments a
-                    where a.product_id = products.id
-                      and a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer))
-              else products.assigned end"
+        concat!(
+            "case when products.seat_model = 'floating'
+                  then (select count(*) from assignments a where a.product_id = products.id and ",
+            held_now!(),
+            ") else products.assigned end"
+        )
     };
 }
 use in_use;
+
+/// Whether the seat `a` (a row of `assignments`) is held now: an assigned
+/// seat, or a floating one whose lease has not ended (by SQLite's clock, in
+/// milliseconds).
+macro_rules! held_now {
+    () => {
+        "(a.lease_until is null or a.lease_until > cast((julianday('now') - 2440587.5) * 86400000 as integer))"
+    };
+}
+use held_now;
 
 /// The product as an admin sees it (a floating product's seats in use now).
 async fn fetch_product(conn: &mut SqliteConnection, org: OrgId, code: &str) -> Result<Option<ProductRow>> {
