@@ -1,8 +1,12 @@
 //! The audit log's entries, each change worded once: both backends record
-//! what these functions make, inside the transaction that makes the change.
+//! what these functions make, inside the transaction that makes the change,
+//! and with it the webhook message the change tells of, if any (written to
+//! the outbox by the same transaction: see `record` in each backend).
+
+use serde_json::json;
 
 use crate::keys::KeyKind;
-use crate::{ActivityKind, Actor, Product, ProductPolicy};
+use crate::{ActivityKind, Actor, Product, ProductPolicy, WebhookEvent};
 
 /// A change about to be recorded, inside the transaction that makes it.
 pub(crate) struct Change<'a> {
@@ -11,11 +15,17 @@ pub(crate) struct Change<'a> {
     pub product: Option<&'a str>,
     pub serial: Option<&'a str>,
     pub detail: Option<String>,
+    /// The webhook message this change sends: its event and `data`.
+    pub tells: Option<(WebhookEvent, serde_json::Value)>,
 }
 
 impl<'a> Change<'a> {
     pub(crate) fn new(by: Actor, kind: ActivityKind) -> Self {
-        Change { by, kind, product: None, serial: None, detail: None }
+        Change { by, kind, product: None, serial: None, detail: None, tells: None }
+    }
+
+    fn tells(self, event: WebhookEvent, data: serde_json::Value) -> Self {
+        Change { tells: Some((event, data)), ..self }
     }
 
     pub(crate) fn product(self, code: &'a str) -> Self {
@@ -64,14 +74,21 @@ pub(crate) fn key_rotated(by: Actor, kind: KeyKind) -> Change<'static> {
 }
 
 pub(crate) fn seat_assigned<'a>(by: Actor, code: &'a str, serial: &'a str) -> Change<'a> {
-    Change::new(by, ActivityKind::SeatAssigned).product(code).serial(serial)
+    Change::new(by, ActivityKind::SeatAssigned)
+        .product(code)
+        .serial(serial)
+        .tells(WebhookEvent::SeatAssigned, json!({"product": code, "serial": serial, "by": by.as_str()}))
 }
 
 /// `freed`: whether the device held the seat; an admin may also revoke a
 /// seat not held, to keep auto-assign from giving it.
 pub(crate) fn seat_revoked<'a>(by: Actor, code: &'a str, serial: &'a str, freed: bool) -> Change<'a> {
     let change = Change::new(by, ActivityKind::SeatRevoked).product(code).serial(serial);
-    if freed { change } else { change.detail("held no seat; auto-assign blocked") }
+    if freed {
+        change.tells(WebhookEvent::SeatRevoked, json!({"product": code, "serial": serial, "by": by.as_str()}))
+    } else {
+        change.detail("held no seat; auto-assign blocked")
+    }
 }
 
 pub(crate) fn seat_reclaimed<'a>(code: &'a str, serial: &'a str, days: i64) -> Change<'a> {
@@ -94,15 +111,28 @@ pub(crate) fn removed_from_queue<'a>(by: Actor, code: &'a str, serial: &'a str) 
 }
 
 pub(crate) fn device_deleted(by: Actor, serial: &str) -> Change<'_> {
-    Change::new(by, ActivityKind::DeviceDeleted).serial(serial)
+    Change::new(by, ActivityKind::DeviceDeleted)
+        .serial(serial)
+        .tells(WebhookEvent::DeviceDeleted, json!({"serial": serial, "by": by.as_str()}))
 }
 
 /// `removed`: whether a recorded device was deleted with it.
 pub(crate) fn device_ignored(by: Actor, serial: &str, removed: bool) -> Change<'_> {
-    let change = Change::new(by, ActivityKind::DeviceIgnored).serial(serial);
+    let change = Change::new(by, ActivityKind::DeviceIgnored)
+        .serial(serial)
+        .tells(WebhookEvent::DeviceIgnored, json!({"serial": serial, "by": by.as_str(), "removed": removed}));
     if removed { change.detail("the recorded device was removed") } else { change }
 }
 
 pub(crate) fn device_unignored(by: Actor, serial: &str) -> Change<'_> {
     Change::new(by, ActivityKind::DeviceUnignored).serial(serial)
 }
+
+pub(crate) fn webhook_added(by: Actor, url: &str) -> Change<'static> {
+    Change::new(by, ActivityKind::WebhookAdded).detail(url)
+}
+
+pub(crate) fn webhook_deleted(by: Actor, url: &str) -> Change<'static> {
+    Change::new(by, ActivityKind::WebhookDeleted).detail(url)
+}
+

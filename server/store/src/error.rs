@@ -13,6 +13,8 @@ pub enum StoreError {
     UnknownProduct(String),
     #[error("no device with serial {0:?}")]
     UnknownDevice(String),
+    #[error("no webhook with id {0}")]
+    UnknownWebhook(i64),
     #[error("serial {0:?} is not on the ignore list")]
     NotIgnored(String),
     #[error("no seats available for this product")]
@@ -42,6 +44,7 @@ impl StoreError {
             StoreError::UnknownOrganization(_) => ErrorCode::UnknownOrganization,
             StoreError::UnknownProduct(_) => ErrorCode::UnknownProduct,
             StoreError::UnknownDevice(_) => ErrorCode::UnknownDevice,
+            StoreError::UnknownWebhook(_) => ErrorCode::UnknownWebhook,
             StoreError::NotIgnored(_) => ErrorCode::NotIgnored,
             StoreError::NoSeatsAvailable => ErrorCode::NoSeatsAvailable,
             StoreError::Conflict(_) => ErrorCode::Conflict,
@@ -66,6 +69,7 @@ pub enum ErrorCode {
     UnknownOrganization,
     UnknownProduct,
     UnknownDevice,
+    UnknownWebhook,
     NotIgnored,
     NoSeatsAvailable,
     Conflict,
@@ -74,10 +78,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 8] = [
+    const ALL: [ErrorCode; 9] = [
         ErrorCode::UnknownOrganization,
         ErrorCode::UnknownProduct,
         ErrorCode::UnknownDevice,
+        ErrorCode::UnknownWebhook,
         ErrorCode::NotIgnored,
         ErrorCode::NoSeatsAvailable,
         ErrorCode::Conflict,
@@ -90,6 +95,7 @@ impl ErrorCode {
             ErrorCode::UnknownOrganization => "unknown_organization",
             ErrorCode::UnknownProduct => "unknown_product",
             ErrorCode::UnknownDevice => "unknown_device",
+            ErrorCode::UnknownWebhook => "unknown_webhook",
             ErrorCode::NotIgnored => "not_ignored",
             ErrorCode::NoSeatsAvailable => "no_seats_available",
             ErrorCode::Conflict => "conflict",
@@ -101,7 +107,11 @@ impl ErrorCode {
     /// The HTTP status of an answer that reports it.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::UnknownOrganization | ErrorCode::UnknownProduct | ErrorCode::UnknownDevice | ErrorCode::NotIgnored => 404,
+            ErrorCode::UnknownOrganization
+            | ErrorCode::UnknownProduct
+            | ErrorCode::UnknownDevice
+            | ErrorCode::UnknownWebhook
+            | ErrorCode::NotIgnored => 404,
             ErrorCode::NoSeatsAvailable | ErrorCode::Conflict => 409,
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Internal => 500,

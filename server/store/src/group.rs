@@ -186,6 +186,18 @@ impl Decided<'_> {
         }
         counts
     }
+
+    /// How many check-ins the group refused for want of a seat, by product.
+    pub(crate) fn refused_per_product(&self) -> Vec<(i64, i64)> {
+        let mut counts: Vec<(i64, i64)> = Vec::new();
+        for &((product, _), refused) in &self.refused {
+            match counts.iter_mut().find(|(id, _)| *id == product) {
+                Some((_, count)) => *count += refused,
+                None => counts.push((product, refused)),
+            }
+        }
+        counts
+    }
 }
 
 /// The group's products, each once, in (organization, code) order.

@@ -24,6 +24,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod validate;
+pub mod webhooks;
 
 pub use error::{ErrorCode, StoreError};
 pub use model::*;
@@ -236,6 +237,45 @@ pub trait Usage {
     async fn refused_devices(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, i64)>>;
 }
 
+/// Webhooks: an organization's endpoints, the outbox of messages waiting
+/// for each, and every delivery attempt. A change that tells webhooks of
+/// itself writes its messages in its own transaction (see `audit.rs`); the
+/// server's dispatcher claims them, delivers them and says how it went.
+pub trait Webhooks {
+    /// Adds an endpoint (its URL checked by [`Store::create_webhook`]) with
+    /// its secret as stored (sealed when the server has a secrets key).
+    async fn add_webhook(&self, org: OrgId, url: &str, events: &[WebhookEvent], secret: &[u8], by: Actor) -> Result<Webhook>;
+
+    /// The organization's endpoints, oldest first.
+    async fn webhooks(&self, org: OrgId) -> Result<Vec<Webhook>>;
+
+    /// Deletes an endpoint with its waiting messages and its attempts.
+    async fn delete_webhook(&self, org: OrgId, id: i64, by: Actor) -> Result<()>;
+
+    /// An endpoint's delivery attempts, newest first; a page's `next` is the
+    /// attempt to continue before.
+    async fn delivery_attempts(&self, org: OrgId, id: i64, page: &PageRequest) -> Result<Page<DeliveryAttempt>>;
+
+    /// Claims, until `claim_until`, the first waiting message of each
+    /// endpoint that is due by `now` and not claimed by another sender (at
+    /// most `limit`): an endpoint's messages go out one at a time, in order.
+    async fn claim_messages(&self, now: Timestamp, claim_until: Timestamp, limit: i64) -> Result<Vec<OutboxMessage>>;
+
+    /// Records an attempt to deliver a claimed message: delivered or given
+    /// up on (no `retry_at`), it leaves the outbox; otherwise it waits
+    /// until `retry_at`, unclaimed.
+    async fn finish_message(&self, message: &OutboxMessage, attempted: &Attempted) -> Result<()>;
+
+    /// Tells webhooks of what the alerts found since the last call, each
+    /// once: a product's seats taken reaching its `alert_at_percent`,
+    /// refusals for want of a seat (at most one message a minute per
+    /// product), a subscription ending within 14 days. Says how many.
+    async fn raise_alerts(&self, now: Timestamp) -> Result<u64>;
+
+    /// Forgets delivery attempts made before `before`; says how many.
+    async fn prune_webhook_attempts(&self, before: Timestamp) -> Result<u64>;
+}
+
 /// The server's keys that sign licenses.
 pub trait SigningKeys {
     /// Every signing key, the active one (if any) first, then the newest.
@@ -252,14 +292,29 @@ pub trait SigningKeys {
     async fn replace_signing_secret(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool>;
 }
 
-/// Every area at once: what [`Store`] and each backend implement.
-pub trait LicenseStore: Organizations + Sessions + Products + Devices + Seats + CheckIns + AuditLog + Usage + SigningKeys {}
+/// The alert on seats taken: whether `assigned` of `seats` is at or above
+/// `alert_at_percent` (never for a product without seats).
+pub(crate) fn at_alert_threshold(seats: i64, assigned: i64, alert_at_percent: Option<i64>) -> bool {
+    match alert_at_percent {
+        Some(percent) if seats > 0 => assigned.saturating_mul(100) >= seats.saturating_mul(percent),
+        _ => false,
+    }
+}
 
-impl<T: Organizations + Sessions + Products + Devices + Seats + CheckIns + AuditLog + Usage + SigningKeys> LicenseStore for T {}
+/// Every area at once: what [`Store`] and each backend implement.
+pub trait LicenseStore:
+    Organizations + Sessions + Products + Devices + Seats + CheckIns + AuditLog + Usage + Webhooks + SigningKeys
+{
+}
+
+impl<T> LicenseStore for T where
+    T: Organizations + Sessions + Products + Devices + Seats + CheckIns + AuditLog + Usage + Webhooks + SigningKeys
+{
+}
 
 /// The store's traits, for callers: `use store::prelude::*;`.
 pub mod prelude {
-    pub use crate::{AuditLog, CheckIns, Devices, LicenseStore, Organizations, Products, Seats, Sessions, SigningKeys, Usage};
+    pub use crate::{AuditLog, CheckIns, Devices, LicenseStore, Organizations, Products, Seats, Sessions, SigningKeys, Usage, Webhooks};
 }
 
 /// The check-in rule for a known device, before any seat is taken: the one

@@ -16,6 +16,16 @@ use crate::*;
 pub struct Store {
     backend: Backend,
     terms: Arc<Terms>,
+    webhooks: Arc<WebhookSettings>,
+}
+
+/// Where webhooks may be sent, and the key their secrets are sealed with.
+#[derive(Default)]
+struct WebhookSettings {
+    destinations: crate::webhooks::Destinations,
+    sealing: Option<crate::sealed::SealingKey>,
+    /// Woken when a change may have written to the outbox.
+    written: tokio::sync::Notify,
 }
 
 #[derive(Clone)]
@@ -54,7 +64,7 @@ impl Store {
                 "the database URL must start with sqlite: or postgres:// (for example sqlite://data/seatkeeper.db)",
             ));
         };
-        let store = Store { backend, terms: Arc::default() };
+        let store = Store { backend, terms: Arc::default(), webhooks: Arc::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -103,6 +113,28 @@ impl Store {
     #[cfg(feature = "testing")]
     pub async fn pass_time(&self, org: OrgId, code: &str, by: chrono::Duration) -> Result<()> {
         dispatch!(self, pass_time(org, code, by))
+    }
+
+    /// Where webhooks may be sent, and the key that seals their secrets
+    /// (none: stored as they are, like the signing keys); set once, before
+    /// the store is shared.
+    pub fn with_webhooks(mut self, destinations: crate::webhooks::Destinations, sealing: Option<crate::sealed::SealingKey>) -> Store {
+        self.webhooks = Arc::new(WebhookSettings { destinations, sealing, written: tokio::sync::Notify::new() });
+        self
+    }
+
+    pub fn webhook_destinations(&self) -> crate::webhooks::Destinations {
+        self.webhooks.destinations
+    }
+
+    /// Resolves when a change of this process may have written webhook
+    /// messages (other processes' are found by polling).
+    pub async fn outbox_written(&self) {
+        self.webhooks.written.notified().await;
+    }
+
+    fn wake_webhooks(&self) {
+        self.webhooks.written.notify_one();
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -183,6 +215,55 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+impl Store {
+    /// Adds a webhook endpoint for the organization: its URL must be one
+    /// webhooks may be sent to (HTTPS, and no name that resolves to a
+    /// loopback, private or link-local address, unless the server allows
+    /// private ones), its events known. Answers with its signing secret,
+    /// shown only now.
+    pub async fn create_webhook(&self, org: OrgId, url: &str, events: &[String], by: Actor) -> Result<NewWebhook> {
+        let destinations = self.webhooks.destinations;
+        let parsed = destinations.check_url(url)?;
+        let events = crate::webhooks::parse_events(events)?;
+        if !destinations.allow_private {
+            refuse_private_names(&parsed).await?;
+        }
+        let (bytes, secret) = crate::webhooks::new_secret();
+        let stored = match &self.webhooks.sealing {
+            Some(key) => key.seal(&bytes, &crate::webhooks::secret_belongs_to(org)),
+            None => bytes,
+        };
+        let added = self.add_webhook(org, parsed.as_str(), &events, &stored, by).await?;
+        Ok(NewWebhook { id: added.id, url: added.url, events: added.events, created_at: added.created_at, secret })
+    }
+
+    /// The signing secret's bytes of a message's endpoint, opened with this
+    /// server's secrets key if it was sealed.
+    pub fn webhook_secret(&self, message: &OutboxMessage) -> std::result::Result<Vec<u8>, String> {
+        if !crate::sealed::is_sealed(&message.secret) {
+            return Ok(message.secret.clone());
+        }
+        let key = self.webhooks.sealing.as_ref().ok_or("the webhook's secret is sealed and this server has no secrets key")?;
+        key.open(&message.secret, &crate::webhooks::secret_belongs_to(message.org))
+            .ok_or_else(|| "the webhook's secret does not open with this server's secrets key".to_owned())
+    }
+}
+
+/// Refuses a URL whose name resolves to an address webhooks may not be sent
+/// to. A name that does not resolve now is let through: every delivery
+/// resolves it again and connects only to public addresses.
+async fn refuse_private_names(url: &url::Url) -> Result<()> {
+    let Some(url::Host::Domain(name)) = url.host() else { return Ok(()) };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host((name, port))).await;
+    if let Ok(Ok(addresses)) = lookup {
+        if addresses.into_iter().any(|address| !crate::webhooks::is_public(address.ip())) {
+            return Err(StoreError::invalid(format!("url must be a public address: {name} resolves to a loopback, private or link-local one")));
+        }
+    }
+    Ok(())
 }
 
 impl Organizations for Store {
@@ -354,13 +435,17 @@ impl Devices for Store {
     async fn delete_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<()> {
         validate::serial(serial)?;
         let serial = serial.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, delete_device(org, &serial, by)) }).await
+        let done = self.to_completion(move |store| async move { dispatch!(store, delete_device(org, &serial, by)) }).await;
+        self.wake_webhooks();
+        done
     }
 
     async fn ignore_device(&self, org: OrgId, serial: &str, by: Actor) -> Result<bool> {
         validate::serial(serial)?;
         let serial = serial.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, ignore_device(org, &serial, by)) }).await
+        let done = self.to_completion(move |store| async move { dispatch!(store, ignore_device(org, &serial, by)) }).await;
+        self.wake_webhooks();
+        done
     }
 
     async fn ignored(&self, org: OrgId, page: &PageRequest) -> Result<Page<IgnoredSerial>> {
@@ -381,7 +466,9 @@ impl Seats for Store {
         validate::lookup("product code", code)?;
         let serial = serial.to_owned();
         let code = code.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, assign(org, &serial, &code, by)) }).await
+        let done = self.to_completion(move |store| async move { dispatch!(store, assign(org, &serial, &code, by)) }).await;
+        self.wake_webhooks();
+        done
     }
 
     async fn unassign(&self, org: OrgId, serial: &str, code: &str, by: Actor) -> Result<()> {
@@ -389,13 +476,17 @@ impl Seats for Store {
         validate::lookup("product code", code)?;
         let serial = serial.to_owned();
         let code = code.to_owned();
-        self.to_completion(move |store| async move { dispatch!(store, unassign(org, &serial, &code, by)) }).await
+        let done = self.to_completion(move |store| async move { dispatch!(store, unassign(org, &serial, &code, by)) }).await;
+        self.wake_webhooks();
+        done
     }
 
     async fn bulk(&self, org: OrgId, action: bulk::BulkAction, product: &str, serials: &[String], by: Actor)
     -> Result<Vec<Result<Assigned>>> {
         let (product, serials) = (product.to_owned(), serials.to_owned());
-        self.to_completion(move |store| async move { dispatch!(store, bulk(org, action, &product, &serials, by)) }).await
+        let done = self.to_completion(move |store| async move { dispatch!(store, bulk(org, action, &product, &serials, by)) }).await;
+        self.wake_webhooks();
+        done
     }
 
     async fn reclaim_idle_seats(&self, now: Timestamp) -> Result<u64> {
@@ -474,6 +565,48 @@ impl Usage for Store {
 
     async fn refused_devices(&self, org: OrgId, since_day: i64) -> Result<Vec<(String, i64)>> {
         dispatch!(self, refused_devices(org, since_day))
+    }
+}
+
+impl Webhooks for Store {
+    async fn add_webhook(&self, org: OrgId, url: &str, events: &[WebhookEvent], secret: &[u8], by: Actor) -> Result<Webhook> {
+        self.webhooks.destinations.check_url(url)?;
+        let (url, events, secret) = (url.to_owned(), events.to_owned(), secret.to_owned());
+        self.to_completion(move |store| async move { dispatch!(store, add_webhook(org, &url, &events, &secret, by)) }).await
+    }
+
+    async fn webhooks(&self, org: OrgId) -> Result<Vec<Webhook>> {
+        dispatch!(self, webhooks(org))
+    }
+
+    async fn delete_webhook(&self, org: OrgId, id: i64, by: Actor) -> Result<()> {
+        self.to_completion(move |store| async move { dispatch!(store, delete_webhook(org, id, by)) }).await
+    }
+
+    async fn delivery_attempts(&self, org: OrgId, id: i64, page: &PageRequest) -> Result<Page<DeliveryAttempt>> {
+        validate::page(page)?;
+        dispatch!(self, delivery_attempts(org, id, page))
+    }
+
+    async fn claim_messages(&self, now: Timestamp, claim_until: Timestamp, limit: i64) -> Result<Vec<OutboxMessage>> {
+        self.to_completion(move |store| async move { dispatch!(store, claim_messages(now, claim_until, limit)) }).await
+    }
+
+    async fn finish_message(&self, message: &OutboxMessage, attempted: &Attempted) -> Result<()> {
+        let (message, attempted) = (message.clone(), attempted.clone());
+        self.to_completion(move |store| async move { dispatch!(store, finish_message(&message, &attempted)) }).await
+    }
+
+    async fn raise_alerts(&self, now: Timestamp) -> Result<u64> {
+        let told = self.to_completion(move |store| async move { dispatch!(store, raise_alerts(now)) }).await?;
+        if told > 0 {
+            self.wake_webhooks();
+        }
+        Ok(told)
+    }
+
+    async fn prune_webhook_attempts(&self, before: Timestamp) -> Result<u64> {
+        self.to_completion(move |store| async move { dispatch!(store, prune_webhook_attempts(before)) }).await
     }
 }
 

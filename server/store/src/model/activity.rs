@@ -39,6 +39,8 @@ pub enum ActivityKind {
     DeviceUnignored,
     ProductKeyRotated,
     AdminKeyRotated,
+    WebhookAdded,
+    WebhookDeleted,
 }
 
 /// Both enums are stored and filtered by their snake_case names.
@@ -83,6 +85,8 @@ named!(ActivityKind {
     DeviceUnignored => "device_unignored",
     ProductKeyRotated => "product_key_rotated",
     AdminKeyRotated => "admin_key_rotated",
+    WebhookAdded => "webhook_added",
+    WebhookDeleted => "webhook_deleted",
 });
 
 /// One change in an organization's audit log.

@@ -11,6 +11,7 @@ mod checkin;
 mod paging;
 mod usage;
 mod activity;
+mod webhooks;
 
 pub use time::*;
 pub use organizations::*;
@@ -20,6 +21,7 @@ pub use checkin::*;
 pub use paging::*;
 pub use usage::*;
 pub use activity::*;
+pub use webhooks::*;
 
 // What the files below share (each takes `use super::*`).
 #[allow(unused_imports)]

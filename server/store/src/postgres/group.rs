@@ -167,10 +167,16 @@ impl Statement for SeatDecisions {
         }
         if !decided.refused.is_empty() {
             let ((ids, device_ids), counts): ((Vec<i64>, Vec<i64>), Vec<i64>) = decided.refused.iter().copied().unzip();
+            // Counted on the product too, for the `checkin.refused` alert.
             sqlx::query(
-                "insert into refusals (product_id, day, device_id, count)
-                 select product_id, $4, device_id, count from unnest($1::bigint[], $2::bigint[], $3::bigint[]) r(product_id, device_id, count)
-                 on conflict (product_id, day, device_id) do update set count = refusals.count + excluded.count",
+                "with refused as (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) r(product_id, device_id, count)),
+                 counted as (
+                     insert into refusals (product_id, day, device_id, count)
+                     select product_id, $4, device_id, count from refused
+                     on conflict (product_id, day, device_id) do update set count = refusals.count + excluded.count)
+                 update products p set refused_total = p.refused_total + total.count
+                 from (select product_id, sum(count) as count from refused group by product_id) total
+                 where p.id = total.product_id",
             )
             .bind(&ids)
             .bind(&device_ids)
@@ -241,10 +247,16 @@ impl Statement for SeatDecisions {
             let orgs: Vec<i64> = decided.taken.iter().map(|seat| seat.org.0).collect();
             let codes: Vec<&str> = decided.taken.iter().map(|seat| seat.code).collect();
             let serials: Vec<&str> = decided.taken.iter().map(|seat| seat.serial).collect();
+            // The audit log, and the webhooks' messages (seat.assigned).
             sqlx::query(
-                "insert into activity (org_id, at, actor, kind, product, serial)
-                 select org_id, $4, $5, $6, product, serial
-                 from unnest($1::bigint[], $2::text[], $3::text[]) seat(org_id, product, serial)",
+                "with seat as (select * from unnest($1::bigint[], $2::text[], $3::text[]) with ordinality seat(org_id, product, serial, i)),
+                 logged as (
+                     insert into activity (org_id, at, actor, kind, product, serial)
+                     select org_id, $4, $5, $6, product, serial from seat order by i)
+                 insert into webhook_outbox (webhook_id, type, at, data, next_attempt_at)
+                 select w.id, $7, $4, json_build_object('product', seat.product, 'serial', seat.serial, 'by', $5::text)::text, $4
+                 from seat join webhooks w on w.org_id = seat.org_id and w.events & $8 <> 0
+                 order by seat.i, w.id",
             )
             .bind(&orgs)
             .bind(&codes)
@@ -252,6 +264,8 @@ impl Statement for SeatDecisions {
             .bind(at)
             .bind(Actor::Device.as_str())
             .bind(ActivityKind::SeatAutoAssigned.as_str())
+            .bind(crate::WebhookEvent::SeatAssigned.as_str())
+            .bind(crate::WebhookEvent::SeatAssigned.bit())
             .execute(&mut *tx)
             .await?;
         }

@@ -35,6 +35,7 @@ mod checkin;
 mod activity;
 mod usage;
 mod signing_keys;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -254,8 +255,11 @@ async fn record(conn: &mut PgConnection, org: OrgId, at: Timestamp, change: Chan
     .bind(change.product)
     .bind(change.serial)
     .bind(change.detail)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if let Some((event, data)) = &change.tells {
+        webhooks::enqueue(conn, org, at, *event, data).await?;
+    }
     Ok(())
 }
 

@@ -288,6 +288,15 @@ pub(super) async fn decide_group(
         .bind(day_of(decided_at))
         .execute(&mut *tx)
         .await?;
+        // Counted on the product too, for the `checkin.refused` alert.
+        sqlx::query(
+            "update products set refused_total = refused_total + refused.count
+             from (select value ->> 0 as product_id, sum(value ->> 1) as count from json_each(?) group by 1) refused
+             where products.id = refused.product_id",
+        )
+        .bind(json(decided.refused_per_product().into_iter())?)
+        .execute(&mut *tx)
+        .await?;
     }
     if !decided.served.is_empty() {
         sqlx::query(
@@ -327,16 +336,18 @@ pub(super) async fn decide_group(
         .bind(at)
         .execute(&mut *tx)
         .await?;
+        let seats = json(decided.taken.iter().map(|seat| (seat.org.0, seat.code, seat.serial)))?;
         sqlx::query(
             "insert into activity (org_id, at, actor, kind, product, serial)
              select value ->> 0, ?2, ?3, ?4, value ->> 1, value ->> 2 from json_each(?1)",
         )
-        .bind(json(decided.taken.iter().map(|seat| (seat.org.0, seat.code, seat.serial)))?)
+        .bind(&seats)
         .bind(at)
         .bind(Actor::Device.as_str())
         .bind(ActivityKind::SeatAutoAssigned.as_str())
         .execute(&mut *tx)
         .await?;
+        super::webhooks::enqueue_auto_assigned(&mut tx, &seats, at).await?;
     }
     // Every device read was written (its last seen, at least).
     commit_check_in_write(tx, keys, counter, !recorded.is_empty()).await?;

@@ -23,6 +23,7 @@ mod activity;
 mod usage;
 mod signing_keys;
 mod held_seats;
+mod webhooks;
 #[cfg(all(test, unix, feature = "testing"))]
 mod tests;
 
@@ -317,8 +318,11 @@ async fn record(conn: &mut SqliteConnection, org: OrgId, at: Timestamp, change: 
         .bind(change.product)
         .bind(change.serial)
         .bind(change.detail)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    if let Some((event, data)) = &change.tells {
+        webhooks::enqueue(conn, org, at, *event, data).await?;
+    }
     Ok(())
 }
 

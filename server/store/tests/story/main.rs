@@ -13,6 +13,7 @@ mod organizations;
 mod audit;
 mod floating;
 mod waiting;
+mod webhooks;
 
 use checkins::*;
 use seats::*;
@@ -21,6 +22,7 @@ use organizations::*;
 use audit::*;
 use floating::*;
 use waiting::*;
+use webhooks::*;
 
 /// Runs each story on SQLite and on PostgreSQL.
 macro_rules! stories {
@@ -72,9 +74,16 @@ macro_rules! two_process_stories {
     };
 }
 
-two_process_stories!(racing_for_ended_leases_never_holds_more_seats_than_exist);
+two_process_stories!(
+    racing_for_ended_leases_never_holds_more_seats_than_exist,
+    two_senders_share_the_outbox_without_sending_a_message_twice,
+);
 
 stories!(
+    changes_tell_the_endpoints_that_subscribe_one_message_at_a_time_in_order,
+    bad_webhooks_are_refused_and_add_nothing,
+    alerts_tell_each_crossing_each_minutes_refusals_and_an_ending_term_once,
+    a_message_claimed_by_a_sender_that_died_is_sent_again,
     a_floating_seat_is_held_while_its_device_checks_in_and_free_once_its_lease_ends,
     a_lease_is_answered_as_written_until_half_of_it_is_left_then_renewed,
     a_release_frees_a_floating_seat_at_once_and_nothing_else,
