@@ -2,13 +2,15 @@
 -- outbox) and every delivery attempt.
 --
 -- `events` holds one bit per event type (store::WebhookEvent::bit; a bit,
--- once given, is never reused). `secret` is the signing secret's bytes,
+-- once given, is never reused) and `event_names` their names as the admin
+-- gave them, comma-separated. `secret` is the signing secret's bytes,
 -- sealed when the server runs with a secrets key.
 create table webhooks (
     id integer primary key,
     org_id integer not null references organizations (id) on delete cascade,
     url text not null,
     events integer not null,
+    event_names text not null,
     secret blob not null,
     created_at integer not null
 );

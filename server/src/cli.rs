@@ -101,6 +101,17 @@ pub struct Cli {
     #[arg(long, env = "SEATKEEPER_SECRETS_KEY_FILE", global = true)]
     pub secrets_key_file: Option<std::path::PathBuf>,
 
+    /// Let webhooks go to loopback, private and link-local addresses, and
+    /// over plain HTTP: for tests and private networks. Without it a
+    /// webhook must be an HTTPS URL of a public address.
+    #[arg(long, env = "SEATKEEPER_ALLOW_PRIVATE_WEBHOOKS", global = true)]
+    pub allow_private_webhooks: bool,
+
+    /// Seconds a webhook endpoint has to answer one delivery.
+    #[arg(long, env = "SEATKEEPER_WEBHOOK_TIMEOUT", default_value_t = 10, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout: u64,
+
     /// Print JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,

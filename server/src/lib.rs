@@ -23,6 +23,7 @@ pub mod licensing;
 pub mod limits;
 pub mod observe;
 pub mod serve;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;

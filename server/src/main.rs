@@ -36,7 +36,9 @@ async fn main() -> ExitCode {
 
 async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     let sealing = cli.secrets_key()?;
-    let store = Store::open(&cli.database_url).await.context("opening the store")?;
+    let destinations = store::webhooks::Destinations { allow_private: cli.allow_private_webhooks };
+    let store =
+        Store::open(&cli.database_url).await.context("opening the store")?.with_webhooks(destinations, sealing.clone());
     store.lock_for_serving()?;
     if let Some(org) = store.bootstrap().await.context("creating the default organization")? {
         println!("First start on an empty database.\n{}\n", cli::organization_summary(&org).human);
@@ -65,6 +67,7 @@ async fn run_server(cli: &Cli) -> anyhow::Result<()> {
     }
     state.licenser.load().await.context("loading the license signing keys")?;
     seatkeeper::housekeeping::spawn_usage_snapshots(store.clone());
+    seatkeeper::webhooks::spawn(store.clone(), std::time::Duration::from_secs(cli.webhook_timeout));
     seatkeeper::housekeeping::spawn_reclaim(store.clone(), std::time::Duration::from_secs(cli.reclaim_interval.max(1)));
     if cli.activity_retention_days > 0 {
         let days = u64::from(cli.activity_retention_days);

@@ -11,6 +11,7 @@ mod activity;
 mod devices;
 mod products;
 mod settings;
+mod webhooks;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
@@ -34,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(activity::routes())
         .merge(settings::routes())
+        .merge(webhooks::routes())
 }
 
 /// What every admin operation shares, said once here rather than on each

@@ -7,10 +7,11 @@ use crate::webhooks::{Alert, AlertRow, AttemptRow, EXPIRY_NOTICE_DAYS, REFUSALS_
 /// Endpoints one organization may have.
 const MAX_WEBHOOKS: i64 = 20;
 
-type WebhookRow = (i64, String, i64, Timestamp);
+type WebhookRow = (i64, String, String, Timestamp);
 
 fn webhook_from((id, url, events, created_at): WebhookRow) -> Webhook {
-    Webhook { id, url, events: WebhookEvent::from_bits(events), created_at }
+    let events = events.split(',').filter_map(WebhookEvent::parse).collect();
+    Webhook { id, url, events, created_at }
 }
 
 /// Writes a message for each of the organization's endpoints that
@@ -40,12 +41,13 @@ impl Webhooks for PgStore {
         }
         let at = now();
         let row: WebhookRow = sqlx::query_as(
-            "insert into webhooks (org_id, url, events, secret, created_at) values ($1, $2, $3, $4, $5)
-             returning id, url, events, created_at",
+            "insert into webhooks (org_id, url, events, event_names, secret, created_at) values ($1, $2, $3, $4, $5, $6)
+             returning id, url, event_names, created_at",
         )
         .bind(org.0)
         .bind(url)
         .bind(WebhookEvent::bits(events))
+        .bind(events.iter().map(|event| event.as_str()).collect::<Vec<_>>().join(","))
         .bind(secret)
         .bind(at)
         .fetch_one(&mut *tx)
@@ -58,7 +60,7 @@ impl Webhooks for PgStore {
     #[tracing::instrument(skip_all)]
     async fn webhooks(&self, org: OrgId) -> Result<Vec<Webhook>> {
         let rows: Vec<WebhookRow> =
-            sqlx::query_as("select id, url, events, created_at from webhooks where org_id = $1 order by id")
+            sqlx::query_as("select id, url, event_names, created_at from webhooks where org_id = $1 order by id")
                 .bind(org.0)
                 .fetch_all(&self.pool)
                 .await?;
