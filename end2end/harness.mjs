@@ -3,6 +3,8 @@
 // check-in API, and Debian's Chromium driven by playwright-core.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,7 +26,8 @@ export async function startServer() {
     LEPTOS_SITE_ROOT: join(repo, 'target', 'site'),
     RUST_LOG: 'info',
   };
-  const child = spawn(binary, ['serve', '--addr', '127.0.0.1:0'], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Private webhooks allowed: the tests' receivers listen on this machine.
+  const child = spawn(binary, ['serve', '--addr', '127.0.0.1:0', '--allow-private-webhooks'], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let printed = '';
   child.stdout.on('data', (chunk) => { printed += chunk; });
   const baseURL = await new Promise((resolve, reject) => {
@@ -56,6 +59,42 @@ export async function startServer() {
       rmSync(folder, { recursive: true, force: true });
     },
   };
+}
+
+/** An HTTP receiver for webhooks on a random local port: answers 200 and keeps every request. */
+export async function startReceiver() {
+  const received = [];
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      received.push({ headers: request.headers, body });
+      response.writeHead(200).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/hook`,
+    received,
+    async waitFor(n) {
+      for (let waited = 0; received.length < n && waited < 15_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      return received;
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+/** The Standard Webhooks signature a delivery must carry for this secret (`whsec_…`). */
+export function webhookSignature(secret, { headers, body }) {
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+  const signed = `${headers['webhook-id']}.${headers['webhook-timestamp']}.${body}`;
+  return `v1,${createHmac('sha256', key).update(signed).digest('base64')}`;
+}
+
+/** Calls the admin API with any method. */
+export async function adminCall(baseURL, adminKey, method, path) {
+  const response = await fetch(`${baseURL}/api/v1/admin${path}`, { method, headers: { authorization: `Bearer ${adminKey}` } });
+  return response.json();
 }
 
 /** A device checks in with the product key. */

@@ -194,9 +194,11 @@ fn status_of(error: &UiError) -> http::StatusCode {
     use http::StatusCode;
     match error.code.as_str() {
         "signed_out" | "invalid_key" => StatusCode::UNAUTHORIZED,
-        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "invalid_seat_model" | "invalid_alert_percent" | "bad_request" => {
+        "nothing_selected" | "invalid_license_days" | "invalid_reclaim_days" | "invalid_seat_model" | "invalid_alert_percent" | "invalid_webhook_url"
+        | "no_webhook_events" | "bad_request" => {
             StatusCode::BAD_REQUEST
         }
+        "too_many_webhooks" => StatusCode::CONFLICT,
         store_code => ErrorCode::parse(store_code)
             .and_then(|code| StatusCode::from_u16(code.status()).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

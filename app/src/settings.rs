@@ -14,6 +14,32 @@ pub struct IgnoredView {
     pub ignored: Moment,
 }
 
+/// A webhook endpoint and its latest delivery attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookView {
+    pub id: i64,
+    pub url: String,
+    pub events: Vec<String>,
+    pub added: Moment,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub event: String,
+    pub at: Moment,
+    /// "200", or what went wrong.
+    pub outcome: String,
+    pub delivered: bool,
+}
+
+/// A webhook just added, with its signing secret: shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWebhookSecret {
+    pub url: String,
+    pub secret: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettingsScreen {
     pub organization: String,
@@ -23,7 +49,16 @@ pub struct SettingsScreen {
     /// An administration key rotated by a form post without JavaScript, shown
     /// once on the page that follows.
     pub new_admin_key: Option<String>,
+    pub webhooks: Vec<WebhookView>,
+    /// Every event a webhook may subscribe to: its name and its words.
+    pub events: Vec<(String, String)>,
+    /// A webhook added by the form post before this page, shown once.
+    pub new_webhook: Option<NewWebhookSecret>,
 }
+
+/// Delivery attempts shown per webhook; the admin API lists them all.
+#[cfg(feature = "ssr")]
+const ATTEMPTS_SHOWN: u32 = 5;
 
 #[server]
 pub async fn load_settings() -> Result<SettingsScreen, UiError> {
@@ -35,17 +70,47 @@ pub async fn load_settings() -> Result<SettingsScreen, UiError> {
         let store = store()?;
         let settings = store.settings(org.id).await?;
         let ignored = store.ignored(org.id, &PageRequest::first(PageRequest::MAX_LIMIT)).await?;
-        let new_admin_key = match cookie(SESSION_COOKIE) {
-            Some(session) => store.take_session_flash(&session).await?.and_then(|flash| new_admin_key_from(&session, &flash)),
-            None => None,
+        let (new_admin_key, new_webhook) = match cookie(SESSION_COOKIE) {
+            Some(session) => match store.take_session_flash(&session).await? {
+                Some(flash) => (new_admin_key_from(&session, &flash), new_webhook_from(&session, &flash)),
+                None => (None, None),
+            },
+            None => (None, None),
         };
         let now = store::now();
+        let mut webhooks = Vec::new();
+        for webhook in store.webhooks(org.id).await? {
+            let attempts = store.delivery_attempts(org.id, webhook.id, &PageRequest::first(ATTEMPTS_SHOWN)).await?;
+            webhooks.push(WebhookView {
+                id: webhook.id,
+                url: webhook.url,
+                events: webhook.events.iter().map(|event| event.as_str().to_owned()).collect(),
+                added: moment(webhook.created_at, now),
+                attempts: attempts
+                    .items
+                    .into_iter()
+                    .map(|attempt| AttemptView {
+                        delivered: attempt.error.is_none(),
+                        outcome: match (attempt.status, attempt.error) {
+                            (Some(status), None) => status.to_string(),
+                            (_, Some(error)) => error,
+                            (None, None) => String::new(),
+                        },
+                        event: attempt.event,
+                        at: moment(attempt.time, now),
+                    })
+                    .collect(),
+            });
+        }
         Ok(SettingsScreen {
             organization: settings.organization_name,
             product_key: settings.product_key,
             ignored: ignored.items.into_iter().map(|i| IgnoredView { serial: i.serial, ignored: moment(i.ignored_at, now) }).collect(),
             more_ignored: ignored.next.is_some(),
             new_admin_key,
+            webhooks,
+            events: store::WebhookEvent::ALL.iter().map(|event| (event.as_str().to_owned(), event.label().to_owned())).collect(),
+            new_webhook,
         })
     }
     .await)
@@ -105,6 +170,63 @@ fn new_admin_key_from(session: &str, flash: &[u8]) -> Option<String> {
     (fresh && key.starts_with(store::keys::ADMIN_PREFIX)).then(|| key.to_owned())
 }
 
+/// Adds a webhook (the events ticked as `events[]`); the page that follows
+/// shows its signing secret, once.
+#[server]
+pub async fn add_webhook(url: String, events: Option<Vec<String>>) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::ErrorCode;
+    use store::prelude::*;
+    let result = async {
+        let org = require_org().await?;
+        let store = store()?;
+        let events = events.unwrap_or_default();
+        if events.is_empty() {
+            return Err(UiError::new("no_webhook_events"));
+        }
+        let added = store.create_webhook(org.id, url.trim(), &events, store::Actor::AdminSession).await.map_err(|error| match error.code() {
+            ErrorCode::InvalidRequest => UiError::new("invalid_webhook_url"),
+            ErrorCode::Conflict => UiError::new("too_many_webhooks"),
+            _ => UiError::from(error),
+        })?;
+        if let Some(session) = cookie(SESSION_COOKIE) {
+            store.set_session_flash(&session, &new_webhook_flash(&session, &added.url, &added.secret)).await?;
+        }
+        Ok(())
+    }
+    .await;
+    finish_form("add-webhook", result)
+}
+
+#[server]
+pub async fn delete_webhook(id: i64) -> Result<(), UiError> {
+    use crate::server::*;
+    use store::prelude::*;
+    let result = async {
+        let org = require_org().await?;
+        Ok(store()?.delete_webhook(org.id, id, store::Actor::AdminSession).await?)
+    }
+    .await;
+    finish_form("webhooks", result)
+}
+
+/// A just-added webhook's URL and secret, sealed for this session alone,
+/// with the time until which it may be shown.
+#[cfg(feature = "ssr")]
+fn new_webhook_flash(session: &str, url: &str, secret: &str) -> Vec<u8> {
+    let until = (store::now() + NEW_KEY_SHOWN_FOR).timestamp_millis();
+    store::sealed::SealingKey::derive("new webhook secret", session.as_bytes()).seal(format!("{until}\n{secret}\n{url}").as_bytes(), b"")
+}
+
+#[cfg(feature = "ssr")]
+fn new_webhook_from(session: &str, flash: &[u8]) -> Option<NewWebhookSecret> {
+    let opened = store::sealed::SealingKey::derive("new webhook secret", session.as_bytes()).open(flash, b"")?;
+    let mut lines = std::str::from_utf8(&opened).ok()?.splitn(3, '\n');
+    let (until, secret, url) = (lines.next()?, lines.next()?, lines.next()?);
+    let fresh = until.parse::<i64>().ok()? > store::now().timestamp_millis();
+    (fresh && secret.starts_with(store::webhooks::SECRET_PREFIX)).then(|| NewWebhookSecret { url: url.to_owned(), secret: secret.to_owned() })
+}
+
 #[server]
 pub async fn unignore(serial: String) -> Result<(), UiError> {
     use crate::server::*;
@@ -156,6 +278,7 @@ pub fn SettingsPage() -> impl IntoView {
                     </form>
                     <p class="muted">"Sign out of this browser with " <strong>"Sign out"</strong> " at the top of the page."</p>
                 </section>
+                <Webhooks webhooks=settings.webhooks events=settings.events new_webhook=settings.new_webhook />
                 <section class="card" aria-labelledby="ignored-title">
                     <h2 id="ignored-title">"Ignored devices"</h2>
                     <PostedError form="ignore-list" />
@@ -181,6 +304,87 @@ pub fn SettingsPage() -> impl IntoView {
                 </section>
             }.into_any()
         }}/>
+    }
+}
+
+/// The webhooks section: each endpoint with its events and latest
+/// attempts, a delete, and the form that adds one.
+#[component]
+fn Webhooks(webhooks: Vec<WebhookView>, events: Vec<(String, String)>, new_webhook: Option<NewWebhookSecret>) -> impl IntoView {
+    view! {
+        <section class="card" aria-labelledby="webhooks-title">
+            <h2 id="webhooks-title">"Webhooks"</h2>
+            <p>"Seatkeeper POSTs each event you choose to your URL as JSON, signed the Standard Webhooks way with the endpoint's secret (" <code>"webhook-signature"</code> "), and retries for a day until your endpoint answers 2xx."</p>
+            {new_webhook.map(|added| view! {
+                <div class="notice" role="status">
+                    <p>"The signing secret of " <span class="url">{added.url}</span> " is shown only now. Store it with your receiver:"</p>
+                    <label for="new-webhook-secret" class="visually-hidden">"New webhook signing secret"</label>
+                    <input id="new-webhook-secret" class="key" readonly value=added.secret />
+                </div>
+            })}
+            <PostedError form="webhooks" />
+            {if webhooks.is_empty() {
+                view! { <p class="muted">"No webhook yet."</p> }.into_any()
+            } else {
+                view! {
+                    <ul class="webhooks">
+                        {webhooks.into_iter().map(|webhook| view! { <WebhookItem webhook /> }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+            <form method="post" action=posting_to(AddWebhook::url()) class="stack">
+                <h3>"Add a webhook"</h3>
+                <PostedError form="add-webhook" />
+                <label for="webhook-url">"Endpoint URL"</label>
+                <input id="webhook-url" name="url" type="url" required maxlength="2000" placeholder="https://hooks.example.com/seatkeeper" />
+                <fieldset>
+                    <legend>"Events"</legend>
+                    {events.into_iter().map(|(name, label)| view! {
+                        <label class="check">
+                            <input type="checkbox" name="events[]" value=name.clone() />
+                            {label} " " <code>{name}</code>
+                        </label>
+                    }).collect_view()}
+                </fieldset>
+                <button type="submit">"Add webhook"</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn WebhookItem(webhook: WebhookView) -> impl IntoView {
+    let title = format!("Webhook {}", webhook.url);
+    view! {
+        <li aria-label=title>
+            <div class="webhook-head">
+                <span class="url">{webhook.url.clone()}</span>
+                <form method="post" action=posting_to(DeleteWebhook::url()) class="inline">
+                    <input type="hidden" name="id" value=webhook.id.to_string() />
+                    <button type="submit" class="small danger" aria-label=format!("Delete webhook {}", webhook.url)>"Delete"</button>
+                </form>
+            </div>
+            <p class="muted">{webhook.events.join(", ")} " · added " <When moment=webhook.added /></p>
+            {if webhook.attempts.is_empty() {
+                view! { <p class="muted">"Nothing sent yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="attempts">
+                        <caption class="visually-hidden">"Latest deliveries to " {webhook.url}</caption>
+                        <thead><tr><th scope="col">"Sent"</th><th scope="col">"Event"</th><th scope="col">"Answer"</th></tr></thead>
+                        <tbody>
+                            {webhook.attempts.into_iter().map(|attempt| view! {
+                                <tr>
+                                    <td><When moment=attempt.at /></td>
+                                    <td><code>{attempt.event}</code></td>
+                                    <td class=if attempt.delivered { "delivered" } else { "failed" }>{attempt.outcome}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </li>
     }
 }
 

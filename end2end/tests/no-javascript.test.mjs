@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { admin, checkIn, launchBrowser, screenshot, seed, startServer } from '../harness.mjs';
+import { admin, adminCall, checkIn, launchBrowser, screenshot, seed, startReceiver, startServer, webhookSignature } from '../harness.mjs';
 
 let server;
 let keys;
@@ -186,6 +186,36 @@ test('an alert share is set on the Product screen, and the Licenses screen opens
   await page.locator('form').filter({ has: percent }).getByRole('button', { name: 'Save' }).click();
   await page.getByRole('heading', { name: 'Studio' }).waitFor();
   assert.equal((await admin(server.baseURL, keys.adminKey, '/products/studio/policy')).alert_at_percent, null);
+});
+
+test('a webhook is added and deleted with plain forms, and a bad address says why', async () => {
+  const receiver = await startReceiver();
+  try {
+    await page.goto(`${server.baseURL}/settings`);
+    await page.getByLabel('Endpoint URL').fill('ftp://hooks.example.com/x');
+    await page.getByRole('checkbox', { name: /A device is deleted/ }).check();
+    await page.getByRole('button', { name: 'Add webhook' }).click();
+    assert.match(await page.getByRole('alert').textContent(), /https:\/\/ address on the public internet/);
+
+    await page.getByLabel('Endpoint URL').fill(receiver.url);
+    await page.getByRole('checkbox', { name: /A device is deleted/ }).check();
+    await page.getByRole('button', { name: 'Add webhook' }).click();
+    const secret = await page.getByRole('textbox', { name: 'New webhook signing secret' }).inputValue();
+    assert.match(secret, /^whsec_/);
+    await checkIn(server.baseURL, keys.productKey, 'viewer', 'NOJS-HOOK');
+    await adminCall(server.baseURL, keys.adminKey, 'DELETE', '/devices/NOJS-HOOK');
+    const [delivery] = await receiver.waitFor(1);
+    assert.equal(delivery.headers['webhook-signature'], webhookSignature(secret, delivery));
+    assert.equal(JSON.parse(delivery.body).type, 'device.deleted');
+
+    await page.goto(`${server.baseURL}/settings`);
+    assert.equal(await page.getByRole('textbox', { name: 'New webhook signing secret' }).count(), 0, 'shown only once');
+    await page.getByRole('button', { name: `Delete webhook ${receiver.url}` }).click();
+    await page.getByText('No webhook yet.').waitFor();
+    assert.deepEqual((await admin(server.baseURL, keys.adminKey, '/webhooks')).items, []);
+  } finally {
+    await receiver.close();
+  }
 });
 
 test('the admin key rotates and is shown once, and signing out works', async () => {

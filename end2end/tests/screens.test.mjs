@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { admin, checkIn, confirmDialog, hydrated, launchBrowser, screenshot, seed, startServer, submit } from '../harness.mjs';
+import { admin, adminCall, checkIn, confirmDialog, hydrated, launchBrowser, screenshot, seed, startReceiver, startServer, submit, webhookSignature } from '../harness.mjs';
 
 let server;
 let keys;
@@ -455,6 +455,52 @@ test('refusals show on Licenses and in the Product chart, whose history starts t
   await chart.locator('figcaption').getByText('Devices refused').waitFor();
   assert.equal(await chart.locator('line.latest').count(), 0, 'no lone dot');
   await screenshot(page, 'product-new-history-refusals');
+});
+
+test('the Settings screen adds a webhook, shows its secret once, lists its deliveries and deletes it', async () => {
+  const receiver = await startReceiver();
+  try {
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+    await hydrated(page);
+    await page.getByText('No webhook yet.').waitFor();
+
+    // No event chosen: the form says so and nothing is added.
+    await page.getByLabel('Endpoint URL').fill(receiver.url);
+    await submit(page, page.getByRole('button', { name: 'Add webhook' }));
+    await page.getByRole('alert').filter({ hasText: 'Choose at least one event' }).waitFor();
+    assert.deepEqual((await admin(server.baseURL, keys.adminKey, '/webhooks')).items, []);
+
+    await page.getByLabel('Endpoint URL').fill(receiver.url);
+    await page.getByRole('checkbox', { name: /A device is ignored/ }).check();
+    await page.getByRole('checkbox', { name: /A seat is assigned/ }).check();
+    await submit(page, page.getByRole('button', { name: 'Add webhook' }));
+    const secret = await page.getByRole('textbox', { name: 'New webhook signing secret' }).inputValue();
+    assert.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+    const [hook] = (await admin(server.baseURL, keys.adminKey, '/webhooks')).items;
+    assert.deepEqual([hook.url, hook.events], [receiver.url, ['device.ignored', 'seat.assigned']]);
+    await screenshot(page, 'settings-webhook-added');
+
+    // An event reaches the receiver, signed with that secret.
+    await adminCall(server.baseURL, keys.adminKey, 'POST', '/devices/HOOK-TEST-1/ignore');
+    const [delivery] = await receiver.waitFor(1);
+    assert.equal(delivery.headers['webhook-signature'], webhookSignature(secret, delivery));
+    assert.deepEqual(JSON.parse(delivery.body).data, { serial: 'HOOK-TEST-1', by: 'admin_api', removed: false });
+    await adminCall(server.baseURL, keys.adminKey, 'DELETE', '/ignored/HOOK-TEST-1');
+
+    await page.reload();
+    const item = page.getByRole('listitem', { name: `Webhook ${receiver.url}` });
+    await item.getByRole('cell', { name: '200' }).waitFor();
+    await item.getByRole('cell', { name: 'device.ignored' }).waitFor();
+    assert.equal(await page.getByRole('textbox', { name: 'New webhook signing secret' }).count(), 0, 'shown only once');
+    await screenshot(page, 'settings-webhooks');
+
+    await submit(page, page.getByRole('button', { name: `Delete webhook ${receiver.url}` }));
+    await page.getByText('No webhook yet.').waitFor();
+    assert.deepEqual((await admin(server.baseURL, keys.adminKey, '/webhooks')).items, []);
+  } finally {
+    await receiver.close();
+  }
 });
 
 test('the Settings screen copies and rotates the product key and un-ignores devices', async () => {

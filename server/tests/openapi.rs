@@ -98,6 +98,10 @@ async fn the_description_has_the_documented_routes_and_no_others() {
         ("GET", "/api/v1/admin/settings"),
         ("POST", "/api/v1/admin/settings/product-key/rotate"),
         ("POST", "/api/v1/admin/settings/admin-key/rotate"),
+        ("GET", "/api/v1/admin/webhooks"),
+        ("POST", "/api/v1/admin/webhooks"),
+        ("DELETE", "/api/v1/admin/webhooks/{id}"),
+        ("GET", "/api/v1/admin/webhooks/{id}/deliveries"),
     ]
     .into_iter()
     .map(|(method, path)| (method.to_owned(), path.to_owned()))
@@ -218,6 +222,17 @@ async fn every_operation_answers_as_described(app: TestApp) {
     api.call(M::GET, &admin_api("/activity"), &[], &format!("cursor={cursor}&kind=seat_assigned&since=2020-01-01"), admin, None).await;
     api.call(M::GET, &admin_api("/activity"), &[], "kind=nope", admin, None).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     api.call(M::GET, &admin_api("/activity.csv"), &[], "product=editor", admin, None).await;
+
+    // Webhooks: one added, listed, its deliveries, deleted.
+    let hook = json!({"url": "https://hooks.example.com/seatkeeper", "events": ["seat.assigned", "device.deleted"]});
+    let added = api.call(M::POST, &admin_api("/webhooks"), &[], "", admin, Some(hook)).await.json();
+    assert!(added["secret"].as_str().is_some_and(|secret| secret.starts_with("whsec_")), "{added}");
+    let id = added["id"].to_string();
+    api.call(M::POST, &admin_api("/webhooks"), &[], "", admin, Some(json!({"url": "https://127.0.0.1/", "events": ["seat.assigned"]}))).await.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    api.call(M::GET, &admin_api("/webhooks"), &[], "", admin, None).await;
+    api.call(M::GET, &admin_api("/webhooks/{id}/deliveries"), &[&id], "limit=10", admin, None).await;
+    api.call(M::DELETE, &admin_api("/webhooks/{id}"), &[&id], "", admin, None).await;
+    api.call(M::DELETE, &admin_api("/webhooks/{id}"), &[&id], "", admin, None).await.assert_error(StatusCode::NOT_FOUND, "unknown_webhook");
 
     // Settings, and the keys turned over.
     api.call(M::GET, &admin_api("/settings"), &[], "", admin, None).await;

@@ -10,7 +10,7 @@ use app::devices::{BulkDevices, DeleteDevice, IgnoreDevice, ListDevices};
 use app::licenses::{ListProducts, SetAutoAssign};
 use app::activity::LoadActivity;
 use app::product::{LoadProduct, RemoveFromQueue, RevokeSeat, SetAlertPercent, SetLicenseDays, SetSeatModel};
-use app::settings::{LoadSettings, RotateAdminKey, RotateProductKey, Unignore};
+use app::settings::{AddWebhook, DeleteWebhook, LoadSettings, RotateAdminKey, RotateProductKey, Unignore};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{Reply, TestApp};
@@ -48,6 +48,9 @@ fn protected_calls() -> Vec<(&'static str, &'static str)> {
         (RotateProductKey::PATH, ""),
         (RotateAdminKey::PATH, ""),
         (Unignore::PATH, "serial=IGNORED-1"),
+        // acme's webhook is the first.
+        (DeleteWebhook::PATH, "id=1"),
+        (AddWebhook::PATH, "url=https%3A%2F%2Fhooks.example.com%2Fx&events[]=seat.assigned"),
         (BulkDevices::PATH, "action=delete&serials[]=ACME-1"),
         // Last: ignoring a serial never seen puts it on the caller's own list.
         (IgnoreDevice::PATH, "serial=ACME-1"),
@@ -86,12 +89,16 @@ async fn sign_in(app: &TestApp, admin_key: &str) -> String {
     cookie.split(';').next().unwrap().trim_start_matches("seatkeeper_session=").to_owned()
 }
 
-/// acme with a device holding a seat and an ignored serial; globex with its own product.
+/// acme with a device holding a seat, an ignored serial and a webhook;
+/// globex with its own product.
 async fn two_organizations(app: &TestApp) -> (common::Org, common::Org) {
     let acme = app.org("acme", &[("editor", 2, true)]).await;
     let globex = app.org("globex", &[("viewer", 2, true)]).await;
     app.check_in(&acme.product_key, "editor", "ACME-1").await;
     app.admin(Method::POST, "/devices/IGNORED-1/ignore", &acme.admin_key).await;
+    let hook = serde_json::json!({"url": "https://hooks.example.com/acme", "events": ["seat.assigned"]});
+    let hook = app.call(Method::POST, "/api/v1/admin/webhooks", Some(&acme.admin_key), Some(hook)).await;
+    assert_eq!(hook.json()["id"], 1);
     (acme, globex)
 }
 
@@ -103,6 +110,8 @@ async fn acme_is_untouched(app: &TestApp, acme: &common::Org) {
     assert_eq!(app.admin(Method::GET, "/ignored", &acme.admin_key).await.json()["items"][0]["serial"], "IGNORED-1");
     let settings = app.admin(Method::GET, "/settings", &acme.admin_key).await;
     assert_eq!(settings.json()["product_key"], acme.product_key.as_str(), "acme's keys are unchanged");
+    let webhooks = app.admin(Method::GET, "/webhooks", &acme.admin_key).await.json();
+    assert_eq!(webhooks["items"][0]["url"], "https://hooks.example.com/acme", "acme's webhook is there");
 }
 
 async fn every_server_function_refuses_without_a_session(app: TestApp) {
@@ -131,7 +140,7 @@ async fn a_session_of_one_organization_changes_nothing_of_another(app: TestApp) 
             let body = String::from_utf8_lossy(&reply.body);
             assert!(!body.contains("ACME-1") && !body.contains("editor"), "{path} showed acme's data: {body}");
         } else {
-            assert!(["unknown_product", "unknown_device", "not_ignored"].contains(&error_code(&reply).as_str()), "{path}: {}", error_code(&reply));
+            assert!(["unknown_product", "unknown_device", "not_ignored", "unknown_webhook"].contains(&error_code(&reply).as_str()), "{path}: {}", error_code(&reply));
         }
     }
     // Rotations change globex's keys, never acme's.
