@@ -125,9 +125,18 @@ impl Webhooks for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn claim_messages(&self, now: Timestamp, claim_until: Timestamp, limit: i64) -> Result<Vec<OutboxMessage>> {
-        // Most of the time nothing waits: a read then spares a write.
-        let waiting: bool = sqlx::query_scalar("select exists (select 1 from webhook_outbox)").fetch_one(&self.readers).await?;
-        if !waiting {
+        // Most of the time no endpoint's first message is due: a read (one
+        // look per endpoint) then spares a write.
+        let due: Option<i64> = sqlx::query_scalar(
+            "select o.id from webhooks w
+             join webhook_outbox o on o.id = (select min(h.id) from webhook_outbox h where h.webhook_id = w.id)
+             where o.next_attempt_at <= ?1 and (o.claimed_until is null or o.claimed_until < ?1)
+             limit 1",
+        )
+        .bind(millis(now))
+        .fetch_optional(&self.readers)
+        .await?;
+        if due.is_none() {
             return Ok(Vec::new());
         }
         let mut tx = self.write().await?;
