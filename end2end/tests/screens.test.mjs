@@ -478,7 +478,7 @@ test('the Settings screen adds a webhook, shows its secret once, lists its deliv
     const secret = await page.getByRole('textbox', { name: 'New webhook signing secret' }).inputValue();
     assert.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
     const [hook] = (await admin(server.baseURL, keys.adminKey, '/webhooks')).items;
-    assert.deepEqual([hook.url, hook.events], [receiver.url, ['device.ignored', 'seat.assigned']]);
+    assert.deepEqual([hook.url, hook.events], [receiver.url, ['seat.assigned', 'device.ignored']], 'in the order the form lists them');
     await screenshot(page, 'settings-webhook-added');
 
     // An event reaches the receiver, signed with that secret.
