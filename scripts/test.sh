@@ -36,7 +36,7 @@ export SEATKEEPER_SKIP_LOG=$(mktemp)
 trap 'rm -f "$log" "$SEATKEEPER_SKIP_LOG"' EXIT
 status=0
 # --no-fail-fast: one failing test binary must not hide the others' results.
-cargo test --locked --no-fail-fast -p seatkeeper-store -p seatkeeper -p app --lib --bins --tests -- --color never 2>&1 | tee "$log" || status=$?
+cargo test --locked --no-fail-fast -p seatkeeper-store -p seatkeeper -p app -p seatkeeper-client --lib --bins --tests -- --color never 2>&1 | tee "$log" || status=$?
 pg_skipped=$(sort -u "$SEATKEEPER_SKIP_LOG" | wc -l)
 if [ "$pg_skipped" -gt 0 ]; then
     say "$pg_skipped PostgreSQL halves were SKIPPED: no server (see SEATKEEPER_TEST_POSTGRES_URL)"

@@ -79,6 +79,13 @@ impl Default for Options {
     }
 }
 
+/// Writes a license into a cache folder as a client of this product key
+/// would: for tests, and for tools that hand a device its license.
+#[doc(hidden)]
+pub fn cache_license(folder: &std::path::Path, product_key: &str, product: &str, serial: &str, license: &str, keys: &KeySet) -> std::io::Result<()> {
+    cache::store(&cache::file(folder, product, serial), product_key, license, keys)
+}
+
 /// Where a decision came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
