@@ -29,6 +29,7 @@
 //!   serial; keys are never logged or shown by `Debug`.
 
 mod cache;
+pub mod ffi;
 pub mod license;
 
 use std::collections::HashMap;
