@@ -62,9 +62,18 @@ fn compile_example(out: &Path) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_c_example_checks_in_against_the_server() {
+async fn the_c_example_checks_in_against_the_server_on_sqlite() {
     let db = store::testing::TestDatabase::sqlite();
-    let store = db.open().await;
+    the_c_example_checks_in_against_the_server(db.open().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_c_example_checks_in_against_the_server_on_postgres() {
+    let Some(db) = store::testing::TestDatabase::postgres().await else { return };
+    the_c_example_checks_in_against_the_server(db.open().await).await;
+}
+
+async fn the_c_example_checks_in_against_the_server(store: store::Store) {
     let (_, key) = acme(&store).await;
     let server = Running::start(&store, Limits::off()).await;
     let work = tempfile::tempdir().unwrap();
