@@ -161,7 +161,8 @@ async fn deliver(store: &Store, client: &reqwest::Client, message: &OutboxMessag
     };
     // The URL is checked again: private addresses may have been allowed
     // when it was added.
-    if let Err(error) = store.webhook_destinations().check_url(&message.url) {
+    let parsed = reqwest::Url::parse(&message.url).map_err(|error| store::StoreError::Invalid(error.to_string()));
+    if let Err(error) = parsed.and_then(|url| store.webhook_destinations().check_parsed(url)) {
         return failed(None, error.to_string());
     }
     let body = body(&message.event, message.at, &message.data);

@@ -570,7 +570,8 @@ impl Usage for Store {
 
 impl Webhooks for Store {
     async fn add_webhook(&self, org: OrgId, url: &str, events: &[WebhookEvent], secret: &[u8], by: Actor) -> Result<Webhook> {
-        self.webhooks.destinations.check_url(url)?;
+        let parsed = url::Url::parse(url).map_err(|error| StoreError::invalid(format!("url is not a URL: {error}")))?;
+        self.webhooks.destinations.check_parsed(parsed)?;
         let (url, events, secret) = (url.to_owned(), events.to_owned(), secret.to_owned());
         self.to_completion(move |store| async move { dispatch!(store, add_webhook(org, &url, &events, &secret, by)) }).await
     }

@@ -33,10 +33,16 @@ impl Destinations {
     /// refusal otherwise. A name is resolved at each delivery (see
     /// [`Destinations::allows`]); here only what the URL itself says is checked.
     pub fn check_url(&self, text: &str) -> Result<url::Url> {
-        if text.len() > MAX_URL_LEN {
+        if text.chars().count() > MAX_URL_LEN {
             return Err(StoreError::invalid(format!("url must be at most {MAX_URL_LEN} characters")));
         }
         let url = url::Url::parse(text).map_err(|error| StoreError::invalid(format!("url is not a URL: {error}")))?;
+        self.check_parsed(url)
+    }
+
+    /// [`Self::check_url`] of a URL already parsed (and so written out in
+    /// full, percent-encoded: its length is the given text's to keep).
+    pub fn check_parsed(&self, url: url::Url) -> Result<url::Url> {
         match url.scheme() {
             "https" => {}
             "http" if self.allow_private => {}
@@ -225,11 +231,13 @@ impl Alert {
 /// (as the backend stores it), status and error.
 pub(crate) type AttemptRow<T> = (i64, String, String, i64, T, Option<i64>, Option<String>);
 
-/// The attempt a page continues before (none: the newest first).
-pub(crate) fn attempts_before(page: &PageRequest) -> Result<i64> {
+/// The attempt a page continues before (none: the newest first). A cursor
+/// is opaque and any well-formed one names a position: one that is not an
+/// attempt's names the end of the list.
+pub(crate) fn attempts_before(page: &PageRequest) -> i64 {
     match page.after.as_deref() {
-        None => Ok(i64::MAX),
-        Some(after) => after.parse().map_err(|_| StoreError::invalid("cursor does not name a delivery attempt")),
+        None => i64::MAX,
+        Some(after) => after.parse().unwrap_or(i64::MIN),
     }
 }
 
@@ -301,6 +309,10 @@ mod tests {
             assert!(public.check_url(refused).is_err(), "{refused}");
         }
         assert!(public.check_url(&format!("https://example.com/{}", "a".repeat(MAX_URL_LEN))).is_err());
+        // The limit is on what was given; written out, a URL may grow.
+        let quoted = public.check_url(&format!("https://example.com/{}", "\"".repeat(MAX_URL_LEN - 20))).unwrap();
+        assert!(quoted.as_str().chars().count() > MAX_URL_LEN);
+        assert!(public.check_parsed(quoted).is_ok());
         let private = Destinations { allow_private: true };
         assert!(private.check_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(private.check_url("https://localhost/hook").is_ok());

@@ -50,12 +50,14 @@ pub struct WebhookToAdd {
     /// Where to POST: an HTTPS URL of a public address (a loopback, private
     /// or link-local one, or plain HTTP, only when the server runs with
     /// `--allow-private-webhooks`).
-    #[schema(max_length = 2000)]
+    ///
+    /// Which addresses are public is the server's to find out (a name is
+    /// resolved when the webhook is added): a URL of this form may still be
+    /// refused.
+    #[schema(max_length = 2000, pattern = r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(:[0-9]{1,5})?(/[!-~]*)?$")]
     url: String,
-    /// What to tell it of, at least one: `seats.threshold_reached`,
-    /// `checkin.refused`, `subscription.expiring`, `seat.assigned`,
-    /// `seat.revoked`, `device.deleted`, `device.ignored`.
-    #[schema(min_items = 1)]
+    /// What to tell it of, at least one (each once).
+    #[schema(min_items = 1, value_type = Vec<store::WebhookEvent>)]
     events: Vec<String>,
 }
 

@@ -83,7 +83,7 @@ impl Webhooks for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn delivery_attempts(&self, org: OrgId, id: i64, page: &PageRequest) -> Result<Page<DeliveryAttempt>> {
-        let before = attempts_before(page)?;
+        let before = attempts_before(page);
         let known: Option<i64> = sqlx::query_scalar("select id from webhooks where org_id = $1 and id = $2")
             .bind(org.0)
             .bind(id)

@@ -98,6 +98,8 @@ pub(super) async fn changes_tell_the_endpoints_that_subscribe_one_message_at_a_t
     assert_eq!(attempts.items[0].event, "device.ignored");
     let rest = store.delivery_attempts(org, everything.id, &PageRequest { after: attempts.next.clone(), limit: 10 }).await.unwrap();
     assert_eq!(rest.next, None);
+    let nowhere = store.delivery_attempts(org, everything.id, &PageRequest { after: Some("not-an-attempt".into()), limit: 10 }).await.unwrap();
+    assert_eq!((nowhere.items.len(), nowhere.next), (0, None), "a cursor that names no attempt is the end of the list");
     let oldest = rest.items.last().unwrap();
     assert_eq!((oldest.attempt, oldest.status, oldest.error.as_deref()), (1, Some(503), Some("the endpoint answered 503")));
     let retried = &rest.items[rest.items.len() - 2];
