@@ -36,6 +36,11 @@ impl Destinations {
         if text.chars().count() > MAX_URL_LEN {
             return Err(StoreError::invalid(format!("url must be at most {MAX_URL_LEN} characters")));
         }
+        // A URL parser drops some of these quietly; the URL given would then
+        // not be the one stored.
+        if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(StoreError::invalid("url must not contain spaces or control characters"));
+        }
         let url = url::Url::parse(text).map_err(|error| StoreError::invalid(format!("url is not a URL: {error}")))?;
         self.check_parsed(url)
     }
@@ -305,6 +310,9 @@ mod tests {
             "https://intranet/",
             "not a url",
             "https:///path",
+            "https://hooks.example.com/\0",
+            " https://hooks.example.com/",
+            "https://hooks.example.com/a\tb",
         ] {
             assert!(public.check_url(refused).is_err(), "{refused}");
         }
