@@ -54,7 +54,7 @@ pub struct WebhookToAdd {
     /// Which addresses are public is the server's to find out (a name is
     /// resolved when the webhook is added): a URL of this form may still be
     /// refused.
-    #[schema(max_length = 2000, pattern = r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(:[0-9]{1,5})?(/[!-~]*)?$")]
+    #[schema(max_length = 2000, pattern = r"^https://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[!-~]*)?$")]
     url: String,
     /// What to tell it of, at least one (each once).
     #[schema(min_items = 1, value_type = Vec<store::WebhookEvent>)]
