@@ -177,27 +177,26 @@ pub(crate) fn lines_needed(
 impl Decided<'_> {
     /// How many seats the group takes of each product.
     pub(crate) fn taken_per_product(&self) -> Vec<(i64, i64)> {
-        let mut counts: Vec<(i64, i64)> = Vec::new();
-        for taken in &self.taken {
-            match counts.iter_mut().find(|(id, _)| *id == taken.product_id) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((taken.product_id, 1)),
-            }
-        }
-        counts
+        per_product(self.taken.iter().map(|taken| (taken.product_id, 1)))
     }
 
     /// How many check-ins the group refused for want of a seat, by product.
     pub(crate) fn refused_per_product(&self) -> Vec<(i64, i64)> {
-        let mut counts: Vec<(i64, i64)> = Vec::new();
-        for &((product, _), refused) in &self.refused {
-            match counts.iter_mut().find(|(id, _)| *id == product) {
-                Some((_, count)) => *count += refused,
-                None => counts.push((product, refused)),
-            }
-        }
-        counts
+        per_product(self.refused.iter().map(|&((product, _), refused)| (product, refused)))
     }
+}
+
+/// Counts summed by product, in the order each product first comes (a
+/// group touches few products, so a list serves).
+fn per_product(counts: impl Iterator<Item = (i64, i64)>) -> Vec<(i64, i64)> {
+    let mut totals: Vec<(i64, i64)> = Vec::new();
+    for (product, count) in counts {
+        match totals.iter_mut().find(|(id, _)| *id == product) {
+            Some((_, total)) => *total += count,
+            None => totals.push((product, count)),
+        }
+    }
+    totals
 }
 
 /// The group's products, each once, in (organization, code) order.

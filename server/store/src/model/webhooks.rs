@@ -70,12 +70,6 @@ impl WebhookEvent {
         }
     }
 
-    /// The events of a stored bit set, in the order of [`Self::ALL`]
-    /// (bits of events this version does not know are left out).
-    pub fn from_bits(bits: i64) -> Vec<WebhookEvent> {
-        WebhookEvent::ALL.into_iter().filter(|event| bits & event.bit() != 0).collect()
-    }
-
     pub fn bits(events: &[WebhookEvent]) -> i64 {
         events.iter().fold(0, |bits, event| bits | event.bit())
     }
