@@ -1,5 +1,7 @@
 # Sourced by the other scripts: where Seatkeeper's build tools live.
 export SEATKEEPER_TOOLS=${SEATKEEPER_TOOLS:-$HOME/.cache/seatkeeper-tools}
-# wasm-opt comes from npm's binaryen at this major version (see scripts/setup.sh).
+# From npm, at these versions (scripts/tools.sh): wasm-opt is binaryen's, and
+# esbuild minifies the bundle's JavaScript and the CSS.
 export BINARYEN_VERSION=132
+export ESBUILD_VERSION=0.28.2
 export PATH="$SEATKEEPER_TOOLS/node_modules/.bin:$HOME/.cargo/bin:$PATH"

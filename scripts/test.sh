@@ -8,11 +8,12 @@
 # PostgreSQL halves are skipped loudly, unless SEATKEEPER_REQUIRE_POSTGRES=1 (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/env.sh
+source scripts/tools.sh
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-
-scripts/setup.sh --browser-tests
+ensure_npm_tools
+# The test tools (Schemathesis, Chromium, playwright-core) install while the
+# server builds: they wait mostly on the network, the build on the cores.
+( set -o pipefail; { ensure_schemathesis; ensure_browser; } 2>&1 | sed -u 's/^/[test tools] /' ) & test_tools=$!
 
 pg_url=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 if [[ $pg_url == *@127.0.0.1:5432/* ]] && command -v pg_ctlcluster >/dev/null && command -v pg_isready >/dev/null; then
@@ -23,8 +24,8 @@ if [[ $pg_url == *@127.0.0.1:5432/* ]] && command -v pg_ctlcluster >/dev/null &&
     fi
 fi
 
-say "building the release server and the hydration bundle"
-cargo leptos build --release
+scripts/build.sh
+wait "$test_tools" || { say "installing the test tools failed (their output is above, marked [test tools])"; exit 1; }
 
 say "running the store, API and CLI tests"
 # The tests that run whole processes run this release binary, the one users run.
