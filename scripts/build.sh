@@ -61,8 +61,9 @@ build_bundle() {
 # esbuild knows by name.
 build_style() {
     mkdir -p "$pkg"
-    esbuild --log-level=warning --minify --target=chrome109,edge109,firefox115,safari15.6,ios15.6 \
-        style/main.css --outfile="$pkg/seatkeeper.css"
+    # A CSS syntax error fails the build rather than drop rules quietly.
+    esbuild --log-level=warning --log-override:css-syntax-error=error --minify \
+        --target=chrome109,edge109,firefox115,safari15.6,ios15.6 style/main.css --outfile="$pkg/seatkeeper.css"
     cp -R public/. "$site/"
 }
 

@@ -25,16 +25,20 @@ ensure_wasm_target() {
 }
 
 # wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in
-# Cargo.lock. A build tool is run once per build on a small file, so it is
+# Cargo.lock. It goes under $SEATKEEPER_TOOLS/bin, with a cargo home of its
+# own: scripts/build.sh installs it while the server builds, and a build holds
+# the usual cargo home's package cache, where `cargo install` would wait for
+# the build to end. A build tool runs once per build on a small file, so it is
 # compiled for a quick install (opt-level 1, no LTO) rather than top speed.
 ensure_wasm_bindgen() {
     local version
     version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-    if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $version" ]; then
+    if [ "$("$SEATKEEPER_TOOLS/bin/wasm-bindgen" --version 2>/dev/null || true)" != "wasm-bindgen $version" ]; then
         say "installing wasm-bindgen-cli $version, the version in Cargo.lock (about 3 minutes, once per machine)"
+        CARGO_HOME=$SEATKEEPER_TOOLS/cargo-home \
         CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=false \
-            cargo install wasm-bindgen-cli --version "$version" --force --quiet
+            cargo install wasm-bindgen-cli --version "$version" --root "$SEATKEEPER_TOOLS" --force --quiet
     fi
 }
 

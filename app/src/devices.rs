@@ -230,11 +230,12 @@ pub fn DevicesPage() -> impl IntoView {
                 {search_form()}
                 {bulk_form(products)}
                 <div class="table-wrap">
-                    <table>
+                    <table class="devices">
                         <thead>
                             <tr>
+                                <th scope="col" class="select"><span class="visually-hidden">"Select"</span></th>
                                 <th scope="col">"Serial number"</th>
-                                <th scope="col">"First seen"</th>
+                                <th scope="col" class="wide">"First seen"</th>
                                 <th scope="col">"Last seen"</th>
                                 <th scope="col" class="num">"Seats assigned"</th>
                                 <th scope="col"><span class="visually-hidden">"Actions"</span></th>
@@ -251,22 +252,26 @@ pub fn DevicesPage() -> impl IntoView {
                                 let ignore_serial = serial.clone();
                                 view! {
                                     <tr>
-                                        <th scope="row">{device.serial.clone()}</th>
-                                        <td><When moment=device.first_seen /></td>
-                                        <td><When moment=device.last_seen /></td>
-                                        <td class="num">{device.seats_assigned}</td>
-                                        <td class="actions">
+                                        <td class="select">
                                             <input type="checkbox" name="serials[]" value=serial.clone() form="bulk"
                                                 aria-label=format!("Select {serial}") />
-                                            <A href=href attr:aria-label=view_label>"View"</A>
-                                            <ConfirmForm action=delete_url.get_value() question=delete_question class="inline".to_owned()>
-                                                <input type="hidden" name="serial" value=delete_serial />
-                                                <button type="submit" class="small danger" aria-label=delete_label>"Delete"</button>
-                                            </ConfirmForm>
-                                            <ConfirmForm action=ignore_url.get_value() question=ignore_question class="inline".to_owned()>
-                                                <input type="hidden" name="serial" value=ignore_serial />
-                                                <button type="submit" class="small" aria-label=ignore_label>"Ignore"</button>
-                                            </ConfirmForm>
+                                        </td>
+                                        <th scope="row"><A href=href.clone()>{device.serial.clone()}</A></th>
+                                        <td class="wide"><When moment=device.first_seen /></td>
+                                        <td class="seen" data-label="Last seen"><When moment=device.last_seen /></td>
+                                        <td class="num" data-label="Seats">{device.seats_assigned}</td>
+                                        <td class="actions">
+                                            <div class="row-actions">
+                                                <A href=href attr:aria-label=view_label>"View"</A>
+                                                <ConfirmForm action=delete_url.get_value() question=delete_question class="inline".to_owned()>
+                                                    <input type="hidden" name="serial" value=delete_serial />
+                                                    <button type="submit" class="small danger" aria-label=delete_label>"Delete"</button>
+                                                </ConfirmForm>
+                                                <ConfirmForm action=ignore_url.get_value() question=ignore_question class="inline".to_owned()>
+                                                    <input type="hidden" name="serial" value=ignore_serial />
+                                                    <button type="submit" class="small" aria-label=ignore_label>"Ignore"</button>
+                                                </ConfirmForm>
+                                            </div>
                                         </td>
                                     </tr>
                                 }

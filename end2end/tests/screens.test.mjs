@@ -563,6 +563,20 @@ test('narrow screens keep every screen usable', async () => {
       await hydrated(narrow.page);
       const overflow = await narrow.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 1, `${path} fits in 360 px (overflows by ${overflow})`);
+      if (path === '/devices') {
+        // Every row's controls are on the screen, not past the right edge of
+        // the table's scroll box; the serial links to the Device screen.
+        const outside = await narrow.page.evaluate(() => [...document.querySelectorAll('tbody tr')].flatMap((row) =>
+          [...row.querySelectorAll('a, button, input[type="checkbox"]')]
+            .filter((control) => { const box = control.getBoundingClientRect(); return box.left < 0 || box.right > window.innerWidth; })
+            .map((control) => `${row.querySelector('th').textContent}: ${control.getAttribute('aria-label') ?? control.textContent}`)));
+        assert.deepEqual(outside, [], 'every row action within 360 px');
+        const links = await narrow.page.locator('tbody th a').count();
+        assert.equal(links, await narrow.page.locator('tbody tr').count(), 'each serial links to its Device screen');
+        // The bulk bar's selects start at one left edge.
+        const lefts = await narrow.page.locator('form.bulk select').evaluateAll((selects) => selects.map((s) => Math.round(s.getBoundingClientRect().left)));
+        assert.equal(new Set(lefts).size, 1, `the bulk bar's controls line up (${lefts})`);
+      }
       await screenshot(narrow.page, name);
     }
   } finally {
