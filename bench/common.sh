@@ -26,3 +26,13 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 
 # CPU ticks (utime + stime) of processes, summed.
 cpu_ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
+
+# Signs in through the sign-in form, as a browser posts it (from a page of
+# this site); echoes the session cookie (name=value).
+sign_in() { # addr admin-key
+    local at=$1 key=$2 action
+    action=$(curl -sf "http://$at/" | grep -o 'action="/api/[^"]*"' | head -n 1 | sed 's/action="//; s/"$//')
+    curl -s -o /dev/null -D - -X POST "http://$at$action" -H "Origin: http://$at" \
+        --data-urlencode "key=$key" --data-urlencode "next=/" |
+        awk -F'[:;]' 'tolower($1) == "set-cookie" { gsub(/^ /, "", $2); print $2; exit }'
+}
