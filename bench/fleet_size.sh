@@ -15,7 +15,7 @@ bin=${CARGO_TARGET_DIR:-target}/release/seatkeeper
 pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 small=10000
 big=${SK_BIG_FLEET:-1000000}
-[ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+[ -x "$bin" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 source bench/common.sh
 
 work=$(mktemp -d)

@@ -3,7 +3,7 @@
 # release server, every figure next to a baseline measured in the same run:
 #   bench/run.sh [seconds per load run, default 10]
 # SK_BACKENDS="sqlite postgres" (the default) names the backends to measure.
-# Needs the release build (scripts/serve.sh or `cargo leptos build --release`);
+# Needs the release build (scripts/build.sh; it builds bench/ceiling itself);
 # installs wrk from Debian's packages when missing. PostgreSQL parts run when
 # a server answers at $SEATKEEPER_TEST_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres). SK_ROUNDS (default 3): rounds of
@@ -29,8 +29,12 @@ rounds=${SK_ROUNDS:-3}
 holders=100000
 
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null; apt-get install -y -qq wrk >/dev/null; }
-[ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+[ -x "$bin" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 source bench/common.sh
+# What axum itself carries (bench/ceiling): a hello-world route on axum::serve.
+cargo build --quiet --locked --release -p seatkeeper-ceiling
+ceiling_bin=$target/release/seatkeeper-ceiling
+ceiling_addr=127.0.0.1:3999
 
 work=$(mktemp -d)
 servers=()
@@ -77,6 +81,9 @@ load() { # connections url [wrk args...]
         END { printf "%.0f %.2f %d\n", rps, p99, bad }' "$work/wrk.txt"
 }
 
+# How many requests the last load() answered.
+requests_done() { awk '/requests in/ { print $1 }' "$work/wrk.txt"; }
+
 # p95 in ms of 40 GETs (after 5 to warm up), timed by curl on loopback
 p95() { # url [curl args...]
     local url=$1; shift
@@ -97,15 +104,7 @@ seed() { seed_fleet "$1" "$2" "$holders" "$work/org.json"; } # url devices
 
 admin_key() { grep -o 'sk_admin_[0-9a-f]*' "$work/org.json" | head -n 1; }
 
-# Signs in through the sign-in form; echoes the session cookie.
-session_cookie() { # addr
-    local at=$1 action
-    action=$(curl -sf "http://$at/" | grep -o 'action="/api/[^"]*"' | head -n 1 | sed 's/action="//; s/"$//')
-    # As a browser posts the sign-in form: from a page of this site.
-    curl -s -o /dev/null -D - -X POST "http://$at$action" -H "Origin: http://$at" \
-        --data-urlencode "key=$(admin_key)" --data-urlencode "next=/" |
-        awk -F'[:;]' 'tolower($1) == "set-cookie" { gsub(/^ /, "", $2); print $2; exit }'
-}
+session_cookie() { sign_in "$1" "$(admin_key)"; } # addr
 
 checkin_run() { # addr key devices mode [connections]
     SK_PRODUCT_KEY=$2 SK_DEVICES=$3 SK_MODE=$4 load "${5:-$connections}" "http://$1" -s bench/checkin.lua
@@ -136,12 +135,32 @@ fleet() { # backend url-of-a-fresh-10k-db url-of-a-fresh-1M-db
     echo "== $backend" >&2
 
     key=$(seed "$small" "$small_fleet")
+    # The plain axum route first, alone on the machine as the server will be.
+    "$ceiling_bin" "$ceiling_addr" & local ceiling=$!
+    until_serving "$ceiling_addr"
+    local cpu0 axum_cpu bare_cpu known_cpu
+    cpu0=$(cpu_ticks "$ceiling")
+    read -r axum_rps axum_p99 _ <<< "$(load "$connections" "http://$ceiling_addr/healthz")"
+    axum_cpu=$(per_check_in $(($(cpu_ticks "$ceiling") - cpu0)) "$(requests_done)")
+    kill "$ceiling"; wait "$ceiling" 2>/dev/null || true
+    row "$backend: plain axum /healthz, $connections connections (bench/ceiling: axum itself)" "$axum_rps req/s, p99 $axum_p99 ms, $axum_cpu CPU each" "baseline"
     read -r pid _ <<< "$(start_server "$small" "$addr")"
+    cpu0=$(cpu_ticks "$pid")
     read -r bare_rps bare_p99 _ <<< "$(load "$connections" "http://$addr/healthz")"
-    row "$backend: bare /healthz, $connections connections (the ceiling)" "$bare_rps req/s, p99 $bare_p99 ms" "baseline"
+    bare_cpu=$(per_check_in $(($(cpu_ticks "$pid") - cpu0)) "$(requests_done)")
+    row "$backend: the server's /healthz, every middleware layer (vs plain axum)" "$bare_rps req/s, p99 $bare_p99 ms, $bare_cpu CPU each ($(ratio "$bare_rps" "$axum_rps"))" "baseline"
+    cpu0=$(cpu_ticks "$pid")
     read -r known_rps known_p99 known_bad <<< "$(checkin_run "$addr" "$key" "$small_fleet" known)"
-    row "$backend: check-in, known devices (10k fleet), vs bare ≥ 25%" "$known_rps req/s ($(ratio "$known_rps" "$bare_rps"))" "$(at_least "$known_rps" "$(awk -v b="$bare_rps" 'BEGIN { print b / 4 }')")"
-    row "$backend: check-in, known devices, p99 at $connections connections ≤ 20 ms" "$known_p99 ms" "$(at_most "$known_p99" 20)"
+    known_cpu=$(per_check_in $(($(cpu_ticks "$pid") - cpu0)) "$(requests_done)")
+    row "$backend: check-in, known devices: the server's CPU per check-in" "$known_cpu" "-"
+    row "$backend: check-in, known devices (10k fleet), vs the server's /healthz ≥ 25%" "$known_rps req/s ($(ratio "$known_rps" "$bare_rps"))" "$(at_least "$known_rps" "$(awk -v b="$bare_rps" 'BEGIN { print b / 4 }')")"
+    if [ "$backend" = sqlite ]; then
+        row "sqlite: check-in, known devices, vs plain axum ≥ 50%" "$known_rps req/s ($(ratio "$known_rps" "$axum_rps"))" "$(at_least "$known_rps" "$(awk -v b="$axum_rps" 'BEGIN { print b / 2 }')")"
+        row "sqlite: check-in, known devices, p99 at $connections connections ≤ 10 ms" "$known_p99 ms" "$(at_most "$known_p99" 10)"
+    else
+        row "$backend: check-in, known devices, vs plain axum" "$(ratio "$known_rps" "$axum_rps")" "-"
+        row "$backend: check-in, known devices, p99 at $connections connections ≤ 20 ms" "$known_p99 ms" "$(at_most "$known_p99" 20)"
+    fi
     read -r new_rps new_p99 new_bad <<< "$(checkin_run "$addr" "$key" 0 new)"
     small_url=$small floating "$backend" "$addr" "$key"
     stop_server "$pid"

@@ -10,7 +10,7 @@
 #   3. check-ins of known devices at 64 connections while 16 clients search a
 #      million devices the worst way (one character, no match) without pause
 #      (target: check-in p99 under 50 ms), against the same check-ins alone.
-# Needs the release build (scripts/serve.sh or `cargo leptos build --release`);
+# Needs the release build (scripts/build.sh);
 # installs wrk from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ pg_admin=${SEATKEEPER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/post
 big_fleet=${SK_BIG_FLEET:-1000000}
 
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null; apt-get install -y -qq wrk >/dev/null; }
-[ -x "$bin" ] || { echo "build first: cargo leptos build --release" >&2; exit 1; }
+[ -x "$bin" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 source bench/common.sh
 
 work=$(mktemp -d)

@@ -33,16 +33,12 @@ const OUTCOMES: [&str; 6] =
 pub struct Metrics {
     started: Instant,
     checkins: [AtomicU64; OUTCOMES.len()],
-    requests: RwLock<HashMap<RequestLabels, Arc<Histogram>>>,
+    /// Request latency by matched route, then by method and status class.
+    /// A request finds its histogram by borrowing its labels and counts into
+    /// it under the read lock: no copy of the route, no reference count.
+    requests: RwLock<HashMap<Box<str>, HashMap<(&'static str, &'static str), Histogram>>>,
     /// Request ids made here: a random start, then counting.
     next_id: AtomicU64,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct RequestLabels {
-    method: String,
-    route: String,
-    status: &'static str,
 }
 
 #[derive(Default)]
@@ -93,19 +89,27 @@ impl Metrics {
         self.checkins[outcome].fetch_add(1, Relaxed);
     }
 
-    fn request(&self, labels: RequestLabels, started: Instant) {
+    fn request(&self, route: &str, method: &'static str, status: &'static str, started: Instant) {
         let elapsed = started.elapsed();
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let known = self.requests.read().unwrap_or_else(PoisonError::into_inner).get(&labels).cloned();
-        let histogram = match known {
-            Some(histogram) => histogram,
-            None => self.requests.write().unwrap_or_else(PoisonError::into_inner).entry(labels).or_default().clone(),
+        let (seconds, nanos) = (elapsed.as_secs_f64(), u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        {
+            let requests = self.requests.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(histogram) = requests.get(route).and_then(|by_class| by_class.get(&(method, status))) {
+                return histogram.observe(seconds, nanos);
+            }
+        }
+        let mut requests = self.requests.write().unwrap_or_else(PoisonError::into_inner);
+        let by_class = match requests.get_mut(route) {
+            Some(by_class) => by_class,
+            None => requests.entry(route.into()).or_default(),
         };
-        histogram.observe(elapsed.as_secs_f64(), nanos);
+        by_class.entry((method, status)).or_default().observe(seconds, nanos);
     }
 
-    fn request_id(&self) -> String {
-        format!("{:012x}", self.next_id.fetch_add(1, Relaxed) & 0xffff_ffff_ffff)
+    /// A new request id: twelve hex digits, written straight into the header.
+    fn request_id(&self) -> HeaderValue {
+        let id = format!("{:012x}", self.next_id.fetch_add(1, Relaxed) & 0xffff_ffff_ffff);
+        HeaderValue::from_maybe_shared(axum::body::Bytes::from(id)).expect("hex digits are a header value")
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -126,27 +130,23 @@ impl Metrics {
             "# HELP seatkeeper_request_duration_seconds Time to answer a request, by method, route and status class.\n\
              # TYPE seatkeeper_request_duration_seconds histogram"
         );
-        let requests: Vec<(RequestLabels, Arc<Histogram>)> = {
+        {
             let requests = self.requests.read().unwrap_or_else(PoisonError::into_inner);
-            requests.iter().map(|(labels, histogram)| (labels.clone(), histogram.clone())).collect()
-        };
-        for (labels, histogram) in &requests {
-            let base = format!(
-                "method=\"{}\",route=\"{}\",status=\"{}\"",
-                escape(&labels.method),
-                escape(&labels.route),
-                labels.status
-            );
-            let mut cumulative = 0;
-            for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
-                cumulative += bucket.load(Relaxed);
-                let _ = writeln!(out, "seatkeeper_request_duration_seconds_bucket{{{base},le=\"{bound}\"}} {cumulative}");
+            for (route, by_class) in requests.iter() {
+                for ((method, status), histogram) in by_class {
+                    let base = format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", escape(route));
+                    let mut cumulative = 0;
+                    for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
+                        cumulative += bucket.load(Relaxed);
+                        let _ = writeln!(out, "seatkeeper_request_duration_seconds_bucket{{{base},le=\"{bound}\"}} {cumulative}");
+                    }
+                    let count = histogram.count.load(Relaxed);
+                    let _ = writeln!(out, "seatkeeper_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {count}");
+                    let sum = histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
+                    let _ = writeln!(out, "seatkeeper_request_duration_seconds_sum{{{base}}} {sum:.6}");
+                    let _ = writeln!(out, "seatkeeper_request_duration_seconds_count{{{base}}} {count}");
+                }
             }
-            let count = histogram.count.load(Relaxed);
-            let _ = writeln!(out, "seatkeeper_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {count}");
-            let sum = histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "seatkeeper_request_duration_seconds_sum{{{base}}} {sum:.6}");
-            let _ = writeln!(out, "seatkeeper_request_duration_seconds_count{{{base}}} {count}");
         }
 
         match store.seat_totals().await {
@@ -237,29 +237,38 @@ fn acceptable_id(value: &HeaderValue) -> Option<&str> {
 /// line it causes carries it, answers with the id, and times it.
 pub async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = match request.headers().get(REQUEST_ID).and_then(acceptable_id) {
-        Some(id) => id.to_owned(),
-        None => metrics.request_id(),
+    let id = match request.headers().get(REQUEST_ID) {
+        Some(sent) if acceptable_id(sent).is_some() => sent.clone(),
+        _ => {
+            let id = metrics.request_id();
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
     };
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        request.headers_mut().insert(REQUEST_ID, value);
-    }
     // Known methods only: a client's made-up ones must not grow the label set.
     let method = match request.method().as_str() {
-        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known,
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
         _ => "other",
-    }
-    .to_owned();
+    };
     // The matched route keeps the label set small: `/api/v1/admin/devices/{serial}`.
-    let route = request.extensions().get::<MatchedPath>().map_or("other", MatchedPath::as_str).to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %request.uri().path());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.to_str().unwrap_or_default(),
+        method = %method,
+        path = %request.uri().path()
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     span.in_scope(|| tracing::debug!(status = status.as_u16(), micros = started.elapsed().as_micros() as u64, "answered"));
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    metrics.request(RequestLabels { method, route, status: status_class(status) }, started);
+    response.headers_mut().insert(REQUEST_ID, id);
+    metrics.request(route.as_ref().map_or("other", MatchedPath::as_str), method, status_class(status), started);
     response
 }
 

@@ -149,16 +149,15 @@ struct Deadlines {
 
 /// What a connection's watchdog knows: how many requests are under way (from
 /// their complete head to the end of their answer's body), whether any has
-/// come yet, and when the count last moved.
+/// come yet, and when the count last moved. Requests only write it; the
+/// watchdog reads it when its deadline comes, so a busy connection costs the
+/// watchdog one wake-up per deadline, not two per request.
 struct Activity {
     opened: Instant,
     under_way: AtomicUsize,
     started: AtomicU64,
     /// Milliseconds since `opened` at the last start or end of a request.
     last_change_ms: AtomicU64,
-    /// Wakes the watchdog at each start and end, since the deadline it
-    /// sleeps towards may have changed.
-    changed: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -168,7 +167,6 @@ impl Activity {
             under_way: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             last_change_ms: AtomicU64::new(0),
-            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -182,29 +180,30 @@ impl Activity {
     fn touch(&self) {
         let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_change_ms.store(now, Ordering::SeqCst);
-        self.changed.notify_one();
     }
 
     /// Resolves once the connection has had no request under way for longer
-    /// than its deadline.
+    /// than its deadline: it sleeps until the deadline as last known, and
+    /// there looks again, since requests may have moved it on meanwhile.
+    /// Requests only ever move the deadline later, but for the first: it
+    /// changes the deadline from the first request's to the idle one, which
+    /// may be shorter, so no sleep is longer than the idle deadline.
     async fn idle_too_long(&self, deadlines: Deadlines) {
         loop {
+            let now = Instant::now();
             let limit = match self.started.load(Ordering::Relaxed) {
                 0 => deadlines.first_request,
                 _ => deadlines.idle,
             };
-            if self.under_way.load(Ordering::SeqCst) > 0 {
-                self.changed.notified().await;
-                continue;
-            }
-            let due = self.opened + Duration::from_millis(self.last_change_ms.load(Ordering::SeqCst)) + limit;
-            if Instant::now() >= due && self.under_way.load(Ordering::SeqCst) == 0 {
+            let due = match self.under_way.load(Ordering::SeqCst) {
+                // A request under way: its end is at least a deadline away.
+                0 => self.opened + Duration::from_millis(self.last_change_ms.load(Ordering::SeqCst)) + limit,
+                _ => now + limit,
+            };
+            if now >= due && self.under_way.load(Ordering::SeqCst) == 0 {
                 return;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(due) => {}
-                () = self.changed.notified() => {}
-            }
+            tokio::time::sleep_until(due.min(now + deadlines.idle)).await;
         }
     }
 }
