@@ -27,6 +27,9 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 # CPU ticks (utime + stime) of processes, summed.
 cpu_ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
 
+# The administration key in an `org create --json` output file.
+admin_key_in() { grep -o 'sk_admin_[0-9a-f]*' "$1" | head -n 1; } # file
+
 # Signs in through the sign-in form, as a browser posts it (from a page of
 # this site); echoes the session cookie (name=value).
 sign_in() { # addr admin-key

@@ -42,7 +42,7 @@ trap cleanup EXIT
 say "seeding $devices devices (SQLite)"
 url=sqlite://$work/lighthouse.db
 seed_fleet "$url" "$devices" "$holders" "$work/org.json" > /dev/null
-admin=$(grep -o 'sk_admin_[0-9a-f]*' "$work/org.json" | head -n 1)
+admin=$(admin_key_in "$work/org.json")
 DATABASE_URL=$url RUST_LOG=warn "$bin" serve --addr "$addr" > "$work/server.log" 2>&1 &
 pid=$!
 until_serving "$addr"

@@ -102,7 +102,7 @@ rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 seed() { seed_fleet "$1" "$2" "$holders" "$work/org.json"; } # url devices
 
-admin_key() { grep -o 'sk_admin_[0-9a-f]*' "$work/org.json" | head -n 1; }
+admin_key() { admin_key_in "$work/org.json"; }
 
 session_cookie() { sign_in "$1" "$(admin_key)"; } # addr
 

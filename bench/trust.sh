@@ -56,7 +56,6 @@ fresh_database() { # backend name
     esac
 }
 
-admin_key() { grep -o 'sk_admin_[0-9a-f]*' "$1" | head -n 1; }
 
 bulk() { # admin-key body
     curl -sf -X POST "http://$addr/api/v1/admin/bulk" -H "authorization: Bearer $1" \
@@ -70,7 +69,7 @@ for backend in ${SK_BACKENDS:-sqlite}; do
     url=$(fresh_database "$backend" sk_trust_bulk)
     seed_fleet "$url" 10000 0 "$work/bulk-org.json" > /dev/null
     DATABASE_URL=$url "$bin" product add --org bench --code tools --name Tools --seats 10000 > /dev/null
-    key=$(admin_key "$work/bulk-org.json")
+    key=$(admin_key_in "$work/bulk-org.json")
     start "$url"
     started=$(date +%s.%N)
     said=$(bulk "$key" '{"action": "assign", "product": "tools", "matching": ""}')
@@ -103,7 +102,7 @@ EOF
     # 2 and 3 on a fleet of a million devices.
     url=$(fresh_database "$backend" sk_trust_big)
     product_key=$(seed_fleet "$url" "$big_fleet" 0 "$work/big-org.json")
-    key=$(admin_key "$work/big-org.json")
+    key=$(admin_key_in "$work/big-org.json")
     start "$url"
     # At start the server learns which devices hold seats (tens of MB for a
     # million, on SQLite); measure the download once that has settled.

@@ -148,8 +148,6 @@ pub fn leptos_options(addr: SocketAddr) -> LeptosOptions {
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    let pages = generate_route_list(app::App);
-    let store = state.store.clone();
     let mut router = Router::new();
     if let Some(token) = state.metrics_token.clone() {
         let only_with_token = middleware::from_fn_with_state(token, observe::require_metrics_token);
@@ -161,7 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/activity.csv", get(export::activity_for_session))
         .route("/devices.csv", get(export::devices_for_session))
         .nest(api::PREFIX, api::routes())
-        .merge(pages_router(&state, pages, store))
+        .merge(pages_router(&state))
         .nest_service("/pkg", bundle(&state.leptos_options))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         // Around every request, outermost first. One `layer` call for them
@@ -188,14 +186,14 @@ pub fn router(state: AppState) -> Router {
 /// of 50 rows is about 100 KB of HTML, 8 KB compressed), at gzip's fastest
 /// level: the pages are made for each request. The JSON APIs and the CSV
 /// downloads are not behind this layer.
-fn pages_router(state: &AppState, pages: Vec<leptos_axum::AxumRouteListing>, store: Store) -> Router<AppState> {
+fn pages_router(state: &AppState) -> Router<AppState> {
     use tower_http::compression::{CompressionLayer, CompressionLevel, Predicate, predicate::SizeAbove};
     let html = |_: StatusCode, _: axum::http::Version, headers: &axum::http::HeaderMap, _: &axum::http::Extensions| {
         headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"text/html"))
     };
-    let options = state.leptos_options.clone();
+    let (store, options) = (state.store.clone(), state.leptos_options.clone());
     Router::new()
-        .leptos_routes_with_context(state, pages, move || provide_context(store.clone()), move || {
+        .leptos_routes_with_context(state, generate_route_list(app::App), move || provide_context(store.clone()), move || {
             app::shell(LeptosOptions::clone(&options))
         })
         .layer(

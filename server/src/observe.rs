@@ -36,10 +36,13 @@ pub struct Metrics {
     /// Request latency by matched route, then by method and status class.
     /// A request finds its histogram by borrowing its labels and counts into
     /// it under the read lock: no copy of the route, no reference count.
-    requests: RwLock<HashMap<Box<str>, HashMap<(&'static str, &'static str), Histogram>>>,
+    requests: RwLock<HashMap<Box<str>, ByClass>>,
     /// Request ids made here: a random start, then counting.
     next_id: AtomicU64,
 }
+
+/// One route's histograms, by method and status class (`("GET", "2xx")`).
+type ByClass = HashMap<(&'static str, &'static str), Histogram>;
 
 #[derive(Default)]
 struct Histogram {
@@ -98,12 +101,9 @@ impl Metrics {
                 return histogram.observe(seconds, nanos);
             }
         }
+        // A label set seen for the first time.
         let mut requests = self.requests.write().unwrap_or_else(PoisonError::into_inner);
-        let by_class = match requests.get_mut(route) {
-            Some(by_class) => by_class,
-            None => requests.entry(route.into()).or_default(),
-        };
-        by_class.entry((method, status)).or_default().observe(seconds, nanos);
+        requests.entry(route.into()).or_default().entry((method, status)).or_default().observe(seconds, nanos);
     }
 
     /// A new request id: twelve hex digits, written straight into the header.
