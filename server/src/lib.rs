@@ -214,6 +214,23 @@ fn bundle(options: &LeptosOptions) -> Router {
     Router::new()
         .fallback_service(ServeDir::new(folder).precompressed_br().precompressed_gzip())
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .layer(middleware::from_fn(only_bundle_file_names))
+}
+
+/// The bundle's folder holds a few files with plain names: any other path is
+/// 404 before it reaches the file system, which would answer a name too
+/// long for it, or a path through a file, with an error (a 500 from
+/// `ServeDir`).
+async fn only_bundle_file_names(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let name = request.uri().path().strip_prefix('/').unwrap_or_default();
+    let plain = (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    match plain {
+        true => next.run(request).await,
+        false => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `GET /metrics` alone, for `--metrics-addr`.

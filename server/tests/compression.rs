@@ -112,6 +112,11 @@ async fn the_bundle_is_sent_as_the_copy_the_browser_accepts() {
     let (_, headers, body) = get(&app, "/pkg/seatkeeper.css", None).await;
     assert_eq!((headers.get(header::CONTENT_ENCODING), body.as_slice()), (None, &b"body { margin: 0 }"[..]));
 
-    let (status, _, _) = get(&app, "/pkg/nothing.js", Some("gzip")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Anything but a file of the folder is 404, whatever the file system
+    // would make of the name.
+    let long = format!("/pkg/{}", "a".repeat(5000));
+    for path in ["/pkg/nothing.js", "/pkg/seatkeeper.css/x", "/pkg/", "/pkg/%2e%2e/Cargo.toml", "/pkg/.hidden", "/pkg/a%00b", long.as_str()] {
+        let (status, _, _) = get(&app, path, Some("gzip")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{}", &path[..path.len().min(40)]);
+    }
 }
